@@ -1,0 +1,220 @@
+"""How much does the rule-based user talk like real shoppers?
+
+Compares captions of the rule-based user on pairs of the synthetic catalogue, drawn like the real
+data (the target and the reference are of the same category 93% of the time), with the real Shoes
+relative captions (train split, ``../shared/data/shoes/`` by default), and writes
+``benchmarks/results/simulator_realism.md`` and ``.json``.
+
+Measured:
+
+- mean caption length in words (real shoppers: 5.3 on the full release);
+- *coverage*: the share of real caption word occurrences whose word the simulator can say
+  (goal: at least 75%);
+- *precision*: the share of the simulator's word occurrences that real shoppers also use
+  (goal: at least 90%: no invented jargon).
+
+Usage::
+
+    python benchmarks/simulator_realism.py [--data ../shared/data/shoes] [--pairs 20000] [--seed 0]
+
+The real captions are read, never copied: the report holds aggregate numbers, the simulator's own
+sample captions, and at most a handful of words as diagnostics.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+import dialog_env
+from dialog_env.catalog import Catalog
+from dialog_env.errors import ConfigurationError
+from dialog_env.synthetic import default_catalog
+from dialog_env.text import tokenize
+from dialog_env.users import RuleBasedUser
+
+SAME_CATEGORY_SHARE = 0.93  # measured on the full Shoes release (shared/data/shoes/README.md)
+COVERAGE_GOAL = 0.75
+PRECISION_GOAL = 0.90
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "shoes"
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def load_real_captions(data_dir: Path) -> list[str]:
+    """The relative captions of ``relative_captions_shoes.train.json`` in ``data_dir``.
+
+    Raises:
+        FileNotFoundError: the file is missing (with the path looked at).
+        ConfigurationError: the file is not a list of records with a ``RelativeCaption``.
+    """
+    path = Path(data_dir) / "relative_captions_shoes.train.json"
+    if not path.exists():
+        raise FileNotFoundError(f"real captions not found at {str(path)!r}; pass --data DIR with the Shoes captions")
+    records = json.loads(path.read_text())
+    if not isinstance(records, list) or not all(isinstance(r, dict) and "RelativeCaption" in r for r in records):
+        raise ConfigurationError(f"{str(path)!r}: expected a list of records with a 'RelativeCaption' key")
+    return [str(record["RelativeCaption"]) for record in records]
+
+
+def draw_pairs(catalog: Catalog, num_pairs: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Target and reference indices, the reference of the target's category with probability 0.93.
+
+    Returns:
+        ``(targets, references)``, each ``(num_pairs,) int64``, never equal pairwise.
+    """
+    category = catalog.attributes["category"]
+    members = {c: np.flatnonzero(category == c) for c in np.unique(category)}
+    targets = rng.integers(catalog.num_images, size=num_pairs)
+    same = rng.random(num_pairs) < SAME_CATEGORY_SHARE
+    references = np.empty(num_pairs, dtype=np.int64)
+    for i, (target, want_same) in enumerate(zip(targets, same)):
+        pool = members[category[target]]
+        if not want_same or pool.size < 2:
+            other = np.flatnonzero(category != category[target])
+            pool = other if other.size else np.arange(catalog.num_images)
+        choice = int(pool[rng.integers(pool.size)])
+        while choice == target:
+            choice = int(pool[rng.integers(pool.size)])
+        references[i] = choice
+    return targets, references
+
+
+def measure(
+    real_captions: Sequence[str],
+    user: RuleBasedUser | None = None,
+    catalog: Catalog | None = None,
+    num_pairs: int = 20_000,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Compare simulated with real captions. Returns a JSON-ready dict of the figures."""
+    user = user or RuleBasedUser()
+    catalog = catalog or default_catalog().select("train")
+    rng = np.random.default_rng(seed)
+    targets, references = draw_pairs(catalog, num_pairs, rng)
+    dialog_rngs = [np.random.default_rng([seed, i]) for i in range(num_pairs)]
+    feedback = user.explain(catalog, targets, references, dialog_rngs)
+    simulated = [f.text for f in feedback]
+
+    real_tokens = [tokenize(c) for c in real_captions]
+    sim_tokens = [tokenize(c) for c in simulated]
+    real_counts = collections.Counter(w for tokens in real_tokens for w in tokens)
+    sim_counts = collections.Counter(w for tokens in sim_tokens for w in tokens)
+    vocabulary = set(user.vocabulary.words)
+    coverage = sum(n for w, n in real_counts.items() if w in vocabulary) / sum(real_counts.values())
+    precision = sum(n for w, n in sim_counts.items() if w in real_counts) / sum(sim_counts.values())
+    statements = collections.Counter(len([s for s in f.statements if s.kind == "difference"]) for f in feedback)
+    said_attributes = collections.Counter(s.attribute for f in feedback for s in f.statements)
+    return {
+        "num_pairs": num_pairs,
+        "seed": seed,
+        "same_category_share": SAME_CATEGORY_SHARE,
+        "real": {
+            "captions": len(real_captions),
+            "mean_words": float(np.mean([len(t) for t in real_tokens])),
+            "distinct_words": len(real_counts),
+        },
+        "simulated": {
+            "mean_words": float(np.mean([len(t) for t in sim_tokens])),
+            "distinct_words_used": len(sim_counts),
+            "vocabulary_size": len(vocabulary),
+            "differences_said": {str(k): v / num_pairs for k, v in sorted(statements.items())},
+            "attributes_said": {k: v / num_pairs for k, v in said_attributes.most_common()},
+            "samples": simulated[:12],
+        },
+        "coverage": coverage,
+        "precision": precision,
+        "goals": {"coverage": COVERAGE_GOAL, "precision": PRECISION_GOAL},
+        "met": {"coverage": coverage >= COVERAGE_GOAL, "precision": precision >= PRECISION_GOAL},
+        # Diagnostics only: a few words, not the real data.
+        "simulator_words_unused_by_shoppers": [w for w, _ in sim_counts.most_common() if w not in real_counts][:10],
+        "most_frequent_uncovered_real_words": [w for w, _ in real_counts.most_common() if w not in vocabulary][:10],
+    }
+
+
+def to_markdown(result: dict[str, Any], command: str) -> str:
+    """The Markdown report of :func:`measure`'s result."""
+    real, sim = result["real"], result["simulated"]
+    ok = {True: "met", False: "**missed**"}
+    lines = [
+        "# Simulator realism: the rule-based user against real shoppers",
+        "",
+        f"Command: `{command}`",
+        "",
+        f"{result['num_pairs']:,} pairs of the synthetic catalogue (train split), the reference of the target's "
+        f"category {100 * result['same_category_share']:.0f}% of the time, as in the real data; compared with the "
+        f"{real['captions']:,} real relative captions of the Shoes train split.",
+        "",
+        "| measure | simulator | real shoppers | goal |",
+        "| --- | --- | --- | --- |",
+        f"| mean caption length (words) | {sim['mean_words']:.2f} | {real['mean_words']:.2f} | close to real |",
+        f"| coverage: real word occurrences the simulator's vocabulary covers | {100 * result['coverage']:.1f}% | | "
+        f">= {100 * result['goals']['coverage']:.0f}% ({ok[result['met']['coverage']]}) |",
+        f"| precision: simulator word occurrences real shoppers also use | {100 * result['precision']:.1f}% | | "
+        f">= {100 * result['goals']['precision']:.0f}% ({ok[result['met']['precision']]}) |",
+        f"| distinct words | {sim['distinct_words_used']} used, {sim['vocabulary_size']} in vocabulary | "
+        f"{real['distinct_words']} | |",
+        "",
+        "Differences said per caption: "
+        + ", ".join(f"{k}: {100 * v:.1f}%" for k, v in sim["differences_said"].items())
+        + ".",
+        "",
+        "Attributes said (share of captions): "
+        + ", ".join(f"{k} {100 * v:.0f}%" for k, v in sim["attributes_said"].items())
+        + ".",
+        "",
+        "Simulator words that shoppers never use: "
+        + (", ".join(result["simulator_words_unused_by_shoppers"]) or "none")
+        + ".",
+        "",
+        "Most frequent shopper words the simulator cannot say (diagnostic): "
+        + ", ".join(result["most_frequent_uncovered_real_words"])
+        + ".",
+        "",
+        "Sample simulator captions:",
+        "",
+        *[f"- {text}" for text in sim["samples"]],
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Compare the rule-based user's captions with real shoppers'.")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder with the Shoes caption JSON files")
+    parser.add_argument("--pairs", type=int, default=20_000, help="simulated pairs (default 20,000)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the pairs and the captions")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="folder for simulator_realism.md/.json")
+    args = parser.parse_args(argv)
+    start = time.perf_counter()
+    print(f"reading real captions from {args.data} ...", flush=True)
+    try:
+        real = load_real_captions(args.data)
+    except (FileNotFoundError, ConfigurationError, json.JSONDecodeError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"simulating {args.pairs:,} captions ...", flush=True)
+    result = measure(real, num_pairs=args.pairs, seed=args.seed)
+    command = "python benchmarks/simulator_realism.py" + (" " + " ".join(argv) if argv else "")
+    if argv is None:
+        command = "python " + " ".join(["benchmarks/simulator_realism.py", *sys.argv[1:]])
+    result["command"] = command
+    result["versions"] = {"dialog_env": dialog_env.__version__, "numpy": np.__version__, "python": platform.python_version()}
+    result["wall_seconds"] = time.perf_counter() - start
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "simulator_realism.json").write_text(json.dumps(result, indent=2) + "\n")
+    (args.out / "simulator_realism.md").write_text(to_markdown(result, command))
+    print(to_markdown(result, command))
+    print(f"wrote {args.out / 'simulator_realism.md'} in {result['wall_seconds']:.1f} s")
+    return 0 if all(result["met"].values()) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

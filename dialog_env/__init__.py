@@ -1,0 +1,62 @@
+"""Dialog-based interactive image retrieval as a Gymnasium environment.
+
+``import dialog_env`` registers ``DialogRetrieval-v0``; ``gym.make("dialog_env:DialogRetrieval-v0")``
+imports this package itself.
+"""
+
+from __future__ import annotations
+
+from gymnasium.envs.registration import register, registry
+
+from dialog_env.catalog import AttributeSchema, Catalog
+from dialog_env.env import REWARD_MODES, DialogRetrievalEnv, make_catalog
+from dialog_env.errors import (
+    CatalogError,
+    CatalogFormatError,
+    CatalogNotFoundError,
+    ConfigurationError,
+    DialogEnvError,
+    InvalidActionError,
+    ResetNeeded,
+    UserSimulatorError,
+    VocabularyError,
+)
+from dialog_env.ranking import Ranker, rank_percentile
+from dialog_env.synthetic import SHOE_ATTRIBUTES, SyntheticShoesConfig, default_catalog, make_synthetic_shoes
+from dialog_env.text import MAX_FEEDBACK_TOKENS, Vocabulary, tokenize
+from dialog_env.users import RuleBasedUser, UserSimulator, make_user, register_user
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AttributeSchema",
+    "Catalog",
+    "CatalogError",
+    "CatalogFormatError",
+    "CatalogNotFoundError",
+    "ConfigurationError",
+    "DialogEnvError",
+    "DialogRetrievalEnv",
+    "InvalidActionError",
+    "MAX_FEEDBACK_TOKENS",
+    "REWARD_MODES",
+    "Ranker",
+    "ResetNeeded",
+    "RuleBasedUser",
+    "SHOE_ATTRIBUTES",
+    "SyntheticShoesConfig",
+    "UserSimulator",
+    "UserSimulatorError",
+    "Vocabulary",
+    "VocabularyError",
+    "default_catalog",
+    "make_catalog",
+    "make_synthetic_shoes",
+    "make_user",
+    "rank_percentile",
+    "register_user",
+    "tokenize",
+]
+
+if "DialogRetrieval-v0" not in registry:
+    register(id="DialogRetrieval-v0", entry_point="dialog_env.env:DialogRetrievalEnv")

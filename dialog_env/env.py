@@ -1,0 +1,344 @@
+"""``DialogRetrieval-v0``: dialog-based interactive image retrieval as a Gymnasium environment."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Mapping, SupportsFloat
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from dialog_env.catalog import Catalog
+from dialog_env.errors import CatalogError, ConfigurationError, InvalidActionError, ResetNeeded
+from dialog_env.ranking import Ranker, rank_percentile
+from dialog_env.synthetic import default_catalog, make_synthetic_shoes
+from dialog_env.text import MAX_FEEDBACK_TOKENS
+from dialog_env.users.base import UserSimulator, make_user
+
+__all__ = ["DialogRetrievalEnv", "make_catalog", "REWARD_MODES", "validate_action"]
+
+#: Reward modes: ``percentile`` (default), ``improvement``, ``success``.
+REWARD_MODES = ("percentile", "improvement", "success")
+
+CatalogSpec = Catalog | str | os.PathLike | Mapping[str, Any] | None
+
+
+def make_catalog(catalog: CatalogSpec = None) -> Catalog:
+    """Resolve the ``catalog`` argument of the environments.
+
+    Args:
+        catalog: ``None`` for the default synthetic catalogue; a path to an HDF5 catalogue; a
+            mapping of :class:`~dialog_env.synthetic.SyntheticShoesConfig` fields for another
+            synthetic catalogue (e.g. ``{"num_train": 500, "num_test": 200, "seed": 1}``); or a
+            :class:`Catalog`.
+
+    Raises:
+        ConfigurationError: an argument of another type, or unknown synthetic settings.
+        CatalogNotFoundError, CatalogFormatError: an unreadable file.
+    """
+    if catalog is None:
+        return default_catalog()
+    if isinstance(catalog, Catalog):
+        return catalog
+    if isinstance(catalog, (str, os.PathLike)):
+        return Catalog.load(catalog)
+    if isinstance(catalog, Mapping):
+        try:
+            return make_synthetic_shoes(**catalog)
+        except TypeError as error:
+            raise ConfigurationError(f"unknown synthetic catalogue settings in {dict(catalog)}: {error}") from error
+    raise ConfigurationError(
+        f"catalog must be None, a Catalog, a path to an HDF5 catalogue or a mapping of synthetic settings; "
+        f"got {type(catalog).__name__}"
+    )
+
+
+def validate_action(action: Any, num_images: int) -> int:
+    """The image index an action names, or :class:`InvalidActionError`.
+
+    Accepts Python and NumPy integers and 0-d (or one-element 1-d) integer arrays.
+    """
+    value = action
+    if isinstance(value, np.ndarray):
+        if value.size != 1 or value.ndim > 1:
+            raise InvalidActionError(
+                f"action must be one image index in 0..{num_images - 1}, got an array of shape {value.shape}"
+            )
+        value = value.reshape(()).item() if np.issubdtype(value.dtype, np.integer) else value.reshape(())[()]
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise InvalidActionError(
+            f"action must be an integer image index in 0..{num_images - 1}, got {action!r} "
+            f"of type {type(action).__name__}"
+        )
+    index = int(value)
+    if not 0 <= index < num_images:
+        raise InvalidActionError(f"action {index} is out of range: valid image indices are 0..{num_images - 1}")
+    return index
+
+
+class DialogRetrievalEnv(gym.Env):
+    """Dialog-based interactive image retrieval (Guo et al., NeurIPS 2018).
+
+    ## Description
+
+    A simulated shopper has a *target* image of the catalogue in mind. Each turn the agent shows
+    one catalogue image; the shopper answers with a relative caption, how the target differs from
+    what was shown ("is black with a higher heel"). The agent should find the target within
+    ``max_turns`` turns. The catalogue is the embedded synthetic Shoes-like catalogue by default,
+    or any :class:`~dialog_env.catalog.Catalog`; the shopper is a user simulator (default: the
+    rule-based user).
+
+    ## Action Space
+
+    ``Discrete(N)``: the index, within the active split, of the image to show next
+    (``env.unwrapped.catalog.ids[action]`` is its id). Showing an image twice is allowed.
+
+    ## Observation Space
+
+    A flat ``Dict`` (Stable-Baselines3 accepts it with ``MultiInputPolicy``):
+
+    | key | space | shape | dtype | meaning |
+    | --- | --- | --- | --- | --- |
+    | ``feedback`` | ``Box(0, V - 1)`` | ``(16,)`` | int64 | token ids of the shopper's feedback on the last shown image, padded with 0 (see ``env.unwrapped.vocabulary``) |
+    | ``image`` | ``Box(min, max)`` | ``(D,)`` | float32 | catalogue features of the image the feedback is about |
+    | ``turn`` | ``Box(0, max_turns)`` | ``(1,)`` | int64 | actions taken so far (0 after ``reset``) |
+
+    The caption text itself is in ``info["feedback_text"]``.
+
+    ## Rewards
+
+    The *rank* of the target w.r.t. the shown image is the number of images of the split strictly
+    closer (squared L2 on catalogue features) to the shown image than the target is; 0 when the
+    target itself is shown (see :mod:`dialog_env.ranking` for ties). Its *rank percentile* is
+    ``1 - rank / (N - 1)``. ``reward_mode`` selects the reward of a step:
+
+    - ``"percentile"`` (default): the rank percentile of the turn, in ``[0, 1]`` (the paper's
+      look-ahead maximises the sum of these);
+    - ``"improvement"``: the rank percentile minus that of the previous turn (the first turn
+      compares with the initial image), in ``[-1, 1]``;
+    - ``"success"``: 1.0 when the target is shown, else 0.0.
+
+    ## Starting State
+
+    The target and the first shown image are drawn uniformly from the split with
+    ``self.np_random`` (the first image differs from the target). ``reset(options={"target": i,
+    "initial": j})`` fixes either or both, so that evaluations can replay identical episodes.
+    The first observation is the shopper's feedback on the first image.
+
+    ## Episode End
+
+    1. Termination: the target is shown.
+    2. Truncation: ``max_turns`` actions were taken without showing the target.
+
+    Calling ``step`` after the end without ``reset`` raises :class:`~dialog_env.errors.ResetNeeded`.
+
+    ## Info
+
+    ``target_rank`` (int), ``rank_percentile`` (float), ``is_success`` (bool: the target was
+    shown this turn), ``feedback_text`` (str), ``shown_index`` (int), ``turn`` (int), and
+    ``target_index`` (int) only when ``expose_target=True``, for supervised training and
+    model-based look-ahead, never for evaluation.
+
+    ## Model access (for planning agents)
+
+    ``env.unwrapped.catalog`` (the catalogue of the split; action indices index it),
+    ``env.unwrapped.user`` (the user simulator: ``user.describe(catalog, targets, shown, rngs)``),
+    ``env.unwrapped.ranker`` (the ranking engine over the split) and ``env.unwrapped.vocabulary``.
+
+    ## Arguments
+
+    ```python
+    import gymnasium as gym
+    env = gym.make("dialog_env:DialogRetrieval-v0", split="test", max_turns=10)
+    ```
+
+    | argument | default | meaning |
+    | --- | --- | --- |
+    | ``catalog`` | ``None`` | ``None`` (synthetic default), an HDF5 path, synthetic settings (a mapping) or a ``Catalog`` |
+    | ``split`` | ``"train"`` | catalogue split to play on |
+    | ``user`` | ``"rule"`` | registered user-simulator name or a ``UserSimulator`` |
+    | ``user_kwargs`` | ``None`` | keyword arguments of the named user simulator |
+    | ``max_turns`` | ``10`` | actions per episode before truncation (at least 1) |
+    | ``reward_mode`` | ``"percentile"`` | ``"percentile"``, ``"improvement"`` or ``"success"`` |
+    | ``expose_target`` | ``False`` | add ``target_index`` to ``info`` |
+    | ``max_feedback_tokens`` | ``16`` | length of the ``feedback`` observation |
+    | ``render_mode`` | ``None`` | ``"ansi"`` (transcript string) or ``"human"`` (printed) |
+
+    ## Version History
+
+    - v0: initial version.
+    """
+
+    metadata = {"render_modes": ["ansi", "human"], "render_fps": 1}
+
+    def __init__(
+        self,
+        catalog: CatalogSpec = None,
+        split: str = "train",
+        user: str | UserSimulator = "rule",
+        user_kwargs: Mapping[str, Any] | None = None,
+        max_turns: int = 10,
+        reward_mode: str = "percentile",
+        expose_target: bool = False,
+        max_feedback_tokens: int = MAX_FEEDBACK_TOKENS,
+        render_mode: str | None = None,
+    ) -> None:
+        if isinstance(max_turns, bool) or not isinstance(max_turns, (int, np.integer)) or max_turns < 1:
+            raise ConfigurationError(f"max_turns must be an integer >= 1, got {max_turns!r}")
+        if reward_mode not in REWARD_MODES:
+            raise ConfigurationError(f"unknown reward_mode {reward_mode!r}; choose one of {list(REWARD_MODES)}")
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ConfigurationError(
+                f"unknown render_mode {render_mode!r}; choose one of {self.metadata['render_modes']} or None"
+            )
+        if isinstance(max_feedback_tokens, bool) or not isinstance(max_feedback_tokens, (int, np.integer)) or max_feedback_tokens < 1:
+            raise ConfigurationError(f"max_feedback_tokens must be an integer >= 1, got {max_feedback_tokens!r}")
+        full_catalog = make_catalog(catalog)
+        if not isinstance(split, str) or split not in full_catalog.splits:
+            raise ConfigurationError(
+                f"unknown split {split!r} of catalogue {full_catalog.name!r}; available: {sorted(full_catalog.splits)}"
+            )
+        self.catalog: Catalog = full_catalog.select(split)
+        if self.catalog.num_images < 2:
+            raise CatalogError(
+                f"split {split!r} of catalogue {full_catalog.name!r} has {self.catalog.num_images} image(s); "
+                f"a dialog needs at least 2 (a target and a different first image)"
+            )
+        self.user: UserSimulator = make_user(user, **dict(user_kwargs or {}))
+        self.user.check_catalog(self.catalog)
+        self.vocabulary = self.user.vocabulary
+        self.ranker = Ranker(self.catalog.features, self.catalog.squared_norms)
+        self.split = split
+        self.max_turns = int(max_turns)
+        self.reward_mode = reward_mode
+        self.expose_target = bool(expose_target)
+        self.max_feedback_tokens = int(max_feedback_tokens)
+        self.render_mode = render_mode
+
+        features = self.catalog.features
+        self.action_space = spaces.Discrete(self.catalog.num_images)
+        self.observation_space = spaces.Dict(
+            {
+                "feedback": spaces.Box(0, len(self.vocabulary) - 1, shape=(self.max_feedback_tokens,), dtype=np.int64),
+                "image": spaces.Box(float(features.min()), float(features.max()), shape=(self.catalog.dim,), dtype=np.float32),
+                "turn": spaces.Box(0, self.max_turns, shape=(1,), dtype=np.int64),
+            }
+        )
+        self._target: int | None = None
+        self._shown = -1
+        self._turn = 0
+        self._rank = 0
+        self._percentile = 0.0
+        self._feedback_text = ""
+        self._done = True
+        self._transcript: list[str] = []
+
+    # ------------------------------------------------------------------ API
+    def reset(
+        self, *, seed: int | None = None, options: Mapping[str, Any] | None = None
+    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        super().reset(seed=seed)
+        options = dict(options or {})
+        unknown = set(options) - {"target", "initial"}
+        if unknown:
+            raise ConfigurationError(f"unknown reset option(s) {sorted(unknown)}; supported: 'target', 'initial'")
+        num_images = self.catalog.num_images
+        target = options.get("target")
+        initial = options.get("initial")
+        target = self._option_index(target, "target") if target is not None else int(self.np_random.integers(num_images))
+        if initial is not None:
+            initial = self._option_index(initial, "initial")
+            if initial == target:
+                raise ConfigurationError(f"reset options: initial image {initial} must differ from the target")
+        else:
+            # Uniform over the split minus the target.
+            initial = int(self.np_random.integers(num_images - 1))
+            initial += initial >= target
+        self._target = target
+        self._turn = 0
+        self._done = False
+        self._transcript = []
+        self._show(initial)
+        if self.render_mode == "human":
+            self.render()
+        return self._get_obs(), self._get_info()
+
+    def step(self, action: Any) -> tuple[dict[str, np.ndarray], SupportsFloat, bool, bool, dict[str, Any]]:
+        if self._done:
+            raise ResetNeeded(
+                "step() called after the episode ended (or before the first reset()); call reset() first"
+            )
+        shown = validate_action(action, self.catalog.num_images)
+        previous_percentile = self._percentile
+        self._turn += 1
+        self._show(shown)
+        terminated = shown == self._target
+        truncated = not terminated and self._turn >= self.max_turns
+        self._done = terminated or truncated
+        if self.reward_mode == "percentile":
+            reward = self._percentile
+        elif self.reward_mode == "improvement":
+            reward = self._percentile - previous_percentile
+        else:
+            reward = 1.0 if terminated else 0.0
+        if self.render_mode == "human":
+            self.render()
+        return self._get_obs(), float(reward), terminated, truncated, self._get_info()
+
+    def render(self) -> str | None:
+        """``"ansi"``: the transcript so far as a string; ``"human"``: print its newest line."""
+        if self.render_mode is None:
+            gym.logger.warn("render() called without a render_mode; pass render_mode='ansi' or 'human' to gym.make")
+            return None
+        if self.render_mode == "ansi":
+            return "\n".join(self._transcript) + "\n"
+        if self._transcript:
+            print(self._transcript[-1])
+        return None
+
+    def close(self) -> None:
+        self._transcript = []
+
+    # ------------------------------------------------------------------ helpers
+    def _option_index(self, value: Any, name: str) -> int:
+        try:
+            return validate_action(value, self.catalog.num_images)
+        except InvalidActionError as error:
+            raise ConfigurationError(f"reset option {name!r}: {error}") from error
+
+    def _show(self, shown: int) -> None:
+        """Show image ``shown``: rank the target and ask the user for feedback."""
+        assert self._target is not None
+        self._shown = shown
+        self._rank = int(self.ranker.target_ranks(np.array([shown]), np.array([self._target]))[0])
+        self._percentile = float(rank_percentile(self._rank, self.catalog.num_images))
+        self._feedback_text = self.user.describe(
+            self.catalog, np.array([self._target]), np.array([shown]), [self.np_random]
+        )[0]
+        self._feedback_ids = self.vocabulary.encode(self._feedback_text, self.max_feedback_tokens)
+        found = " <- target found" if shown == self._target else ""
+        self._transcript.append(
+            f"turn {self._turn:2d} | shown {self.catalog.ids[shown]} (#{shown}) | "
+            f"target rank {self._rank:6d} ({100 * self._percentile:5.1f}%) | {self._feedback_text!r}{found}"
+        )
+
+    def _get_obs(self) -> dict[str, np.ndarray]:
+        return {
+            "feedback": self._feedback_ids.copy(),
+            "image": self.catalog.features[self._shown].copy(),
+            "turn": np.array([self._turn], dtype=np.int64),
+        }
+
+    def _get_info(self) -> dict[str, Any]:
+        info: dict[str, Any] = {
+            "target_rank": self._rank,
+            "rank_percentile": self._percentile,
+            "is_success": self._shown == self._target,
+            "feedback_text": self._feedback_text,
+            "shown_index": self._shown,
+            "turn": self._turn,
+        }
+        if self.expose_target:
+            info["target_index"] = self._target
+        return info

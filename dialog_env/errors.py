@@ -1,0 +1,57 @@
+"""Exception types of the project.
+
+Every error the project raises on bad input derives from :class:`DialogEnvError`, so a caller can
+catch them all at once, and from the matching builtin (``ValueError``, ``FileNotFoundError``...),
+so code that already catches those keeps working. Messages name the file, dataset or argument,
+what was found and what was expected.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "DialogEnvError",
+    "CatalogError",
+    "CatalogFormatError",
+    "CatalogNotFoundError",
+    "InvalidActionError",
+    "ResetNeeded",
+    "ConfigurationError",
+    "UserSimulatorError",
+    "VocabularyError",
+]
+
+
+class DialogEnvError(Exception):
+    """Base class of every error raised by ``dialog_env`` on bad input or misuse."""
+
+
+class ConfigurationError(DialogEnvError, ValueError):
+    """An argument (reward mode, split, user name, ``max_turns``...) has an invalid value."""
+
+
+class CatalogError(DialogEnvError, ValueError):
+    """A catalogue is inconsistent (shapes, ids, splits, attributes)."""
+
+
+class CatalogFormatError(CatalogError):
+    """A catalogue file cannot be read: not HDF5, a missing dataset, wrong dtype or shape..."""
+
+
+class CatalogNotFoundError(DialogEnvError, FileNotFoundError):
+    """A catalogue file does not exist."""
+
+
+class InvalidActionError(DialogEnvError, ValueError):
+    """An action is not a valid image index of the environment's split."""
+
+
+class ResetNeeded(DialogEnvError, RuntimeError):
+    """``step`` was called before ``reset`` or after the episode ended."""
+
+
+class UserSimulatorError(DialogEnvError, ValueError):
+    """A user simulator cannot work with the given catalogue or arguments."""
+
+
+class VocabularyError(DialogEnvError, ValueError):
+    """A vocabulary file or word list is malformed."""

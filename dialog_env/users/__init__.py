@@ -1,0 +1,9 @@
+"""User simulators: who answers the retrieval system, and how.
+
+``make_user("rule")`` gives the default rule-based user; :func:`register_user` adds others.
+"""
+
+from dialog_env.users.attribute import Feedback, RuleBasedUser, Statement
+from dialog_env.users.base import UserSimulator, make_user, register_user, registered_users
+
+__all__ = ["UserSimulator", "RuleBasedUser", "Feedback", "Statement", "make_user", "register_user", "registered_users"]

@@ -1,0 +1,41 @@
+"""Shared fixtures: small synthetic catalogues, so that every test runs in milliseconds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dialog_env.catalog import AttributeSchema, Catalog
+from dialog_env.synthetic import make_synthetic_shoes
+
+SHOES_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "shoes"
+
+
+@pytest.fixture(scope="session")
+def small_shoes() -> Catalog:
+    """A 400-image synthetic Shoes catalogue (300 train / 100 test, D = 32)."""
+    return make_synthetic_shoes(num_train=300, num_test=100, dim=32, seed=7)
+
+
+@pytest.fixture()
+def tiny_catalog() -> Catalog:
+    """A hand-made 6-image catalogue with one attribute and two splits."""
+    features = np.arange(6 * 3, dtype=np.float32).reshape(6, 3) / 10
+    return Catalog(
+        features=features,
+        ids=[f"img{i}" for i in range(6)],
+        splits={"train": np.array([0, 1, 2, 3]), "test": np.array([4, 5])},
+        attributes={"color": np.array([0, 1, 0, 1, 0, 1])},
+        attribute_schema=[AttributeSchema("color", ("black", "white"))],
+        name="tiny",
+    )
+
+
+@pytest.fixture(scope="session")
+def shoes_data_dir() -> Path:
+    """The real Shoes captions shared with the project, or skip."""
+    if not (SHOES_DATA / "relative_captions_shoes.train.json").exists():
+        pytest.skip(f"real Shoes captions not found at {SHOES_DATA}")
+    return SHOES_DATA
