@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from gymnasium.envs.registration import register, registry
 
+from dialog_env.ann import KNN_BACKENDS, KnnIndex, make_knn_index
 from dialog_env.catalog import AttributeSchema, Catalog
 from dialog_env.env import REWARD_MODES, DialogRetrievalEnv, make_catalog
 from dialog_env.errors import (
@@ -15,6 +16,7 @@ from dialog_env.errors import (
     CatalogFormatError,
     CatalogNotFoundError,
     ConfigurationError,
+    DependencyNotInstalled,
     DialogEnvError,
     InvalidActionError,
     ResetNeeded,
@@ -25,6 +27,7 @@ from dialog_env.ranking import Ranker, rank_percentile
 from dialog_env.synthetic import SHOE_ATTRIBUTES, SyntheticShoesConfig, default_catalog, make_synthetic_shoes
 from dialog_env.text import MAX_FEEDBACK_TOKENS, Vocabulary, tokenize
 from dialog_env.users import RuleBasedUser, UserSimulator, make_user, register_user
+from dialog_env.vector import DialogRetrievalVectorEnv
 
 __version__ = "0.1.0"
 
@@ -35,9 +38,13 @@ __all__ = [
     "CatalogFormatError",
     "CatalogNotFoundError",
     "ConfigurationError",
+    "DependencyNotInstalled",
     "DialogEnvError",
     "DialogRetrievalEnv",
+    "DialogRetrievalVectorEnv",
     "InvalidActionError",
+    "KNN_BACKENDS",
+    "KnnIndex",
     "MAX_FEEDBACK_TOKENS",
     "REWARD_MODES",
     "Ranker",
@@ -51,6 +58,7 @@ __all__ = [
     "VocabularyError",
     "default_catalog",
     "make_catalog",
+    "make_knn_index",
     "make_synthetic_shoes",
     "make_user",
     "rank_percentile",
@@ -59,4 +67,8 @@ __all__ = [
 ]
 
 if "DialogRetrieval-v0" not in registry:
-    register(id="DialogRetrieval-v0", entry_point="dialog_env.env:DialogRetrievalEnv")
+    register(
+        id="DialogRetrieval-v0",
+        entry_point="dialog_env.env:DialogRetrievalEnv",
+        vector_entry_point="dialog_env.vector:DialogRetrievalVectorEnv",
+    )

@@ -182,6 +182,7 @@ class Catalog:
         self.attributes: dict[str, np.ndarray] = checked_attributes
         self.attribute_schema: dict[str, AttributeSchema] = schema_by_name
         self._squared_norms: np.ndarray | None = None
+        self._split_views: dict[str, Catalog] = {}
 
     # ------------------------------------------------------------------ properties
     @property
@@ -219,15 +220,23 @@ class Catalog:
 
     __hash__ = None  # type: ignore[assignment]
 
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_split_views"] = {}  # caches are rebuilt on demand, not pickled
+        return state
+
     # ------------------------------------------------------------------ views
     def select(self, split: str) -> "Catalog":
         """The sub-catalogue of one split, whose row ``i`` is image ``self.splits[split][i]``.
 
-        Environments act on a split: action ``a`` shows ``select(split).ids[a]``.
+        Environments act on a split: action ``a`` shows ``select(split).ids[a]``. The view is built
+        once and cached (catalogues are immutable), so many environments share one copy.
 
         Raises:
             CatalogError: if the split does not exist or is empty.
         """
+        if split in self._split_views:
+            return self._split_views[split]
         if split not in self.splits:
             raise CatalogError(
                 f"catalogue {self.name!r} has no split {split!r}; available splits: {sorted(self.splits)}"
@@ -235,7 +244,7 @@ class Catalog:
         indices = self.splits[split]
         if indices.size == 0:
             raise CatalogError(f"catalogue {self.name!r}: split {split!r} is empty")
-        return Catalog(
+        view = Catalog(
             features=self.features[indices],
             ids=self.ids[indices],
             splits={split: np.arange(indices.size)},
@@ -243,6 +252,8 @@ class Catalog:
             attribute_schema=list(self.attribute_schema.values()) or None,
             name=f"{self.name}[{split}]",
         )
+        self._split_views[split] = view
+        return view
 
     def attribute_values(self, name: str, indices: np.ndarray | int) -> np.ndarray:
         """Value names of attribute ``name`` for the given image indices (an object array)."""

@@ -16,6 +16,7 @@ __all__ = [
     "InvalidActionError",
     "ResetNeeded",
     "ConfigurationError",
+    "DependencyNotInstalled",
     "UserSimulatorError",
     "VocabularyError",
 ]
@@ -55,3 +56,7 @@ class UserSimulatorError(DialogEnvError, ValueError):
 
 class VocabularyError(DialogEnvError, ValueError):
     """A vocabulary file or word list is malformed."""
+
+
+class DependencyNotInstalled(DialogEnvError, ImportError):
+    """An optional dependency (e.g. ``faiss-cpu`` for approximate neighbours) is not installed."""

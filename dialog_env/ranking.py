@@ -12,10 +12,10 @@ counted either. The reference semantics is float64 arithmetic on the float32 fea
 **How it is computed.** All references of a batch are compared with the catalogue through one
 float32 matrix product per chunk of catalogue rows, using precomputed squared norms
 (``|x_i|^2 - 2 q.x_i``; ``|q|^2`` is common to all ``i`` and drops out of the comparison). A
-rigorous bound on the float32 rounding error decides most comparisons; the few images whose
-float32 score lies within that bound of the target's are recomputed in float64 with the reference
-formula. The result therefore equals the float64 brute-force reference exactly, ties included, at
-the cost of one float32 GEMM.
+rigorous bound on the float32 rounding error decides most comparisons (the target's own score is
+computed in float64); the few images whose float32 score lies within that bound of the target's
+are recomputed in float64 with the reference formula. The result therefore equals the float64
+brute-force reference exactly, ties included, at the cost of one float32 GEMM.
 
 **Ties.** An image at exactly the target's float64 distance (a duplicate of the target, or a
 tie) is not counted: only strictly closer images are. Both distances of a recheck are computed
@@ -24,12 +24,12 @@ with the same float64 expression, so duplicates of the target tie exactly.
 **Speed.** Per chunk the work after the product is three vectorised passes (add the norms,
 compare with the lower and upper bounds, count per row with a bit count), plus the float64
 recheck of the handful of undecided images; at ``B = 128, N = 10,000, D = 256`` the whole rank
-computation takes about 1.2x the bare product (``benchmarks/results/env_speed.md``).
+computation takes about 1.2-1.4x the bare product (``benchmarks/env_speed.py`` measures it).
 
 **Memory.** The catalogue is processed in chunks of rows so that the temporary arrays of one
-chunk (float32 scores and two bool masks, 6 bytes per reference and row) take at most about
-``max_chunk_bytes`` (256 MiB by default; rows are rounded up to a multiple of 8), whatever ``N``
-is. These scratch arrays are kept between calls (one set per thread) so that steps do not pay
+chunk (float32 scores and two bool masks, 6 bytes per reference and row: 7/8 of the budget) and
+the float64 rechecks (blocks of pairs: 1/8) take at most about ``max_chunk_bytes`` (256 MiB by
+default), whatever ``N`` is. These scratch arrays are kept between calls (one set per thread) so that steps do not pay
 page faults for fresh arrays; they are not pickled.
 """
 
@@ -91,11 +91,13 @@ class Ranker:
         self.squared_norms = np.asarray(squared_norms, dtype=np.float32)
         self.max_chunk_bytes = int(max_chunk_bytes)
         self._max_norm = float(np.sqrt(self.squared_norms.max(initial=0.0, where=np.isfinite(self.squared_norms))))
-        # |float32 dot product error| <= gamma_{D+2} * (|q| + |x|)^2 for the score |x|^2 - 2 q.x,
-        # gamma_n = n u / (1 - n u) (Higham, Accuracy and Stability of Numerical Algorithms, 3.1).
+        # |float32 error| <= gamma_{D+2} * (|q| + |x|)^2 for the score |x|^2 - 2 q.x computed from
+        # float32 norms and a float32 product, gamma_n = n u / (1 - n u) (Higham, Accuracy and
+        # Stability of Numerical Algorithms, 3.1). The target's score is computed in float64, so
+        # only the catalogue side errs; the 1% slack covers float64 error and rounding the bounds.
         n_terms = self.dim + 2
         gamma = n_terms * _FLOAT32_UNIT_ROUNDOFF / (1.0 - n_terms * _FLOAT32_UNIT_ROUNDOFF)
-        self._error_factor = 2.0 * gamma * 1.01  # both scores of a comparison err; 1% slack
+        self._error_factor = gamma * 1.01
         self._local = threading.local()
 
     @property
@@ -110,7 +112,9 @@ class Ranker:
 
     def chunk_rows(self, batch_size: int) -> int:
         """Catalogue rows processed at once for ``batch_size`` references (at least 1)."""
-        return max(1, min(self.num_images, self.max_chunk_bytes // (_BYTES_PER_PAIR * max(1, batch_size))))
+        # 7/8 of the budget for the chunk's scores and masks, 1/8 for the float64 rechecks.
+        chunk_bytes = self.max_chunk_bytes - self.max_chunk_bytes // 8
+        return max(1, min(self.num_images, chunk_bytes // (_BYTES_PER_PAIR * max(1, batch_size))))
 
     # ------------------------------------------------------------------ ranks
     def target_ranks(self, shown: np.ndarray, targets: np.ndarray) -> np.ndarray:
@@ -148,14 +152,13 @@ class Ranker:
         ranks = np.zeros(batch, dtype=np.int64)
         if batch == 0:
             return ranks
-        target_features = self.features[targets]
-        target_scores = self.squared_norms[targets] - 2.0 * np.einsum(
-            "bd,bd->b", queries, target_features, dtype=np.float32
-        )
-        query_norms = np.sqrt(np.einsum("bd,bd->b", queries, queries, dtype=np.float64))
-        margins = (self._error_factor * (query_norms + self._max_norm) ** 2).astype(np.float32)
-        lower = (target_scores - margins)[:, None]
-        upper = (target_scores + margins)[:, None]
+        target_features = self.features[targets].astype(np.float64)
+        queries64 = queries.astype(np.float64)
+        target_scores = np.einsum("bd,bd->b", target_features, target_features - 2.0 * queries64)
+        query_norms = np.sqrt(np.einsum("bd,bd->b", queries64, queries64))
+        margins = self._error_factor * (query_norms + self._max_norm) ** 2
+        lower = (target_scores - margins).astype(np.float32)[:, None]
+        upper = (target_scores + margins).astype(np.float32)[:, None]
         # Scaling by -2 is exact in binary floating point, so (-2 q) @ X.T rounds exactly like
         # -2 (q @ X.T) and the error bound above still holds, without a pass over the scores.
         scaled_queries = queries * np.float32(-2.0)
@@ -163,7 +166,7 @@ class Ranker:
         step = self.chunk_rows(batch)
         # Width rounded up to a multiple of 8 so that 8 booleans can be counted as one uint64.
         width = -(-step // 8) * 8
-        scores_buffer, below, within = self._workspace(batch, width)
+        scores_buffer, below, within = self._workspace(batch, step, width)
         band_rows: list[np.ndarray] = []
         band_items: list[np.ndarray] = []
         for start in range(0, self.num_images, step):
@@ -172,7 +175,8 @@ class Ranker:
             if size < width:  # the last, short chunk: padding columns must count as False
                 below[:, size:] = False
                 within[:, size:] = False
-            scores = scores_buffer[:, :size]
+            # A C-contiguous output, so that matmul writes into it without a temporary copy.
+            scores = scores_buffer[: batch * size].reshape(batch, size)
             np.matmul(scaled_queries, self.features[start:stop].T, out=scores)
             scores += self.squared_norms[start:stop]
             np.less(scores, lower, out=below[:, :size])
@@ -192,27 +196,36 @@ class Ranker:
             items = np.concatenate(band_items)
             candidates = items != targets[rows]  # the target is never counted
             rows, items = rows[candidates], items[candidates]
-            queries64 = queries[rows].astype(np.float64)
-            # Both distances with the same expression on same-shaped arrays, so that a duplicate
-            # of the target gets bit-identical distances and counts as a tie (not closer).
-            item_distances = _squared_distances64(self.features[items], queries64)
-            target_distances = _squared_distances64(self.features[targets[rows]], queries64)
-            ranks += np.bincount(rows[item_distances < target_distances], minlength=batch)
+            # Blocks of pairs keep the float64 temporaries within an eighth of max_chunk_bytes.
+            block = max(64, self.max_chunk_bytes // (8 * 40 * self.dim))
+            for begin in range(0, rows.size, block):
+                block_rows, block_items = rows[begin : begin + block], items[begin : begin + block]
+                pair_queries = queries64[block_rows]
+                # Both distances with the same expression on same-shaped arrays, so that a duplicate
+                # of the target gets bit-identical distances and counts as a tie (not closer).
+                item_distances = _squared_distances64(self.features[block_items], pair_queries)
+                target_distances = _squared_distances64(self.features[targets[block_rows]], pair_queries)
+                ranks += np.bincount(block_rows[item_distances < target_distances], minlength=batch)
         return ranks
 
-    def _workspace(self, batch: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Scratch arrays ``(batch, width)``: float32 scores and two bool masks.
+    def _workspace(self, batch: int, rows: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Scratch memory: a flat float32 buffer for ``(batch, rows)`` scores and two
+        ``(batch, width)`` bool masks.
 
-        Kept between calls (one set per thread, sized for the largest request so far) because
+        Kept between calls (one set per thread, grown to the largest request so far) because
         fresh multi-megabyte arrays cost page faults on every step; bounded by about
         ``max_chunk_bytes``.
         """
-        needed = batch * width
         buffers = getattr(self._local, "buffers", None)
-        if buffers is None or buffers[0].size < needed:
-            buffers = (np.empty(needed, np.float32), np.empty(needed, np.bool_), np.empty(needed, np.bool_))
+        if buffers is None or buffers[0].size < batch * rows or buffers[1].size < batch * width:
+            buffers = (
+                np.empty(batch * rows, np.float32),
+                np.empty(batch * width, np.bool_),
+                np.empty(batch * width, np.bool_),
+            )
             self._local.buffers = buffers
-        return tuple(buffer[:needed].reshape(batch, width) for buffer in buffers)  # type: ignore[return-value]
+        scores, below, within = buffers
+        return scores, below[: batch * width].reshape(batch, width), within[: batch * width].reshape(batch, width)
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()

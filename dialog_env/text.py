@@ -26,6 +26,7 @@ PAD_TOKEN = "<pad>"
 UNK_TOKEN = "<unk>"
 MAX_FEEDBACK_TOKENS = 16
 
+_MEMO_SIZE = 1 << 16
 _WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 
 
@@ -57,6 +58,8 @@ class Vocabulary:
             seen.add(word)
         self._words: list[str] = [PAD_TOKEN, UNK_TOKEN, *words]
         self._ids: dict[str, int] = {word: index for index, word in enumerate(self._words)}
+        # Simulated feedback repeats itself: remember the ids of recent texts (bounded).
+        self._encoded: dict[str, list[int]] = {}
 
     @classmethod
     def from_texts(cls, texts: Iterable[str], min_count: int = 1) -> "Vocabulary":
@@ -82,6 +85,11 @@ class Vocabulary:
         return self._words == other._words
 
     __hash__ = None  # type: ignore[assignment]
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_encoded"] = {}  # a cache, not part of the vocabulary
+        return state
 
     def __repr__(self) -> str:
         return f"Vocabulary({len(self)} ids: {self._words[2:8]}...)"
@@ -113,9 +121,15 @@ class Vocabulary:
     def encode_batch(self, texts: Sequence[str], max_tokens: int = MAX_FEEDBACK_TOKENS) -> np.ndarray:
         """Token ids of several texts. Returns ``(len(texts), max_tokens) int64``."""
         out = np.full((len(texts), max_tokens), PAD_ID, dtype=np.int64)
-        lookup = self._ids.get
+        lookup, memo = self._ids.get, self._encoded
         for row, text in enumerate(texts):
-            tokens = [lookup(w, UNK_ID) for w in _WORD.findall(text.lower())][:max_tokens]
+            tokens = memo.get(text)
+            if tokens is None:
+                tokens = [lookup(w, UNK_ID) for w in _WORD.findall(text.lower())]
+                if len(memo) >= _MEMO_SIZE:
+                    memo.clear()
+                memo[text] = tokens
+            tokens = tokens[:max_tokens]
             out[row, : len(tokens)] = tokens
         return out
 

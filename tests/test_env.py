@@ -252,3 +252,14 @@ def test_model_access_for_planning():
     feedback = user.describe(catalog, np.array([1, 2]), np.array([3, 4]), [np.random.default_rng(0)] * 2)
     assert len(feedback) == 2 and all(isinstance(f, str) for f in feedback)
     assert ranker.num_images == catalog.num_images == env.action_space.n
+
+
+def test_stable_baselines3_multi_input_policy_learns_a_few_steps():
+    from stable_baselines3 import PPO
+
+    env = make(catalog={"num_train": 40, "num_test": 10, "dim": 8, "seed": 0}, max_turns=4)
+    model = PPO("MultiInputPolicy", env, n_steps=64, batch_size=32, n_epochs=1, seed=0, device="cpu")
+    model.learn(128)
+    observation, _ = env.reset(seed=0)
+    action, _ = model.predict(observation, deterministic=True)
+    assert env.action_space.contains(int(action))

@@ -15,7 +15,9 @@ about the target). All randomness comes from the per-dialog generators passed to
 
 from __future__ import annotations
 
+import bisect
 import functools
+import itertools
 from dataclasses import dataclass
 from typing import Mapping, NamedTuple, Sequence
 
@@ -31,6 +33,9 @@ __all__ = ["RuleBasedUser", "Statement", "Feedback", "DEFAULT_SALIENCE"]
 
 _SCHEMA = {schema.name: schema for schema in SHOE_ATTRIBUTES}
 _ATTRIBUTES: tuple[str, ...] = tuple(schema.name for schema in SHOE_ATTRIBUTES)
+_VALUES: tuple[tuple[str, ...], ...] = tuple(schema.values for schema in SHOE_ATTRIBUTES)
+_COLOR, _LIGHTNESS = _ATTRIBUTES.index("color"), _ATTRIBUTES.index("lightness")
+_HEEL_HEIGHT, _HEEL_SHAPE = _ATTRIBUTES.index("heel_height"), _ATTRIBUTES.index("heel_shape")
 
 #: How salient a difference in each attribute is (a larger weight is said first and more often).
 DEFAULT_SALIENCE: dict[str, float] = {
@@ -275,6 +280,13 @@ def _difference_phrases(attribute: str, target: str, shown: str, target_lightnes
 
 
 @functools.lru_cache(maxsize=None)
+def _difference_options(attribute: str, target: str, shown: str, target_lightness: str) -> tuple[tuple[_Phrase, ...], list[float]]:
+    """:func:`_difference_phrases` with the cumulative weights used to choose among them."""
+    options = _difference_phrases(attribute, target, shown, target_lightness)
+    return options, list(itertools.accumulate(option.weight for option in options))
+
+
+@functools.lru_cache(maxsize=None)
 def _absolute_phrases(attribute: str, value: str) -> tuple[_Phrase, ...]:
     """Ways to say that an image's ``attribute`` is ``value`` (no comparison); empty if unremarkable."""
     if attribute == "category":
@@ -426,7 +438,7 @@ class RuleBasedUser(UserSimulator):
         shown: np.ndarray,
         rngs: Sequence[np.random.Generator],
     ) -> list[str]:
-        return [feedback.text for feedback in self.explain(catalog, targets, shown, rngs)]
+        return self._captions(catalog, targets, shown, rngs, with_statements=False)  # type: ignore[return-value]
 
     def explain(
         self,
@@ -446,6 +458,17 @@ class RuleBasedUser(UserSimulator):
         Returns:
             ``B`` :class:`Feedback` objects.
         """
+        return self._captions(catalog, targets, shown, rngs, with_statements=True)  # type: ignore[return-value]
+
+    def _captions(
+        self,
+        catalog: Catalog,
+        targets: np.ndarray,
+        shown: np.ndarray,
+        rngs: Sequence[np.random.Generator],
+        with_statements: bool,
+    ) -> list[str] | list[Feedback]:
+        """The captions (``with_statements=False``) or :class:`Feedback` objects of a batch."""
         targets = np.asarray(targets, dtype=np.int64).reshape(-1)
         shown = np.asarray(shown, dtype=np.int64).reshape(-1)
         if targets.shape != shown.shape or len(rngs) != targets.size:
@@ -453,16 +476,14 @@ class RuleBasedUser(UserSimulator):
                 f"describe needs as many targets, shown images and generators; got {targets.size}, "
                 f"{shown.size} and {len(rngs)}"
             )
-        codes = np.stack([catalog.attributes[name] for name in _ATTRIBUTES], axis=1)  # (N, A)
+        codes = self._attribute_codes(catalog)
         target_codes = codes[targets]
         shown_codes = codes[shown]
         differs = target_codes != shown_codes
         # The lightness of a colour change is said with the colour ("is dark blue").
-        color_column, lightness_column = _ATTRIBUTES.index("color"), _ATTRIBUTES.index("lightness")
-        differs[:, lightness_column] &= ~differs[:, color_column]
+        differs[:, _LIGHTNESS] &= ~differs[:, _COLOR]
         # A heel shape difference is only worth saying when both shoes have a heel.
-        shape_column, height_column = _ATTRIBUTES.index("heel_shape"), _ATTRIBUTES.index("heel_height")
-        differs[:, shape_column] &= (target_codes[:, height_column] > 0) & (shown_codes[:, height_column] > 0)
+        differs[:, _HEEL_SHAPE] &= (target_codes[:, _HEEL_HEIGHT] > 0) & (shown_codes[:, _HEEL_HEIGHT] > 0)
 
         uniforms = np.stack([rng.random(_NUM_UNIFORMS) for rng in rngs]) if len(rngs) else np.zeros((0, _NUM_UNIFORMS))
         ordinal_steps = np.abs(target_codes.astype(np.int64) - shown_codes)
@@ -471,35 +492,38 @@ class RuleBasedUser(UserSimulator):
         jitter = self.salience_jitter * (2.0 * uniforms[:, _U_SALIENCE:] - 1.0)
         scores = self._log_salience + np.log(magnitude) + jitter
         scores = np.where(differs, scores, -np.inf)
-        order = np.argsort(-scores, axis=1, kind="stable")
-        num_differences = differs.sum(axis=1)
+        order = np.argsort(-scores, axis=1, kind="stable")[:, :3].tolist()
+        num_differences = differs.sum(axis=1).tolist()
         wanted = 1 + np.searchsorted(self._count_cdf, uniforms[:, _U_COUNT], side="right")
-        said = np.minimum(np.minimum(wanted, 3), num_differences)
+        said = np.minimum(np.minimum(wanted, 3), num_differences).tolist()
 
-        values = [_SCHEMA[name].values for name in _ATTRIBUTES]
-        results = []
+        # Python scalars from here on: the per-dialog loop only assembles words.
+        target_rows, shown_rows, uniform_rows = target_codes.tolist(), shown_codes.tolist(), uniforms.tolist()
+        results: list = []
         for b in range(targets.size):
-            u = uniforms[b]
-            plural = bool(u[_U_PLURAL] < self.plural_probability)
-            t_row, s_row = target_codes[b], shown_codes[b]
+            u = uniform_rows[b]
+            plural = u[_U_PLURAL] < self.plural_probability
             if num_differences[b] == 0:
                 options = _SAME[plural]
-                results.append(Feedback(options[int(u[_U_VARIANT] * len(options))], ()))
+                text = options[int(u[_U_VARIANT] * len(options))]
+                results.append(Feedback(text, ()) if with_statements else text)
                 continue
             if u[_U_VAGUE] < self.vague_rate:
                 options = _VAGUE[plural]
-                results.append(Feedback(options[int(u[_U_VARIANT] * len(options))], (Statement("", "", "", "vague", ""),)))
+                text = options[int(u[_U_VARIANT] * len(options))]
+                results.append(Feedback(text, (Statement("", "", "", "vague", ""),)) if with_statements else text)
                 continue
-            target_lightness = values[lightness_column][t_row[lightness_column]]
+            t_row, s_row = target_rows[b], shown_rows[b]
+            target_lightness = _VALUES[_LIGHTNESS][t_row[_LIGHTNESS]]
             phrases: list[_Phrase] = []
             statements: list[Statement] = []
-            for slot in range(int(said[b])):
-                column = int(order[b, slot])
-                name = _ATTRIBUTES[column]
-                t_value, s_value = values[column][t_row[column]], values[column][s_row[column]]
-                options = _difference_phrases(name, t_value, s_value, target_lightness)
-                phrases.append(_choose(options, u[_U_VARIANT + slot]))
-                statements.append(Statement(name, t_value, s_value, "difference", t_value))
+            for slot in range(said[b]):
+                column = order[b][slot]
+                t_value, s_value = _VALUES[column][t_row[column]], _VALUES[column][s_row[column]]
+                options, cumulative = _difference_options(_ATTRIBUTES[column], t_value, s_value, target_lightness)
+                phrases.append(options[bisect.bisect_right(cumulative, u[_U_VARIANT + slot] * cumulative[-1])])
+                if with_statements:
+                    statements.append(Statement(_ATTRIBUTES[column], t_value, s_value, "difference", t_value))
             if u[_U_IRRELEVANT] < self.irrelevant_rate:
                 remark = self._noise_remark(u[_U_IRRELEVANT_PICK:], t_row, s_row, same=True)
                 if remark is not None:
@@ -510,24 +534,38 @@ class RuleBasedUser(UserSimulator):
                 if remark is not None:
                     phrases.append(remark[0])
                     statements.append(remark[1])
-            results.append(Feedback(_render(phrases, plural, u[_U_CONNECTOR:]), tuple(statements)))
+            text = _render(phrases, plural, u[_U_CONNECTOR:])
+            results.append(Feedback(text, tuple(statements)) if with_statements else text)
         return results
+
+    def _attribute_codes(self, catalog: Catalog) -> np.ndarray:
+        """``(N, A) int16`` attribute codes of ``catalog`` in this module's attribute order (cached
+        for the last catalogue seen: environments call with the same catalogue every step)."""
+        cached = getattr(self, "_codes_cache", None)
+        if cached is not None and cached[0] is catalog:
+            return cached[1]
+        codes = np.stack([catalog.attributes[name] for name in _ATTRIBUTES], axis=1)
+        self._codes_cache = (catalog, codes)
+        return codes
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state.pop("_codes_cache", None)  # a cache of a catalogue: not part of the simulator
+        return state
 
     @functools.cached_property
     def _ordinal_mask(self) -> np.ndarray:
         return np.array([_SCHEMA[name].ordinal for name in _ATTRIBUTES])
 
     def _noise_remark(
-        self, u: np.ndarray, t_row: np.ndarray, s_row: np.ndarray, same: bool
+        self, u: Sequence[float], t_row: Sequence[int], s_row: Sequence[int], same: bool
     ) -> tuple[_Phrase, Statement] | None:
         """An irrelevant remark (``same=True``: a true remark about an attribute both images share)
         or a mistaken one (``same=False``: a value the target does not have). ``u`` holds three
         uniforms: which attribute, which value, which phrase."""
         columns = range(1, len(_ATTRIBUTES))  # never the category: a wrong category is not a slip
         if same:
-            candidates = [
-                c for c in columns if t_row[c] == s_row[c] and _absolute_phrases(_ATTRIBUTES[c], _SCHEMA[_ATTRIBUTES[c]].values[t_row[c]])
-            ]
+            candidates = [c for c in columns if t_row[c] == s_row[c] and _absolute_phrases(_ATTRIBUTES[c], _VALUES[c][t_row[c]])]
         else:
             candidates = list(columns)
         if not candidates:
@@ -546,7 +584,7 @@ class RuleBasedUser(UserSimulator):
         return phrase, Statement(name, t_value, s_value, "irrelevant" if same else "mistaken", claimed)
 
 
-def _render(phrases: Sequence[_Phrase], plural: bool, connector_uniforms: np.ndarray) -> str:
+def _render(phrases: Sequence[_Phrase], plural: bool, connector_uniforms: Sequence[float]) -> str:
     """Join phrases into one caption: ``"is black and has a higher heel, with laces"``."""
     be, have = ("are", "have") if plural else ("is", "has")
     # A category noun phrase reads best first ("are boots with laces"): move it to the front.

@@ -1,0 +1,7 @@
+"""Agents for DialogRetrieval-v0: the protocol and evaluation loop, the paper's dialog manager and
+its two training stages, and simple baselines."""
+
+from agents.base import Agent, EpisodeSet, EvaluationResult, evaluate, format_turn_table, summarize
+from agents.baselines import RandomAgent
+
+__all__ = ["Agent", "EpisodeSet", "EvaluationResult", "RandomAgent", "evaluate", "format_turn_table", "summarize"]

@@ -1,0 +1,318 @@
+"""The paper's dialog manager (Guo et al. 2018, Sec. 3): response encoder, state tracker, candidate generator.
+
+Shapes: ``B`` dialogs, ``D`` catalogue feature dimension, ``L`` feedback tokens, ``E = 256`` the
+embedding dimension, ``H = 256`` the state dimension.
+
+- Response encoder: a linear image encoder ``D -> E`` over the shown image's catalogue features;
+  a text encoder over the feedback (512-d word embeddings, a bigram convolution, max-pooling over
+  time, batch normalisation, linear to ``E``); the two summed and passed through a linear layer.
+- State tracker: a GRU cell (``H``) over the encoded responses.
+- Output head: a linear layer giving a query vector in the image-embedding space.
+- Candidate generator: the catalogue image whose embedding is nearest the query (the shared
+  :class:`~dialog_env.ranking.Ranker` over the embedded catalogue), never one already shown in the
+  dialog.
+
+Stage 1 (supervised pre-training with a triplet loss) is :func:`pretrain`; stage 2 (model-based
+policy improvement) is in :mod:`agents.policy_improvement`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from agents.base import Agent
+from dialog_env.catalog import Catalog
+from dialog_env.errors import ConfigurationError
+from dialog_env.ranking import Ranker
+from dialog_env.text import PAD_ID
+
+__all__ = ["DialogManagerConfig", "DialogManager", "DialogManagerAgent", "nearest_unseen", "pretrain", "resolve_device"]
+
+
+def resolve_device(device: str) -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU; otherwise the named device."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(device)
+    except RuntimeError as error:
+        raise ConfigurationError(f"unknown device {device!r}: {error}") from error
+
+
+@dataclass(frozen=True)
+class DialogManagerConfig:
+    """Sizes of the dialog manager.
+
+    Attributes:
+        image_dim: catalogue feature dimension ``D``.
+        vocab_size: number of token ids (the environment's vocabulary, reserved ids included).
+        embed_dim: image-embedding and response dimension ``E`` (256 in the paper).
+        word_dim: word-embedding dimension (512 in the paper).
+        hidden_dim: GRU state dimension ``H`` (256 in the paper).
+    """
+
+    image_dim: int
+    vocab_size: int
+    embed_dim: int = 256
+    word_dim: int = 512
+    hidden_dim: int = 256
+
+
+class DialogManager(nn.Module):
+    """Response encoder + GRU state tracker + linear query head (see the module docstring)."""
+
+    def __init__(self, config: DialogManagerConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.image_encoder = nn.Linear(config.image_dim, config.embed_dim)
+        self.word_embedding = nn.Embedding(config.vocab_size, config.word_dim, padding_idx=PAD_ID)
+        self.bigram_conv = nn.Conv1d(config.word_dim, config.embed_dim, kernel_size=2)
+        self.text_norm = nn.BatchNorm1d(config.embed_dim)
+        self.text_linear = nn.Linear(config.embed_dim, config.embed_dim)
+        self.response_linear = nn.Linear(config.embed_dim, config.embed_dim)
+        self.state_tracker = nn.GRUCell(config.embed_dim, config.hidden_dim)
+        self.query_head = nn.Linear(config.hidden_dim, config.embed_dim)
+
+    def embed_images(self, features: torch.Tensor) -> torch.Tensor:
+        """``(N, D) float32 -> (N, E)`` image embeddings."""
+        return self.image_encoder(features)
+
+    def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
+        """``(B, L) int64`` token ids (0-padded) ``-> (B, E)``."""
+        if tokens.shape[1] < 2:  # a bigram needs two positions
+            tokens = F.pad(tokens, (0, 2 - tokens.shape[1]), value=PAD_ID)
+        words = self.word_embedding(tokens).transpose(1, 2)  # (B, W, L)
+        bigrams = self.bigram_conv(words)  # (B, E, L - 1)
+        # Max over the bigrams that start on a word; a caption without words pools to zero.
+        starts_on_word = (tokens[:, :-1] != PAD_ID).unsqueeze(1)
+        pooled = bigrams.masked_fill(~starts_on_word, float("-inf")).amax(dim=2)
+        pooled = torch.where(torch.isfinite(pooled), pooled, torch.zeros_like(pooled))
+        return self.text_linear(self.text_norm(pooled))
+
+    def initial_state(self, batch: int, device: torch.device | None = None) -> torch.Tensor:
+        """``(B, H)`` zeros: the state before the first response."""
+        return torch.zeros(batch, self.config.hidden_dim, device=device)
+
+    def forward(self, image_features: torch.Tensor, tokens: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One turn: encode the response (shown image + feedback), update the state, emit a query.
+
+        Args:
+            image_features: ``(B, D) float32`` features of the image the feedback is about.
+            tokens: ``(B, L) int64`` feedback token ids.
+            state: ``(B, H)`` previous state.
+
+        Returns:
+            ``(query (B, E), state (B, H))``.
+        """
+        return self.respond(image_features, self.encode_text(tokens), state)
+
+    def respond(self, image_features: torch.Tensor, text_encoding: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`forward` with the feedback already encoded (``(B, E)``, see :class:`TextEncodingCache`)."""
+        response = self.response_linear(self.embed_images(image_features) + text_encoding)
+        state = self.state_tracker(response, state)
+        return self.query_head(state), state
+
+
+class TextEncodingCache:
+    """Memoised :meth:`DialogManager.encode_text` of a model in evaluation mode.
+
+    A frozen model (the base policy of stage 2, an agent under evaluation) encodes a caption the
+    same way every time, and simulated shoppers repeat themselves: look-ahead rollouts ask for the
+    same few thousand captions over and over. Valid only while the model's weights and mode do not
+    change; build a new cache after training.
+
+    Args:
+        model: the model (put in evaluation mode by the caller).
+        max_entries: bound on the number of remembered captions (the cache is cleared when full).
+    """
+
+    def __init__(self, model: DialogManager, max_entries: int = 100_000) -> None:
+        self.model = model
+        self.max_entries = max_entries
+        self._rows: dict[bytes, int] = {}
+        self._table: torch.Tensor | None = None
+
+    @torch.no_grad()
+    def __call__(self, tokens: np.ndarray) -> torch.Tensor:
+        """``(B, L) int64`` token ids -> ``(B, E)`` encodings (on the model's device)."""
+        tokens = np.ascontiguousarray(tokens, dtype=np.int64)
+        keys = [row.tobytes() for row in tokens]
+        new = {key: i for i, key in enumerate(keys) if key not in self._rows}
+        if len(self._rows) + len(new) > self.max_entries:
+            self._rows, self._table = {}, None
+            new = {key: i for i, key in enumerate(keys)}
+        device = next(self.model.parameters()).device
+        if new:
+            encoded = self.model.encode_text(torch.from_numpy(tokens[list(new.values())]).to(device))
+            start = 0 if self._table is None else self._table.shape[0]
+            self._table = encoded if self._table is None else torch.cat([self._table, encoded])
+            for offset, key in enumerate(new):
+                self._rows[key] = start + offset
+        assert self._table is not None
+        index = torch.tensor([self._rows[key] for key in keys], device=device)
+        return self._table[index]
+
+
+def nearest_unseen(ranker: Ranker, queries: np.ndarray, shown: np.ndarray) -> np.ndarray:
+    """For each query, the nearest catalogue image not among the dialog's shown images.
+
+    Args:
+        ranker: ranking engine over the (embedded) catalogue.
+        queries: ``(B, E)`` query vectors.
+        shown: ``(B, S) int64`` images already shown in each dialog (``-1`` pads unused slots).
+
+    Returns:
+        ``(B,) int64`` image indices.
+    """
+    k = min(ranker.num_images, shown.shape[1] + 1)
+    candidates, _ = ranker.nearest(queries, k=k)
+    seen = (candidates[:, :, None] == shown[:, None, :]).any(axis=2)
+    first_unseen = np.argmax(~seen, axis=1)  # k > number of shown images: an unseen one exists
+    return candidates[np.arange(candidates.shape[0]), first_unseen]
+
+
+def top_unseen(ranker: Ranker, queries: np.ndarray, shown: np.ndarray, k: int) -> np.ndarray:
+    """The ``k`` nearest unseen images of each query, nearest first. Returns ``(B, k) int64``."""
+    width = min(ranker.num_images, shown.shape[1] + k)
+    candidates, _ = ranker.nearest(queries, k=width)
+    seen = (candidates[:, :, None] == shown[:, None, :]).any(axis=2)
+    order = np.argsort(seen, axis=1, kind="stable")[:, :k]  # unseen first, in distance order
+    return np.take_along_axis(candidates, order, axis=1)
+
+
+class DialogManagerAgent(Agent):
+    """The dialog manager as an :class:`~agents.base.Agent` (evaluation mode, no gradients).
+
+    Args:
+        model: a trained :class:`DialogManager`.
+        device: where to run it.
+        name: name in tables (``"paper-stage1"``, ``"paper-stage2"``...).
+    """
+
+    def __init__(self, model: DialogManager, device: torch.device | str = "cpu", name: str = "paper") -> None:
+        self.model = model
+        self.device = torch.device(device)
+        self.name = name
+        self._ranker: Ranker | None = None
+        self._state: torch.Tensor | None = None
+        self._shown = np.zeros((0, 0), dtype=np.int64)
+        self._queries: np.ndarray | None = None
+
+    @torch.no_grad()
+    def reset(self, catalog: Catalog, num_dialogs: int) -> None:
+        if catalog.dim != self.model.config.image_dim:
+            raise ConfigurationError(
+                f"the dialog manager was built for {self.model.config.image_dim}-d features, "
+                f"catalogue {catalog.name!r} has {catalog.dim}-d features"
+            )
+        self.model.eval()
+        features = torch.from_numpy(np.array(catalog.features, dtype=np.float32)).to(self.device)
+        embeddings = self.model.embed_images(features).float().cpu().numpy()
+        self._ranker = Ranker(np.ascontiguousarray(embeddings, dtype=np.float32))
+        self._state = self.model.initial_state(num_dialogs, self.device)
+        self._shown = np.full((num_dialogs, 0), -1, dtype=np.int64)
+        self._queries = None
+
+    @torch.no_grad()
+    def act(self, observations: Mapping[str, np.ndarray], infos: Mapping[str, Any]) -> np.ndarray:
+        if self._ranker is None or self._state is None:
+            raise ConfigurationError("act() called before reset()")
+        new = np.asarray(observations["turn"]).reshape(-1) == 0
+        shown_now = np.asarray(infos["shown_index"], dtype=np.int64)
+        if new.any():
+            self._state[torch.from_numpy(new).to(self.device)] = 0.0
+            self._shown[new] = -1
+        self._shown = np.concatenate([self._shown, shown_now[:, None]], axis=1)
+        query, self._state = self.model(
+            torch.from_numpy(np.asarray(observations["image"], dtype=np.float32)).to(self.device),
+            torch.from_numpy(np.asarray(observations["feedback"], dtype=np.int64)).to(self.device),
+            self._state,
+        )
+        self._queries = query.float().cpu().numpy()
+        return nearest_unseen(self._ranker, self._queries, self._shown)
+
+    def rank_targets(self, targets: np.ndarray) -> np.ndarray:
+        if self._queries is None or self._ranker is None:
+            raise ConfigurationError("rank_targets() called before act()")
+        return self._ranker.query_target_ranks(self._queries, np.asarray(targets, dtype=np.int64))
+
+
+def pretrain(
+    model: DialogManager,
+    envs: Any,
+    iterations: int,
+    optimizer: torch.optim.Optimizer,
+    seed: int,
+    start_iteration: int = 0,
+    margin: float = 0.1,
+    device: torch.device | str = "cpu",
+    on_iteration: Callable[[int, dict[str, float]], None] | None = None,
+) -> None:
+    """Stage 1: supervised pre-training with a triplet loss and on-policy roll-in.
+
+    Each iteration plays ``B`` new dialogs of ``envs.max_turns`` turns in ``envs`` (a
+    :class:`~dialog_env.vector.DialogRetrievalVectorEnv` with ``expose_target=True``). At every
+    turn the query is pulled towards the target's embedding and pushed from a random other image's
+    (triplet loss on L2 distances, ``margin``), and the next image shown is the nearest unseen
+    image to the query (on-policy roll-in). Dialogs that found their target stop contributing.
+
+    Args:
+        model: the dialog manager (trained in place).
+        envs: the training vector environment.
+        iterations: last iteration (exclusive) to run.
+        optimizer: e.g. Adam over ``model.parameters()`` (lr 1e-3 in the paper).
+        seed: iteration ``i`` plays the dialogs of ``envs.reset(seed=seed + i * B)`` and draws its
+            negatives from ``default_rng([seed, 1, i])``, so a resumed run repeats the same numbers.
+        start_iteration: first iteration (for resuming).
+        margin: triplet margin.
+        device: where the model lives.
+        on_iteration: called with ``(iteration, {"loss": ...})`` after each iteration.
+    """
+    device = torch.device(device)
+    catalog_features = torch.from_numpy(np.array(envs.catalog.features, dtype=np.float32)).to(device)
+    num_images = envs.catalog.num_images
+    batch = envs.num_envs
+    for iteration in range(start_iteration, iterations):
+        model.train()
+        rng = np.random.default_rng([seed, 1, iteration])
+        observations, infos = envs.reset(seed=seed + iteration * batch)
+        targets = np.asarray(infos["target_index"], dtype=np.int64)
+        with torch.no_grad():  # candidate generation needs every embedding, the loss only a few
+            all_embeddings = model.embed_images(catalog_features)
+        ranker = Ranker(np.ascontiguousarray(all_embeddings.cpu().numpy(), dtype=np.float32))
+        state = model.initial_state(batch, device)
+        shown = np.asarray(infos["shown_index"], dtype=np.int64)[:, None]
+        active = np.ones(batch, dtype=bool)
+        losses = []
+        target_embeddings = model.embed_images(catalog_features[torch.from_numpy(targets).to(device)])
+        for _ in range(envs.max_turns):
+            query, state = model(
+                torch.from_numpy(observations["image"]).to(device), torch.from_numpy(observations["feedback"]).to(device), state
+            )
+            negatives = rng.integers(num_images - 1, size=batch)
+            negatives += negatives >= targets
+            negative_embeddings = model.embed_images(catalog_features[torch.from_numpy(negatives).to(device)])
+            per_dialog = F.triplet_margin_loss(query, target_embeddings, negative_embeddings, margin=margin, reduction="none")
+            mask = torch.from_numpy(active).to(device)
+            losses.append((per_dialog * mask).sum() / max(int(active.sum()), 1))
+            actions = nearest_unseen(ranker, query.detach().cpu().numpy(), shown)
+            shown = np.concatenate([shown, actions[:, None]], axis=1)
+            observations, _, terminations, _, infos = envs.step(actions)
+            active &= ~np.asarray(terminations, dtype=bool)
+        loss = torch.stack(losses).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if on_iteration is not None:
+            on_iteration(iteration, {"loss": float(loss.detach())})
+
+
+def config_dict(config: DialogManagerConfig) -> dict[str, int]:
+    """The config as a plain dict (for checkpoints)."""
+    return asdict(config)

@@ -1,0 +1,200 @@
+"""Stage 2: model-based policy improvement (Guo et al. 2018, Sec. 3.3).
+
+A frozen copy of the pre-trained dialog manager is the *base policy*. At each turn of a training
+dialog, the base policy's top-K unseen candidates (K = 4) are each shown, in imagination, through
+the environment's own user simulator and ranker (the environment's model access), and the base
+policy is rolled forward over the remaining turns from each; the target's ranks along each rollout
+are summed. The *improved action* is the candidate with the smallest sum. The learner is trained
+to point its query at the improved action: cross-entropy of a softmax over negative squared
+distances / tau (tau = 0.2) between the query and {improved action, 5 random negatives}, plus the
+squared distance from the query to the target's embedding. The image encoder stays frozen, and
+the improved action is what the environment is shown next.
+
+All rollouts of a batch (``B`` dialogs x ``K`` candidates) advance together: one user call, one
+model step and one rank computation per rollout turn.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from agents.dialog_manager import DialogManager, TextEncodingCache, nearest_unseen, top_unseen
+from dialog_env.catalog import Catalog
+from dialog_env.ranking import Ranker
+from dialog_env.text import Vocabulary
+from dialog_env.users.base import UserSimulator
+
+__all__ = ["rollout_values", "improved_actions", "improve"]
+
+
+@torch.no_grad()
+def rollout_values(
+    base: DialogManager,
+    catalog: Catalog,
+    user: UserSimulator,
+    vocabulary: Vocabulary,
+    env_ranker: Ranker,
+    embedding_ranker: Ranker,
+    state: torch.Tensor,
+    candidates: np.ndarray,
+    targets: np.ndarray,
+    shown: np.ndarray,
+    horizon: int,
+    rngs: Sequence[np.random.Generator],
+    max_feedback_tokens: int = 16,
+    text_cache: TextEncodingCache | None = None,
+) -> np.ndarray:
+    """The summed target ranks of rolling the base policy forward from each candidate.
+
+    Rollout ``(b, k)`` shows ``candidates[b, k]``, then lets the base policy choose ``horizon``
+    more images from the user's feedback; its value is the sum of the target's ranks w.r.t. every
+    image it shows (``1 + horizon`` ranks; 0 for every turn once the target is shown).
+
+    Args:
+        base: the base policy (its state after the dialog so far is ``state``).
+        catalog: the environment's split catalogue.
+        user: the environment's user simulator.
+        vocabulary: the environment's vocabulary.
+        env_ranker: the environment's ranker (target ranks w.r.t. shown images).
+        embedding_ranker: ranker over the base policy's catalogue embeddings (candidate generation).
+        state: ``(B, H)`` base-policy state.
+        candidates: ``(B, K) int64`` candidate images.
+        targets: ``(B,) int64`` targets (privileged: training only).
+        shown: ``(B, S) int64`` images already shown in each dialog.
+        horizon: base-policy turns after the candidate (0: the candidate's own rank only).
+        rngs: ``B * K`` generators for the user's randomness, rollout ``(b, k)`` at ``b * K + k``.
+        max_feedback_tokens: token length of the feedback.
+        text_cache: optional cache of the base policy's caption encodings (same results, faster).
+
+    Returns:
+        ``(B, K) float64`` summed ranks (smaller is better).
+    """
+    batch, k = candidates.shape
+    device = state.device
+    flat_targets = np.repeat(targets, k)
+    current = candidates.reshape(-1).astype(np.int64)
+    history = np.concatenate([np.repeat(shown, k, axis=0), current[:, None]], axis=1)
+    state = state.repeat_interleave(k, dim=0)
+    ranks = env_ranker.target_ranks(current, flat_targets)
+    found = current == flat_targets
+    total = ranks.astype(np.float64)
+    for _ in range(horizon):
+        feedback = user.describe(catalog, flat_targets, current, rngs)
+        tokens = vocabulary.encode_batch(feedback, max_feedback_tokens)
+        text = text_cache(tokens) if text_cache is not None else base.encode_text(torch.from_numpy(tokens).to(device))
+        features = torch.from_numpy(catalog.features[current]).to(device)  # fancy indexing copies
+        query, state = base.respond(features, text, state)
+        current = nearest_unseen(embedding_ranker, query.float().cpu().numpy(), history)
+        history = np.concatenate([history, current[:, None]], axis=1)
+        ranks = env_ranker.target_ranks(current, flat_targets)
+        total += np.where(found, 0, ranks)
+        found |= current == flat_targets
+    return total.reshape(batch, k)
+
+
+def improved_actions(candidates: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """The candidate of smallest rollout value per dialog (ties: the base policy's earlier choice).
+
+    Args:
+        candidates: ``(B, K)`` candidates, in the base policy's order.
+        values: ``(B, K)`` rollout values.
+
+    Returns:
+        ``(B,) int64``.
+    """
+    best = np.argmin(values, axis=1)  # argmin returns the first of equal minima
+    return candidates[np.arange(candidates.shape[0]), best].astype(np.int64)
+
+
+def improve(
+    learner: DialogManager,
+    base: DialogManager,
+    envs: Any,
+    iterations: int,
+    optimizer: torch.optim.Optimizer,
+    seed: int,
+    start_iteration: int = 0,
+    top_k: int = 4,
+    tau: float = 0.2,
+    num_negatives: int = 5,
+    device: torch.device | str = "cpu",
+    on_iteration: Callable[[int, dict[str, float]], None] | None = None,
+) -> None:
+    """Stage 2: train ``learner`` to imitate the look-ahead-improved base policy.
+
+    Args:
+        learner: the model trained in place (its image encoder is frozen: pass an optimizer
+            without it).
+        base: the frozen base policy (a copy of the pre-trained model).
+        envs: the training vector environment (``expose_target=True``); its ``max_turns`` is the
+            dialog length, its ``user``, ``ranker`` and ``vocabulary`` the look-ahead model.
+        iterations: last iteration (exclusive).
+        optimizer: e.g. Adam, lr 1e-4 in the paper.
+        seed: iteration ``i`` plays ``envs.reset(seed=seed + i * B)`` and draws from
+            ``default_rng([seed, 2, i])``, so a resumed run repeats the same numbers.
+        start_iteration: first iteration (for resuming).
+        top_k: candidates looked ahead per turn (K = 4 in the paper).
+        tau: softmax temperature.
+        num_negatives: random negatives in the softmax.
+        device: where the models live.
+        on_iteration: called with ``(iteration, metrics)`` after each iteration.
+    """
+    device = torch.device(device)
+    catalog: Catalog = envs.catalog
+    batch = envs.num_envs
+    num_images = catalog.num_images
+    base.eval()
+    for parameter in base.parameters():
+        parameter.requires_grad_(False)
+    with torch.no_grad():
+        embeddings = base.embed_images(torch.from_numpy(np.array(catalog.features, dtype=np.float32)).to(device))
+    embedding_ranker = Ranker(np.ascontiguousarray(embeddings.cpu().numpy(), dtype=np.float32))
+    text_cache = TextEncodingCache(base)
+    for iteration in range(start_iteration, iterations):
+        learner.train()
+        learner.image_encoder.eval()
+        rng = np.random.default_rng([seed, 2, iteration])
+        observations, infos = envs.reset(seed=seed + iteration * batch)
+        targets = np.asarray(infos["target_index"], dtype=np.int64)
+        shown = np.asarray(infos["shown_index"], dtype=np.int64)[:, None]
+        learner_state = learner.initial_state(batch, device)
+        base_state = base.initial_state(batch, device)
+        active = np.ones(batch, dtype=bool)
+        losses, gains = [], []
+        target_embeddings = embeddings[torch.from_numpy(targets).to(device)]
+        for turn in range(envs.max_turns):
+            image = torch.from_numpy(observations["image"]).to(device)
+            feedback = torch.from_numpy(observations["feedback"]).to(device)
+            query, learner_state = learner(image, feedback, learner_state)
+            with torch.no_grad():
+                base_query, base_state = base.respond(image, text_cache(observations["feedback"]), base_state)
+            k = max(1, min(top_k, num_images - shown.shape[1]))  # small catalogues run out of unseen images
+            candidates = top_unseen(embedding_ranker, base_query.cpu().numpy(), shown, k)
+            rollout_rngs = [np.random.default_rng(s) for s in rng.integers(2**63, size=candidates.size)]
+            values = rollout_values(
+                base, catalog, envs.user, envs.vocabulary, envs.ranker, embedding_ranker, base_state,
+                candidates, targets, shown, envs.max_turns - turn - 1, rollout_rngs, envs.max_feedback_tokens, text_cache,
+            )  # fmt: skip
+            actions = improved_actions(candidates, values)
+            gains.append(float(np.mean(values[:, 0] - values.min(axis=1))))
+            negatives = rng.integers(num_images - 1, size=(batch, num_negatives))
+            negatives += negatives >= actions[:, None]
+            choices = torch.from_numpy(np.concatenate([actions[:, None], negatives], axis=1)).to(device)
+            distances = ((query[:, None, :] - embeddings[choices]) ** 2).sum(dim=2)  # (B, 1 + negatives)
+            cross_entropy = F.cross_entropy(-distances / tau, torch.zeros(batch, dtype=torch.long, device=device), reduction="none")
+            to_target = ((query - target_embeddings) ** 2).sum(dim=1)
+            mask = torch.from_numpy(active).to(device)
+            losses.append(((cross_entropy + to_target) * mask).sum() / max(int(active.sum()), 1))
+            shown = np.concatenate([shown, actions[:, None]], axis=1)
+            observations, _, terminations, _, infos = envs.step(actions)
+            active &= ~np.asarray(terminations, dtype=bool)
+        loss = torch.stack(losses).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if on_iteration is not None:
+            on_iteration(iteration, {"loss": float(loss.detach()), "lookahead_gain": float(np.mean(gains))})

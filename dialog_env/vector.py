@@ -1,0 +1,439 @@
+"""``DialogRetrievalVectorEnv``: ``B`` dialogs stepped together, one matrix product per step."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.utils import seeding
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+from dialog_env.env import CatalogSpec, DialogRetrievalEnv
+from dialog_env.errors import ConfigurationError, InvalidActionError, ResetNeeded
+from dialog_env.ranking import rank_percentile
+from dialog_env.text import MAX_FEEDBACK_TOKENS
+from dialog_env.users.base import UserSimulator
+
+__all__ = ["DialogRetrievalVectorEnv"]
+
+_SeedSpec = int | Sequence[int | None] | None
+
+
+class DialogRetrievalVectorEnv(VectorEnv):
+    """``num_envs`` dialogs of :class:`~dialog_env.env.DialogRetrievalEnv`, batched natively.
+
+    ## Description
+
+    The same task as the single environment (read its docstring for the dialog, the rank, the
+    rewards and the episode end), for ``B = num_envs`` independent dialogs at once. A step ranks
+    the targets of all ``B`` dialogs with one matrix product over the catalogue
+    (:meth:`Ranker.target_ranks <dialog_env.ranking.Ranker.target_ranks>`) and asks the user
+    simulator for ``B`` captions in one call; nothing loops over catalogue images in Python.
+    ``gym.make_vec("DialogRetrieval-v0", num_envs=B)`` builds this class (it is the registered
+    ``vector_entry_point``); ``vectorization_mode="sync"`` or ``"async"`` gives Gymnasium's
+    generic vector environments over single environments instead.
+
+    "One product" means one ``(B, D) @ (D, N)`` float32 GEMM; only when its output would exceed the
+    ranker's memory bound (256 MiB by default, e.g. ``B = 1,024, N = 100,000``) is it split into
+    a few products over chunks of the catalogue. Steps at ``B = 128, N = 10,000`` take about
+    1.5x the bare product (``benchmarks/results/env_speed.md``).
+
+    ## Equivalence with single environments
+
+    Per dialog, everything matches ``B`` single environments: after ``reset(seed=s)``, dialog
+    ``i`` draws from its own generator ``gymnasium.utils.seeding.np_random(s + i)``, exactly as a
+    single environment after ``reset(seed=s + i)`` (and as ``SyncVectorEnv`` seeds its
+    sub-environments), in the same order (target, first image, then the user's draws). With the
+    same actions, every observation, reward, termination, truncation and info is identical to
+    ``gym.make_vec(..., vectorization_mode="sync")``, autoresets included (``tests/test_vector.py``).
+
+    ## Autoreset
+
+    ``metadata["autoreset_mode"]`` is ``AutoresetMode.NEXT_STEP``, Gymnasium's default: when
+    dialog ``i`` terminates or is truncated, the next ``step`` ignores ``actions[i]`` and resets
+    that dialog instead (new target and first image from its generator), returning its first
+    observation with reward 0.0 and ``terminated = truncated = False``. The other dialogs step
+    normally. ``reset(options={"reset_mask": mask})`` resets only the dialogs where ``mask`` is
+    True, as in Gymnasium's vector environments.
+
+    ## Spaces
+
+    ``single_action_space`` is ``Discrete(N)``; ``action_space`` is ``MultiDiscrete([N] * B)``:
+    ``actions`` is a ``(B,)`` integer array of image indices. ``observation_space`` batches the
+    single environment's ``Dict`` per key:
+
+    | key | shape | dtype | meaning |
+    | --- | --- | --- | --- |
+    | ``feedback`` | ``(B, 16)`` | int64 | token ids of each dialog's latest feedback, padded with 0 |
+    | ``image`` | ``(B, D)`` | float32 | features of the image each feedback is about |
+    | ``turn`` | ``(B, 1)`` | int64 | actions taken so far in each dialog (0 after a reset) |
+
+    ``step`` returns ``rewards (B,) float64``, ``terminations (B,) bool``, ``truncations (B,) bool``.
+
+    ## Info
+
+    Gymnasium's vector convention (what ``SyncVectorEnv`` builds from single-env infos): a dict
+    of ``(B,)`` arrays, each key ``k`` paired with a bool mask ``"_k"`` saying which dialogs have
+    it (all of them, except after a partial ``reset`` with ``reset_mask``, where only the reset
+    dialogs have entries and the others hold 0/None): ``target_rank`` int64, ``rank_percentile`` float64, ``is_success``
+    bool, ``feedback_text`` object (str), ``shown_index`` int64, ``turn`` int64, and
+    ``target_index`` int64 only with ``expose_target=True``. After an autoreset the entries of a
+    reset dialog are its reset info.
+
+    ## Arguments
+
+    ```python
+    import gymnasium as gym
+    envs = gym.make_vec("dialog_env:DialogRetrieval-v0", num_envs=128, split="test")
+    observations, infos = envs.reset(seed=0)
+    observations, rewards, terminations, truncations, infos = envs.step(envs.action_space.sample())
+    ```
+
+    ``num_envs`` (default 1) plus every argument of :class:`DialogRetrievalEnv` (``catalog``,
+    ``split``, ``user``, ``user_kwargs``, ``max_turns``, ``reward_mode``, ``expose_target``,
+    ``max_feedback_tokens``, ``render_mode``), with the same meaning and validation.
+    ``catalog``, ``user``, ``ranker`` and ``vocabulary`` are public as on the single environment.
+
+    ## Rendering
+
+    ``render()`` returns a tuple with each dialog's transcript (``"ansi"``) or prints each
+    dialog's newest line (``"human"``), like ``SyncVectorEnv`` over single environments.
+
+    ## Version History
+
+    - v0: initial version.
+    """
+
+    metadata = {"render_modes": ["ansi", "human"], "render_fps": 1, "autoreset_mode": AutoresetMode.NEXT_STEP}
+
+    def __init__(
+        self,
+        num_envs: int = 1,
+        catalog: CatalogSpec = None,
+        split: str = "train",
+        user: str | UserSimulator = "rule",
+        user_kwargs: Mapping[str, Any] | None = None,
+        max_turns: int = 10,
+        reward_mode: str = "percentile",
+        expose_target: bool = False,
+        max_feedback_tokens: int = MAX_FEEDBACK_TOKENS,
+        render_mode: str | None = None,
+    ) -> None:
+        if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
+            raise ConfigurationError(f"num_envs must be an integer >= 1, got {num_envs!r}")
+        # One validation path: the single environment checks the arguments and builds the
+        # catalogue split, user, vocabulary and ranker, which every dialog of the batch shares.
+        template = DialogRetrievalEnv(
+            catalog=catalog,
+            split=split,
+            user=user,
+            user_kwargs=user_kwargs,
+            max_turns=max_turns,
+            reward_mode=reward_mode,
+            expose_target=expose_target,
+            max_feedback_tokens=max_feedback_tokens,
+            render_mode=render_mode,
+        )
+        self.num_envs = int(num_envs)
+        self.catalog = template.catalog
+        self.user = template.user
+        self.vocabulary = template.vocabulary
+        self.ranker = template.ranker
+        self.split = template.split
+        self.max_turns = template.max_turns
+        self.reward_mode = template.reward_mode
+        self.expose_target = template.expose_target
+        self.max_feedback_tokens = template.max_feedback_tokens
+        self.render_mode = render_mode
+
+        self.single_action_space = template.action_space
+        self.single_observation_space = template.observation_space
+        self.action_space = batch_space(self.single_action_space, self.num_envs)
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+
+        batch = self.num_envs
+        self._rngs: list[np.random.Generator] | None = None
+        self._targets = np.zeros(batch, dtype=np.int64)
+        self._shown = np.zeros(batch, dtype=np.int64)
+        self._initials = np.zeros(batch, dtype=np.int64)
+        self._turns = np.zeros(batch, dtype=np.int64)
+        self._ranks = np.zeros(batch, dtype=np.int64)
+        self._percentiles = np.zeros(batch, dtype=np.float64)
+        self._feedback_texts = np.full(batch, "", dtype=object)
+        self._feedback_ids = np.zeros((batch, self.max_feedback_tokens), dtype=np.int64)
+        self._needs_reset = np.zeros(batch, dtype=np.bool_)
+        self._has_reset = False
+        self._transcripts: list[list[str]] = [[] for _ in range(batch)]
+
+    # ------------------------------------------------------------------ API
+    def reset(
+        self, *, seed: _SeedSpec = None, options: Mapping[str, Any] | None = None
+    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Start new dialogs (all, or those of ``options["reset_mask"]``).
+
+        Args:
+            seed: ``None`` (continue each dialog's generator; fresh entropy the first time), an
+                int ``s`` (dialog ``i`` gets ``seeding.np_random(s + i)``) or ``B`` ints/``None``.
+            options: optional ``"target"`` and ``"initial"``, ``(B,)`` integer arrays of image
+                indices that fix each dialog's target and first image (``initial != target``);
+                optional ``"reset_mask"``, a ``(B,)`` bool array selecting the dialogs to reset.
+
+        Returns:
+            ``(observations, infos)`` for all ``B`` dialogs (see the class docstring).
+        """
+        batch = self.num_envs
+        options = dict(options or {})
+        unknown = set(options) - {"target", "initial", "reset_mask"}
+        if unknown:
+            raise ConfigurationError(
+                f"unknown reset option(s) {sorted(unknown)}; supported: 'target', 'initial', 'reset_mask'"
+            )
+        mask = self._reset_mask(options.get("reset_mask"))
+        seeds = self._seeds(seed)
+        targets = self._option_indices(options.get("target"), "target")
+        initials = self._option_indices(options.get("initial"), "initial")
+        if targets is not None and initials is not None and np.any((targets == initials) & mask):
+            clash = int(np.flatnonzero((targets == initials) & mask)[0])
+            raise ConfigurationError(
+                f"reset options: initial image {int(initials[clash])} of dialog {clash} must differ from its target"
+            )
+        if self._rngs is None:
+            if not mask.all():
+                raise ConfigurationError(
+                    "reset_mask given before the first full reset(); call reset() without it first"
+                )
+            self._rngs = [seeding.np_random(seeds[i])[0] for i in range(batch)]
+        else:
+            for i in np.flatnonzero(mask):
+                if seeds[i] is not None:
+                    self._rngs[i] = seeding.np_random(seeds[i])[0]
+        self._start(mask, targets, initials)
+        self._has_reset = True
+        if self.render_mode == "human":
+            self.render()
+        return self._get_obs(), self._get_info(None if mask.all() else mask)
+
+    def step(
+        self, actions: Any
+    ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        """Show one image in each dialog (or autoreset the dialogs that ended last step).
+
+        Args:
+            actions: ``(B,)`` integer image indices in ``0..N-1``.
+
+        Returns:
+            ``(observations, rewards (B,) float64, terminations (B,) bool, truncations (B,) bool,
+            infos)``.
+
+        Raises:
+            InvalidActionError: ``actions`` of the wrong shape or dtype, or out of range.
+            ResetNeeded: ``step`` before the first ``reset``.
+        """
+        if not self._has_reset:
+            raise ResetNeeded("step() called before the first reset(); call reset() first")
+        actions = self._check_actions(actions)
+        resetting = self._needs_reset
+        stepping = ~resetting
+        previous = self._percentiles
+
+        if resetting.any():
+            self._draw_starts(resetting, None, None)
+        shown = np.where(stepping, actions, self._shown)
+        self._turns = np.where(stepping, self._turns + 1, 0)
+        self._show(shown)
+
+        terminated = stepping & (shown == self._targets)
+        truncated = stepping & ~terminated & (self._turns >= self.max_turns)
+        if self.reward_mode == "percentile":
+            rewards = self._percentiles.copy()
+        elif self.reward_mode == "improvement":
+            rewards = self._percentiles - previous
+        else:
+            rewards = terminated.astype(np.float64)
+        rewards[resetting] = 0.0
+        self._needs_reset = terminated | truncated
+        if self.render_mode == "human":
+            self.render()
+        return self._get_obs(), rewards, terminated, truncated, self._get_info()
+
+    def render(self) -> tuple[str, ...] | None:
+        """``"ansi"``: each dialog's transcript; ``"human"``: print each dialog's newest line."""
+        if self.render_mode is None:
+            gym.logger.warn("render() called without a render_mode; pass render_mode='ansi' or 'human' to gym.make_vec")
+            return None
+        if self.render_mode == "ansi":
+            return tuple("\n".join(lines) + "\n" for lines in self._transcripts)
+        for i, lines in enumerate(self._transcripts):
+            if lines:
+                print(f"dialog {i}: {lines[-1]}")
+        return None
+
+    def close_extras(self, **kwargs: Any) -> None:
+        """Drop the transcripts (nothing else holds resources)."""
+        self._transcripts = [[] for _ in range(self.num_envs)]
+
+    @property
+    def np_random(self) -> tuple[np.random.Generator, ...]:  # type: ignore[override]
+        """Each dialog's generator (as ``SyncVectorEnv.np_random`` returns its sub-envs')."""
+        if self._rngs is None:
+            self._rngs = [seeding.np_random()[0] for _ in range(self.num_envs)]
+        return tuple(self._rngs)
+
+    # ------------------------------------------------------------------ helpers
+    def _start(self, mask: np.ndarray, targets: np.ndarray | None, initials: np.ndarray | None) -> None:
+        """Begin new dialogs where ``mask`` is True (the others keep their state)."""
+        self._draw_starts(mask, targets, initials)
+        self._turns = np.where(mask, 0, self._turns)
+        self._needs_reset = self._needs_reset & ~mask
+        # Only the reset dialogs need a rank and a caption, but ranking all B costs one product
+        # either way; the user is asked only about the reset ones, so the others' generators
+        # are not advanced.
+        self._show(np.where(mask, self._initials, self._shown), only=None if mask.all() else mask)
+
+    def _draw_starts(self, mask: np.ndarray, targets: np.ndarray | None, initials: np.ndarray | None) -> None:
+        """Targets and first images of the dialogs in ``mask``, drawn as the single env does."""
+        assert self._rngs is not None
+        num_images = self.catalog.num_images
+        self._initials = self._shown.copy()
+        for i in np.flatnonzero(mask):
+            rng = self._rngs[i]
+            target = int(targets[i]) if targets is not None else int(rng.integers(num_images))
+            if initials is not None:
+                initial = int(initials[i])
+                if initial == target:
+                    raise ConfigurationError(
+                        f"reset options: initial image {initial} of dialog {i} must differ from its target"
+                    )
+            else:
+                initial = int(rng.integers(num_images - 1))
+                initial += initial >= target
+            self._targets[i] = target
+            self._initials[i] = initial
+            self._transcripts[i] = []
+        self._shown = np.where(mask, self._initials, self._shown)
+
+    def _show(self, shown: np.ndarray, only: np.ndarray | None = None) -> None:
+        """Rank the targets w.r.t. ``shown`` (one product for the batch) and get the captions.
+
+        Args:
+            shown: ``(B,) int64`` image shown in each dialog.
+            only: optional ``(B,) bool``: update only these dialogs (a partial reset).
+        """
+        ranks = self.ranker.target_ranks(shown, self._targets)
+        percentiles = rank_percentile(ranks, self.catalog.num_images)
+        which = np.arange(self.num_envs) if only is None else np.flatnonzero(only)
+        assert self._rngs is not None
+        texts = self.user.describe(self.catalog, self._targets[which], shown[which], [self._rngs[i] for i in which])
+        ids = self.vocabulary.encode_batch(texts, self.max_feedback_tokens)
+        if only is None:
+            self._shown = shown
+            self._ranks = ranks
+            self._percentiles = percentiles
+            self._feedback_texts = np.empty(self.num_envs, dtype=object)
+            self._feedback_texts[:] = texts
+            self._feedback_ids = ids
+        else:
+            self._shown = np.where(only, shown, self._shown)
+            self._ranks = np.where(only, ranks, self._ranks)
+            self._percentiles = np.where(only, percentiles, self._percentiles)
+            self._feedback_texts = self._feedback_texts.copy()
+            self._feedback_texts[which] = texts
+            self._feedback_ids = self._feedback_ids.copy()
+            self._feedback_ids[which] = ids
+        if self.render_mode is not None:
+            for row, i in enumerate(which):
+                found = " <- target found" if shown[i] == self._targets[i] else ""
+                self._transcripts[i].append(
+                    f"turn {int(self._turns[i]):2d} | shown {self.catalog.ids[shown[i]]} (#{int(shown[i])}) | "
+                    f"target rank {int(ranks[i]):6d} ({100 * float(percentiles[i]):5.1f}%) | {texts[row]!r}{found}"
+                )
+
+    def _get_obs(self) -> dict[str, np.ndarray]:
+        return {
+            "feedback": self._feedback_ids.copy(),
+            "image": self.catalog.features[self._shown],  # fancy indexing: a fresh array
+            "turn": self._turns[:, None].copy(),
+        }
+
+    def _get_info(self, mask: np.ndarray | None = None) -> dict[str, Any]:
+        """Gymnasium-style vector info; with ``mask`` (a partial reset) only those dialogs'
+        entries are set, the others are zero/None with ``"_key"`` False, as ``SyncVectorEnv`` does."""
+        batch = self.num_envs
+        values: dict[str, np.ndarray] = {
+            "target_rank": self._ranks.copy(),
+            "rank_percentile": self._percentiles.copy(),
+            "is_success": self._shown == self._targets,
+            "feedback_text": self._feedback_texts.copy(),
+            "shown_index": self._shown.copy(),
+            "turn": self._turns.copy(),
+        }
+        if self.expose_target:
+            values["target_index"] = self._targets.copy()
+        info: dict[str, Any] = {}
+        present = np.ones(batch, dtype=np.bool_) if mask is None else mask.copy()
+        for key, value in values.items():
+            if mask is not None:
+                value[~mask] = None if value.dtype == object else 0
+            info[key] = value
+            info[f"_{key}"] = present.copy()
+        return info
+
+    def _check_actions(self, actions: Any) -> np.ndarray:
+        num_images = self.catalog.num_images
+        array = np.asarray(actions)
+        if array.shape != (self.num_envs,):
+            raise InvalidActionError(
+                f"actions must be a ({self.num_envs},) array of image indices in 0..{num_images - 1}, "
+                f"got shape {array.shape}"
+            )
+        if array.dtype == np.bool_ or not np.issubdtype(array.dtype, np.integer):
+            raise InvalidActionError(
+                f"actions must be integer image indices in 0..{num_images - 1}, got dtype {array.dtype}"
+            )
+        if array.size and (array.min() < 0 or array.max() >= num_images):
+            bad = int(np.flatnonzero((array < 0) | (array >= num_images))[0])
+            raise InvalidActionError(
+                f"action {int(array[bad])} of dialog {bad} is out of range: valid image indices are 0..{num_images - 1}"
+            )
+        return array.astype(np.int64, copy=False)
+
+    def _seeds(self, seed: _SeedSpec) -> list[int | None]:
+        batch = self.num_envs
+        if seed is None:
+            return [None] * batch
+        if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
+            return [int(seed) + i for i in range(batch)]
+        if isinstance(seed, Sequence) and not isinstance(seed, str) and len(seed) == batch:
+            return [None if s is None else int(s) for s in seed]
+        raise ConfigurationError(f"seed must be None, an int or a list of {batch} ints/None, got {seed!r}")
+
+    def _reset_mask(self, mask: Any) -> np.ndarray:
+        if mask is None:
+            return np.ones(self.num_envs, dtype=np.bool_)
+        array = np.asarray(mask)
+        if array.shape != (self.num_envs,) or array.dtype != np.bool_:
+            raise ConfigurationError(
+                f"reset option 'reset_mask' must be a ({self.num_envs},) bool array, got dtype {array.dtype}, "
+                f"shape {array.shape}"
+            )
+        if not array.any():
+            raise ConfigurationError("reset option 'reset_mask' selects no dialog; set at least one entry True")
+        return array
+
+    def _option_indices(self, value: Any, name: str) -> np.ndarray | None:
+        if value is None:
+            return None
+        num_images = self.catalog.num_images
+        array = np.asarray(value)
+        if array.shape != (self.num_envs,) or array.dtype == np.bool_ or not np.issubdtype(array.dtype, np.integer):
+            raise ConfigurationError(
+                f"reset option {name!r} must be a ({self.num_envs},) integer array of image indices, "
+                f"got dtype {array.dtype}, shape {array.shape}"
+            )
+        if array.min() < 0 or array.max() >= num_images:
+            raise ConfigurationError(
+                f"reset option {name!r}: image indices must be in 0..{num_images - 1}, got {array.tolist()}"
+            )
+        return array.astype(np.int64)

@@ -1,0 +1,294 @@
+"""The agent protocol, the evaluation loop, the paper's agent and its two training stages."""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import dialog_env
+from agents.base import EpisodeSet, evaluate, format_turn_table, summarize
+from agents.baselines import RandomAgent
+from agents.dialog_manager import DialogManager, DialogManagerAgent, DialogManagerConfig, nearest_unseen, pretrain, top_unseen
+from agents.policy_improvement import improved_actions, rollout_values
+from dialog_env.ranking import Ranker
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = {"num_train": 200, "num_test": 80, "dim": 16, "seed": 3}
+
+
+@pytest.fixture(scope="module")
+def small_catalog_file(tmp_path_factory):
+    return str(dialog_env.make_synthetic_shoes(**SMALL).save(tmp_path_factory.mktemp("catalog") / "small.h5"))
+
+
+def _train_envs(batch=16, turns=4, user="rule"):
+    return gym.make_vec("DialogRetrieval-v0", num_envs=batch, catalog=SMALL, max_turns=turns, expose_target=True, user=user,
+                        vectorization_mode="vector_entry_point").unwrapped  # fmt: skip
+
+
+def _model(envs, seed=0):
+    torch.manual_seed(seed)
+    return DialogManager(DialogManagerConfig(envs.catalog.dim, len(envs.vocabulary), embed_dim=32, word_dim=32, hidden_dim=32))
+
+
+# ---------------------------------------------------------------------------- protocol and evaluation
+def test_episode_set_is_fixed_and_valid():
+    a = EpisodeSet.draw(50, 200, seed=4)
+    b = EpisodeSet.draw(50, 200, seed=4)
+    np.testing.assert_array_equal(a.targets, b.targets)
+    np.testing.assert_array_equal(a.initials, b.initials)
+    assert (a.targets != a.initials).all() and a.targets.max() < 50 and len(a) == 200
+
+
+def test_random_agent_never_repeats_and_evaluation_is_reproducible():
+    episodes = EpisodeSet.draw(80, 30, seed=1)
+    env_kwargs = {"catalog": SMALL, "split": "test"}
+    first = evaluate(RandomAgent(seed=2), episodes, env_kwargs, max_turns=8, batch_size=7)
+    second = evaluate(RandomAgent(seed=2), episodes, env_kwargs, max_turns=8, batch_size=7)
+    np.testing.assert_array_equal(first.shown_percentile, second.shown_percentile)
+    np.testing.assert_array_equal(first.success, second.success)
+    assert first.ranking_percentile is None
+    assert ((first.shown_percentile >= 0) & (first.shown_percentile <= 1)).all()
+    assert (np.diff(first.success.astype(int), axis=1) >= 0).all()  # success is cumulative
+
+    agent = RandomAgent(seed=0)
+    agent.reset(dialog_env.make_catalog(SMALL).select("test"), 3)
+    observations = {"turn": np.zeros((3, 1), dtype=np.int64)}
+    shown = [np.array([0, 1, 2])]
+    for turn in range(40):
+        actions = agent.act(observations, {"shown_index": shown[-1]})
+        shown.append(actions)
+        observations = {"turn": np.full((3, 1), turn + 1)}
+    history = np.stack(shown, axis=1)
+    assert all(len(set(row)) == len(row) for row in history)
+
+
+def test_evaluation_carries_values_after_the_target_is_found():
+    class Oracle(RandomAgent):
+        """Shows the target at turn 3 (cheats through a closure, for this test only)."""
+
+        name = "oracle"
+
+        def act(self, observations, infos):
+            actions = super().act(observations, infos)
+            turn = int(observations["turn"][0, 0])
+            return np.where(turn == 2, self.targets, np.where(actions == self.targets, (actions + 1) % 80, actions))
+
+    episodes = EpisodeSet.draw(80, 10, seed=5)
+    oracle = Oracle(seed=1)
+    oracle.targets = episodes.targets
+    result = evaluate(oracle, episodes, {"catalog": SMALL, "split": "test"}, max_turns=6, batch_size=10)
+    assert not result.success[:, :2].any() and result.success[:, 2:].all()
+    assert (result.shown_percentile[:, 2:] == 1.0).all()
+    summary = summarize(result, resamples=200)
+    assert summary["turns"][2]["success"] == {"mean": 1.0, "low": 1.0, "high": 1.0}
+    assert "| 3 | 100.0 [100.0, 100.0] | 100.0 [100.0, 100.0] |" in format_turn_table(summary)
+
+
+def test_paired_difference_is_exact_for_identical_and_shifted_results():
+    from agents.base import EvaluationResult, paired_difference
+
+    rng = np.random.default_rng(0)
+    success = rng.random((200, 3)) < 0.4
+    shown = rng.random((200, 3))
+    a = EvaluationResult("a", shown, success, None, None, 100)
+    b = EvaluationResult("b", shown, success, None, None, 100)
+    assert paired_difference(a, b, "success", 2) == {"mean": 0.0, "low": 0.0, "high": 0.0}
+    shifted = EvaluationResult("c", np.clip(shown + 0.1, None, 10), success, None, None, 100)
+    difference = paired_difference(shifted, a, "shown_percentile", 1)
+    assert difference["low"] == pytest.approx(0.1) and difference["high"] == pytest.approx(0.1)
+    with pytest.raises(dialog_env.ConfigurationError, match="not available"):
+        paired_difference(a, b, "ranking_percentile", 1)
+
+
+# ---------------------------------------------------------------------------- the dialog manager
+def test_model_shapes_and_padding_invariance():
+    model = DialogManager(DialogManagerConfig(image_dim=16, vocab_size=20, embed_dim=8, word_dim=12, hidden_dim=10)).eval()
+    tokens = torch.tensor([[3, 4, 5, 0, 0, 0], [7, 0, 0, 0, 0, 0]])
+    query, state = model(torch.randn(2, 16), tokens, model.initial_state(2))
+    assert query.shape == (2, 8) and state.shape == (2, 10)
+    longer = torch.cat([tokens, torch.zeros(2, 4, dtype=torch.long)], dim=1)
+    torch.testing.assert_close(model.encode_text(tokens), model.encode_text(longer))  # padding changes nothing
+
+
+def test_nearest_unseen_and_top_unseen():
+    features = np.arange(10, dtype=np.float32)[:, None]
+    ranker = Ranker(features)
+    queries = np.array([[0.0], [5.2]], dtype=np.float32)
+    shown = np.array([[0, 1], [5, -1]])
+    np.testing.assert_array_equal(nearest_unseen(ranker, queries, shown), [2, 6])
+    np.testing.assert_array_equal(top_unseen(ranker, queries, shown, 3), [[2, 3, 4], [6, 4, 7]])
+
+
+def test_deterministic_agent_results_do_not_depend_on_batching():
+    envs = _train_envs()
+    agent = DialogManagerAgent(_model(envs))
+    episodes = EpisodeSet.draw(80, 25, seed=2)
+    env_kwargs = {"catalog": SMALL, "split": "test"}
+    small_batches = evaluate(agent, episodes, env_kwargs, max_turns=5, batch_size=4)
+    one_batch = evaluate(agent, episodes, env_kwargs, max_turns=5, batch_size=25)
+    np.testing.assert_array_equal(small_batches.shown_percentile, one_batch.shown_percentile)
+    np.testing.assert_array_equal(small_batches.ranking_rank, one_batch.ranking_rank)
+
+
+def test_agent_ranking_matches_ranker_on_embeddings():
+    envs = _train_envs()
+    model = _model(envs)
+    agent = DialogManagerAgent(model)
+    catalog = envs.catalog
+    agent.reset(catalog, 16)
+    observations, infos = envs.reset(seed=0)
+    actions = agent.act(observations, infos)
+    assert actions.shape == (16,) and not np.any(actions == infos["shown_index"])
+    targets = np.asarray(infos["target_index"])
+    with torch.no_grad():
+        embeddings = model.embed_images(torch.from_numpy(np.array(catalog.features))).numpy()
+    np.testing.assert_array_equal(agent.rank_targets(targets), Ranker(embeddings).query_target_ranks(agent._queries, targets))
+
+
+def test_pretraining_loss_falls():
+    envs = _train_envs(batch=32, turns=3)
+    model = _model(envs)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses = []
+    pretrain(model, envs, 60, optimizer, seed=0, on_iteration=lambda i, m: losses.append(m["loss"]))
+    assert len(losses) == 60
+    assert np.mean(losses[-10:]) < 0.6 * np.mean(losses[:10])
+
+
+def test_pretraining_is_deterministic_and_resumable():
+    def train(splits):
+        envs = _train_envs(batch=8, turns=3)
+        model = _model(envs)
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        losses = []
+        for start, stop in splits:  # stopping and starting again must not change anything
+            pretrain(model, envs, stop, optimizer, seed=5, start_iteration=start, on_iteration=lambda i, m: losses.append(m["loss"]))
+        return losses, model.state_dict()
+
+    losses_a, state_a = train([(0, 6)])
+    losses_b, state_b = train([(0, 2), (2, 6)])
+    assert losses_a == losses_b
+    for key in state_a:
+        torch.testing.assert_close(state_a[key], state_b[key])
+
+
+# ---------------------------------------------------------------------------- policy improvement
+class CountingUser(dialog_env.UserSimulator):
+    """A fake user: says how far the shown image's index is from the target's."""
+
+    name = "counting"
+
+    @property
+    def vocabulary(self):
+        return dialog_env.Vocabulary(["lower", "higher", "same", "far", "near"])
+
+    def describe(self, catalog, targets, shown, rngs):
+        words = []
+        for target, image, rng in zip(targets, shown, rngs):
+            direction = "same" if target == image else ("higher" if target > image else "lower")
+            distance = "far" if abs(int(target) - int(image)) > 20 or rng.random() < 0.1 else "near"
+            words.append(f"{direction} {distance}")
+        return words
+
+
+def test_improved_action_is_the_arg_best_of_the_rollout_values():
+    envs = _train_envs(batch=6, turns=4, user=CountingUser())
+    base = _model(envs, seed=1).eval()
+    catalog, vocabulary = envs.catalog, envs.vocabulary
+    with torch.no_grad():
+        embedding_ranker = Ranker(base.embed_images(torch.from_numpy(np.array(catalog.features))).numpy())
+    observations, infos = envs.reset(seed=3)
+    targets = np.asarray(infos["target_index"])
+    shown = np.asarray(infos["shown_index"])[:, None]
+    with torch.no_grad():
+        query, state = base(torch.from_numpy(observations["image"]), torch.from_numpy(observations["feedback"]), base.initial_state(6))
+    candidates = top_unseen(embedding_ranker, query.numpy(), shown, 4)
+    seeds = list(range(100, 124))
+    values = rollout_values(base, catalog, envs.user, vocabulary, envs.ranker, embedding_ranker, state, candidates, targets,
+                            shown, 2, [np.random.default_rng(s) for s in seeds])  # fmt: skip
+    # Reference: each rollout alone, step by step.
+    for b in range(6):
+        for k in range(4):
+            rng = np.random.default_rng(seeds[b * 4 + k])
+            h = state[b : b + 1]
+            current, history = int(candidates[b, k]), list(shown[b]) + [int(candidates[b, k])]
+            total, found = envs.ranker.target_ranks(np.array([current]), targets[b : b + 1])[0], current == targets[b]
+            for _ in range(2):
+                text = envs.user.describe(catalog, targets[b : b + 1], np.array([current]), [rng])
+                with torch.no_grad():
+                    q, h = base(torch.from_numpy(catalog.features[[current]]), torch.from_numpy(vocabulary.encode_batch(text)), h)
+                current = int(nearest_unseen(embedding_ranker, q.numpy(), np.array([history]))[0])
+                history.append(current)
+                total += 0 if found else envs.ranker.target_ranks(np.array([current]), targets[b : b + 1])[0]
+                found |= current == targets[b]
+            assert values[b, k] == total
+    actions = improved_actions(candidates, values)
+    np.testing.assert_array_equal(actions, candidates[np.arange(6), np.argmin(values, axis=1)])
+    assert all(values[b][list(candidates[b]).index(actions[b])] == values[b].min() for b in range(6))
+    # Ties go to the base policy's earlier candidate.
+    np.testing.assert_array_equal(improved_actions(np.array([[5, 6, 7]]), np.array([[3.0, 1.0, 1.0]])), [6])
+
+
+# ---------------------------------------------------------------------------- train_agent.py
+TINY = ["--pretrain-iterations", "4", "--improve-iterations", "2", "--batch-size", "8", "--train-turns", "3", "--max-turns", "4",
+        "--eval-episodes", "40", "--checkpoint-every", "2", "--no-progress", "--seed", "3"]  # fmt: skip
+
+
+def _run(args, cwd):
+    return subprocess.run([sys.executable, str(ROOT / "train_agent.py"), *args], capture_output=True, text=True, timeout=600, cwd=cwd)
+
+
+def test_train_agent_end_to_end(tmp_path, small_catalog_file):
+    result = _run(["--catalog", small_catalog_file, "--run-name", "tiny", "--runs-dir", str(tmp_path), *TINY], tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    run = tmp_path / "tiny"
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert set(metrics["results"]) == {"paper-stage1", "paper-stage2", "random"}
+    stage2 = metrics["results"]["paper-stage2"]
+    assert len(stage2["turns"]) == 4 and {"ranking_percentile", "recall@10", "recall@50"} <= set(stage2["turns"][0])
+    for name in ("last.pt", "stage1.pt", "final.pt"):
+        assert (run / "checkpoints" / name).exists()
+    assert list((run / "tensorboard").iterdir())
+    assert "paper-stage2: per-turn results on the test split" in result.stdout
+    assert "| turn | shown-image rank pct. (%) | success by turn (%) | agent ranking pct. (%) | R@10 (%) | R@50 (%) |" in result.stdout
+
+    # Same seed, same metrics; resuming from the stage-1 checkpoint reproduces stage 2 exactly.
+    again = tmp_path / "again"
+    shutil.copytree(run, again)
+    shutil.copy(again / "checkpoints" / "stage1.pt", again / "checkpoints" / "last.pt")
+    resumed = _run(["--catalog", small_catalog_file, "--run-name", "again", "--runs-dir", str(tmp_path), "--resume", *TINY], tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resumed from" in resumed.stdout
+    assert json.loads((again / "metrics.json").read_text())["results"] == metrics["results"]
+
+    # The policy-improvement comparison reads the run's checkpoints.
+    check = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "policy_improvement.py"), "--run", str(run), "--control", str(again),
+         "--episodes", "30", "--out", str(tmp_path / "pi")],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path,
+    )  # fmt: skip
+    assert check.returncode == 0, check.stdout + check.stderr
+    report = json.loads((tmp_path / "pi" / "policy_improvement.json").read_text())
+    assert len(report["summaries"]) == 3 and len(report["differences"]) == 2
+    stage2_vs_control = report["differences"][1]["turns"]["10"]["success"]
+    assert stage2_vs_control["mean"] == 0.0  # the control here is the same final model
+
+    # An existing run is never overwritten silently.
+    clash = _run(["--catalog", small_catalog_file, "--run-name", "tiny", "--runs-dir", str(tmp_path), *TINY], tmp_path)
+    assert clash.returncode == 2 and "--resume" in clash.stderr
+
+
+def test_train_agent_rejects_bad_arguments(tmp_path):
+    result = _run(["--batch-size", "0", "--agent", "nope"], tmp_path)
+    assert result.returncode == 2
+    assert "--agent must be one of ['paper', 'random']" in result.stderr and "--batch-size must be >= 1" in result.stderr

@@ -1,0 +1,225 @@
+"""The native vector environment: equivalence with single environments, validation, spaces."""
+
+from __future__ import annotations
+
+import pickle
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.vector import AutoresetMode, SyncVectorEnv
+
+import dialog_env  # noqa: F401 - registers DialogRetrieval-v0
+from dialog_env import DialogRetrievalEnv, DialogRetrievalVectorEnv
+from dialog_env.errors import ConfigurationError, InvalidActionError, ResetNeeded
+from dialog_env.ranking import Ranker
+
+NOISY_USER = {"vague_rate": 0.2, "irrelevant_rate": 0.3, "mistake_rate": 0.2}
+
+
+def assert_same_step(native: tuple, reference: tuple) -> None:
+    """Observations, rewards, terminations, truncations and infos are identical (dtypes too)."""
+    *native_arrays, native_info = native
+    *reference_arrays, reference_info = reference
+    native_obs, reference_obs = native_arrays[0], reference_arrays[0]
+    assert native_obs.keys() == reference_obs.keys()
+    for key in reference_obs:
+        assert native_obs[key].dtype == reference_obs[key].dtype, key
+        np.testing.assert_array_equal(native_obs[key], reference_obs[key], err_msg=key)
+    for native_array, reference_array in zip(native_arrays[1:], reference_arrays[1:]):
+        assert native_array.dtype == reference_array.dtype
+        np.testing.assert_array_equal(native_array, reference_array)
+    assert native_info.keys() == reference_info.keys()
+    for key in reference_info:
+        assert native_info[key].dtype == reference_info[key].dtype, key
+        np.testing.assert_array_equal(native_info[key], reference_info[key], err_msg=key)
+
+
+def make_pair(catalog, num_envs: int, **kwargs):
+    native = gym.make_vec("DialogRetrieval-v0", num_envs=num_envs, catalog=catalog, **kwargs)
+    reference = gym.make_vec(
+        "DialogRetrieval-v0", num_envs=num_envs, vectorization_mode="sync", catalog=catalog, **kwargs
+    )
+    assert isinstance(native, DialogRetrievalVectorEnv)
+    assert isinstance(reference, SyncVectorEnv)
+    return native, reference
+
+
+def test_make_vec_uses_the_native_env_with_next_step_autoreset(small_shoes):
+    envs = gym.make_vec("DialogRetrieval-v0", num_envs=3, catalog=small_shoes)
+    assert isinstance(envs, DialogRetrievalVectorEnv)
+    assert envs.metadata["autoreset_mode"] == AutoresetMode.NEXT_STEP
+    assert envs.num_envs == 3
+    assert envs.action_space == gym.spaces.MultiDiscrete([300] * 3)
+    assert envs.single_action_space == gym.spaces.Discrete(300)
+    obs, _ = envs.reset(seed=0)
+    assert obs["feedback"].shape == (3, 16) and obs["feedback"].dtype == np.int64
+    assert obs["image"].shape == (3, 32) and obs["image"].dtype == np.float32
+    assert obs["turn"].shape == (3, 1) and obs["turn"].dtype == np.int64
+    assert envs.observation_space.contains(obs)
+
+
+@pytest.mark.parametrize("reward_mode", ["percentile", "improvement", "success"])
+def test_matches_sync_vector_env_step_for_step_with_autoresets(small_shoes, reward_mode):
+    num_envs = 5
+    native, reference = make_pair(
+        small_shoes, num_envs, max_turns=3, reward_mode=reward_mode, expose_target=True, user_kwargs=NOISY_USER
+    )
+    assert_same_step(native.reset(seed=11), reference.reset(seed=11))
+    rng = np.random.default_rng(0)
+    ended = 0
+    info = native._get_info()
+    for step in range(12):
+        actions = rng.integers(small_shoes.select("train").num_images, size=num_envs)
+        # Show the target now and then, so that terminations (and their autoresets) happen too.
+        hit = rng.random(num_envs) < 0.3
+        actions = np.where(hit, info["target_index"], actions)
+        native_step = native.step(actions)
+        assert_same_step(native_step, reference.step(actions))
+        info = native_step[-1]
+        ended += int(native_step[2].sum() + native_step[3].sum())
+    assert ended >= num_envs  # truncations and terminations were exercised
+
+
+def test_matches_independent_single_envs(small_shoes):
+    num_envs, seed = 4, 123
+    envs = DialogRetrievalVectorEnv(num_envs=num_envs, catalog=small_shoes, split="test", max_turns=10)
+    singles = [DialogRetrievalEnv(catalog=small_shoes, split="test", max_turns=10) for _ in range(num_envs)]
+    obs, infos = envs.reset(seed=seed)
+    single_results = [env.reset(seed=seed + i) for i, env in enumerate(singles)]
+    for i, (single_obs, single_info) in enumerate(single_results):
+        np.testing.assert_array_equal(obs["feedback"][i], single_obs["feedback"])
+        assert infos["feedback_text"][i] == single_info["feedback_text"]
+        assert infos["target_rank"][i] == single_info["target_rank"]
+    rng = np.random.default_rng(5)
+    for _ in range(4):
+        actions = rng.integers(100, size=num_envs)
+        obs, rewards, terminated, truncated, infos = envs.step(actions)
+        for i, env in enumerate(singles):
+            single_obs, reward, single_terminated, single_truncated, single_info = env.step(int(actions[i]))
+            for key in single_obs:
+                np.testing.assert_array_equal(obs[key][i], single_obs[key])
+            assert rewards[i] == reward
+            assert (terminated[i], truncated[i]) == (single_terminated, single_truncated)
+            for key, value in single_info.items():
+                assert infos[key][i] == value, key
+
+
+def test_partial_reset_with_mask_matches_sync(small_shoes):
+    native, reference = make_pair(small_shoes, 4, max_turns=5)
+    native.reset(seed=3)
+    reference.reset(seed=3)
+    actions = np.array([1, 2, 3, 4])
+    assert_same_step(native.step(actions), reference.step(actions))
+    mask = np.array([True, False, True, False])
+    assert_same_step(native.reset(options={"reset_mask": mask}), reference.reset(options={"reset_mask": mask.copy()}))
+    assert_same_step(native.step(actions), reference.step(actions))
+
+
+def test_seed_none_differs_between_instances_and_seed_list_works(small_shoes):
+    first = DialogRetrievalVectorEnv(num_envs=8, catalog=small_shoes)
+    second = DialogRetrievalVectorEnv(num_envs=8, catalog=small_shoes)
+    _, info_a = first.reset()
+    _, info_b = second.reset()
+    assert not np.array_equal(info_a["shown_index"], info_b["shown_index"])
+    _, info_list = first.reset(seed=[5, 6, 7, 8, 9, 10, 11, 12])
+    _, info_int = second.reset(seed=5)
+    np.testing.assert_array_equal(info_list["shown_index"], info_int["shown_index"])
+
+
+def test_reset_options_fix_targets_and_first_images(small_shoes):
+    envs = DialogRetrievalVectorEnv(num_envs=3, catalog=small_shoes, expose_target=True)
+    targets, initials = np.array([0, 5, 7]), np.array([1, 6, 0])
+    obs, info = envs.reset(seed=0, options={"target": targets, "initial": initials})
+    np.testing.assert_array_equal(info["target_index"], targets)
+    np.testing.assert_array_equal(info["shown_index"], initials)
+    np.testing.assert_array_equal(obs["image"], small_shoes.select("train").features[initials])
+    _, _, terminated, _, info = envs.step(targets)
+    assert terminated.all() and info["is_success"].all()
+    np.testing.assert_array_equal(info["target_rank"], 0)
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"target": np.array([0, 1])}, "must be a \\(3,\\) integer array"),
+        ({"target": np.array([0.0, 1.0, 2.0])}, "integer array"),
+        ({"initial": np.array([0, 1, 300])}, "0..299"),
+        ({"target": np.array([0, 1, 2]), "initial": np.array([3, 1, 4])}, "dialog 1 must differ"),
+        ({"goal": 1}, "unknown reset option"),
+        ({"reset_mask": np.array([1, 0, 1])}, "bool array"),
+    ],
+)
+def test_bad_reset_options_raise(small_shoes, options, message):
+    envs = DialogRetrievalVectorEnv(num_envs=3, catalog=small_shoes)
+    with pytest.raises(ConfigurationError, match=message):
+        envs.reset(seed=0, options=options)
+
+
+@pytest.mark.parametrize(
+    "actions, message",
+    [
+        (np.array([0, 1]), "shape \\(2,\\)"),
+        (np.array([0.0, 1.0, 2.0]), "dtype float64"),
+        (np.array([True, False, True]), "dtype bool"),
+        (np.array([0, 300, 1]), "action 300 of dialog 1 is out of range: valid image indices are 0..299"),
+        (np.array([-1, 0, 1]), "0..299"),
+        (3, "shape \\(\\)"),
+    ],
+)
+def test_bad_actions_raise_invalid_action_error(small_shoes, actions, message):
+    envs = DialogRetrievalVectorEnv(num_envs=3, catalog=small_shoes)
+    envs.reset(seed=0)
+    with pytest.raises(InvalidActionError, match=message):
+        envs.step(actions)
+
+
+def test_step_before_reset_and_bad_constructor_arguments(small_shoes):
+    with pytest.raises(ResetNeeded):
+        DialogRetrievalVectorEnv(num_envs=2, catalog=small_shoes).step(np.array([0, 1]))
+    with pytest.raises(ConfigurationError, match="num_envs"):
+        DialogRetrievalVectorEnv(num_envs=0, catalog=small_shoes)
+    with pytest.raises(ConfigurationError, match="reward_mode"):
+        DialogRetrievalVectorEnv(num_envs=2, catalog=small_shoes, reward_mode="rank")
+
+
+def test_one_rank_computation_per_step_for_all_dialogs(small_shoes, monkeypatch):
+    calls = []
+    original = Ranker.target_ranks
+
+    def counting(self, shown, targets):
+        calls.append(len(shown))
+        return original(self, shown, targets)
+
+    monkeypatch.setattr(Ranker, "target_ranks", counting)
+    envs = DialogRetrievalVectorEnv(num_envs=6, catalog=small_shoes, max_turns=2)
+    envs.reset(seed=0)
+    for _ in range(5):  # includes autoresets
+        calls.clear()
+        envs.step(np.arange(6))
+        assert calls == [6]
+
+
+def test_observations_stay_in_space_and_are_fresh_arrays(small_shoes):
+    envs = DialogRetrievalVectorEnv(num_envs=4, catalog=small_shoes, max_turns=3)
+    obs, _ = envs.reset(seed=1)
+    envs.action_space.seed(1)
+    for _ in range(6):
+        previous = {key: value.copy() for key, value in obs.items()}
+        obs["feedback"][:] = -1  # mutating a returned observation must not corrupt the env
+        obs, rewards, *_ = envs.step(envs.action_space.sample())
+        assert envs.observation_space.contains(obs)
+        assert ((rewards >= 0) & (rewards <= 1)).all()
+        assert previous.keys() == obs.keys()
+
+
+def test_render_ansi_matches_single_envs_and_pickle_round_trip(small_shoes):
+    native, reference = make_pair(small_shoes, 2, render_mode="ansi", max_turns=4)
+    native.reset(seed=9)
+    reference.reset(seed=9)
+    actions = np.array([3, 4])
+    native.step(actions)
+    reference.step(actions)
+    assert native.render() == reference.render()
+    clone = pickle.loads(pickle.dumps(native))
+    assert_same_step(clone.step(actions), native.step(actions))

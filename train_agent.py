@@ -1,0 +1,372 @@
+"""Train an agent on DialogRetrieval-v0 and evaluate it on the test split, per turn.
+
+    python train_agent.py                       # the paper's agent: stage 1, stage 2, evaluation
+    python train_agent.py --agent random        # the random reference (no training)
+    python train_agent.py --run-name mine --resume   # continue an interrupted run
+
+Writes ``runs/NAME/``: ``config.json``, ``checkpoints/`` (``last.pt`` written atomically during
+training, ``stage1.pt``, ``final.pt``), ``metrics.json`` (per-turn metrics with 95% bootstrap
+confidence intervals) and TensorBoard logs (``tensorboard --logdir runs``). Ctrl-C saves a
+checkpoint and exits; ``--resume`` continues from the last checkpoint with the same numbers.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import dataclasses
+import inspect
+import platform
+import signal
+import sys
+import textwrap
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+import dialog_env
+from agents.base import Agent, EpisodeSet, evaluate, format_turn_table, save_json, summarize
+from agents.baselines import RandomAgent
+from agents.checkpoints import load_checkpoint, save_checkpoint
+from agents.dialog_manager import DialogManager, DialogManagerAgent, DialogManagerConfig, pretrain, resolve_device
+from agents.policy_improvement import improve
+from dialog_env.errors import ConfigurationError, DialogEnvError
+
+AGENTS = ("paper", "random")
+
+
+@dataclass
+class Args:
+    agent: str = "paper"
+    """agent to train and evaluate: paper (stage 1 then stage 2) or random (no training)"""
+    run_name: str | None = None
+    """run folder under --runs-dir (default: AGENT-sSEED)"""
+    runs_dir: str = "runs"
+    """where run folders go"""
+    seed: int = 1
+    """seed of the training dialogs, the model's initialisation and the agent"""
+    device: str = "auto"
+    """torch device: auto (CUDA if available, else CPU), cpu, cuda, cuda:1..."""
+    catalog: str | None = None
+    """HDF5 catalogue (default: the embedded synthetic Shoes-like catalogue)"""
+    train_split: str = "train"
+    """catalogue split to train on"""
+    eval_split: str = "test"
+    """catalogue split to evaluate on"""
+    user: str = "rule"
+    """user simulator name"""
+    max_turns: int = 10
+    """turns of the evaluation dialogs"""
+    train_turns: int = 5
+    """turns of the training dialogs (5 in the paper)"""
+    batch_size: int = 128
+    """training dialogs per iteration (128 in the paper)"""
+    pretrain_iterations: int = 600
+    """stage 1 (supervised pre-training) iterations"""
+    pretrain_lr: float = 1e-3
+    """stage 1 Adam learning rate"""
+    margin: float = 0.1
+    """stage 1 triplet margin"""
+    improve_iterations: int = 100
+    """stage 2 (model-based policy improvement) iterations; 0 skips stage 2"""
+    improve_lr: float = 1e-4
+    """stage 2 Adam learning rate"""
+    top_k: int = 4
+    """stage 2 candidates looked ahead per turn"""
+    tau: float = 0.2
+    """stage 2 softmax temperature"""
+    num_negatives: int = 5
+    """stage 2 random negatives in the softmax"""
+    eval_episodes: int = 1000
+    """evaluation episodes (the same targets and first images for every agent)"""
+    eval_seed: int = 2018
+    """seed of the evaluation episodes"""
+    eval_random: bool = True
+    """also evaluate the random agent on the same episodes, for reference"""
+    checkpoint_every: int = 100
+    """iterations between checkpoints"""
+    resume: bool = False
+    """continue the run from its last checkpoint"""
+    progress: bool = True
+    """show progress bars"""
+
+
+def _field_docs(cls: type) -> dict[str, str]:
+    """The docstring under each field of a dataclass (read from its source)."""
+    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    docs = {}
+    for node, following in zip(body, body[1:]):
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            if isinstance(following, ast.Expr) and isinstance(following.value, ast.Constant):
+                docs[node.target.id] = str(following.value.value)
+    return docs
+
+
+def parse_args(argv: Sequence[str] | None = None) -> Args:
+    """Command-line options from :class:`Args` (``--flag-name``; booleans as ``--x/--no-x``)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    docs = _field_docs(Args)
+    for field in dataclasses.fields(Args):
+        flag = "--" + field.name.replace("_", "-")
+        kind = {"bool": bool, "int": int, "float": float}.get(str(field.type), str)
+        if kind is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=field.default, help=docs.get(field.name))
+        else:
+            parser.add_argument(flag, type=kind, default=field.default, help=docs.get(field.name), dest=field.name)
+    args = Args(**vars(parser.parse_args(argv)))
+    problems = []
+    if args.agent not in AGENTS:
+        problems.append(f"--agent must be one of {list(AGENTS)}, got {args.agent!r}")
+    for name in ("max_turns", "train_turns", "batch_size", "eval_episodes", "checkpoint_every", "top_k", "num_negatives"):
+        if getattr(args, name) < 1:
+            problems.append(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    for name in ("pretrain_iterations", "improve_iterations"):
+        if getattr(args, name) < 0:
+            problems.append(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
+    for name in ("pretrain_lr", "improve_lr", "tau"):
+        if not getattr(args, name) > 0:
+            problems.append(f"--{name.replace('_', '-')} must be > 0, got {getattr(args, name)}")
+    if problems:
+        parser.error("; ".join(problems))
+    return args
+
+
+class _Interrupted(Exception):
+    """Raised after a checkpoint was saved on Ctrl-C."""
+
+
+# ---------------------------------------------------------------------------- the run
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        return run(args)
+    except _Interrupted as interrupted:
+        print(f"\ninterrupted: {interrupted}; continue with --resume", file=sys.stderr)
+        return 130
+    except DialogEnvError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+def run(args: Args) -> int:
+    start_time = time.perf_counter()
+    run_name = args.run_name or f"{args.agent}-s{args.seed}"
+    run_dir = Path(args.runs_dir) / run_name
+    checkpoint_dir = run_dir / "checkpoints"
+    if run_dir.exists() and not args.resume and (checkpoint_dir / "last.pt").exists():
+        raise ConfigurationError(
+            f"run folder {str(run_dir)!r} already holds a checkpoint: pass --resume to continue it, or choose "
+            f"another --run-name"
+        )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_json(run_dir / "config.json", {"args": dataclasses.asdict(args), "command": " ".join(["python", "train_agent.py", *sys.argv[1:]])})
+
+    torch.manual_seed(args.seed)
+    np.random.seed(args.seed % 2**32)  # nothing here draws from it; pinned for third-party code
+    device = resolve_device(args.device)
+    env_kwargs = {"catalog": args.catalog, "user": args.user}
+    eval_envs_probe = dialog_env.DialogRetrievalEnv(split=args.eval_split, **env_kwargs)
+    episodes = EpisodeSet.draw(eval_envs_probe.catalog.num_images, args.eval_episodes, args.eval_seed)
+    eval_kwargs = {**env_kwargs, "split": args.eval_split}
+    print(
+        f"run {run_name}: agent={args.agent} device={device} train split={args.train_split} "
+        f"eval split={args.eval_split} ({eval_envs_probe.catalog.num_images} images, {len(episodes)} episodes)",
+        flush=True,
+    )
+
+    writer = _summary_writer(run_dir / "tensorboard")
+    results: dict[str, Any] = {}
+    agents_to_eval: list[Agent] = []
+    if args.agent == "paper":
+        stage1_model, final_model, results = train_paper_agent(args, env_kwargs, checkpoint_dir, device, writer, episodes, eval_kwargs)
+        agents_to_eval.append(DialogManagerAgent(final_model, device, name="paper-stage2" if args.improve_iterations else "paper-stage1"))
+    if args.agent == "random" or args.eval_random:
+        agents_to_eval.append(RandomAgent(seed=args.seed))
+
+    for agent in agents_to_eval:
+        if agent.name in results:
+            continue
+        print(f"evaluating {agent.name} on {len(episodes)} episodes ...", flush=True)
+        result = evaluate(agent, episodes, eval_kwargs, max_turns=args.max_turns, seed=args.eval_seed)
+        results[agent.name] = summarize(result, seed=args.eval_seed)
+    for name, summary in results.items():
+        _log_summary(writer, name, summary)
+        print(f"\n{name}: per-turn results on the {args.eval_split} split ({summary['episodes']} episodes, mean [95% CI])")
+        print(format_turn_table(summary))
+    if writer is not None:
+        writer.close()
+    metrics = {
+        "run": run_name,
+        "args": dataclasses.asdict(args),
+        "episodes": {"count": len(episodes), "seed": episodes.seed, "split": args.eval_split},
+        "results": results,
+        "versions": _versions(),
+        "wall_seconds": time.perf_counter() - start_time,
+    }
+    save_json(run_dir / "metrics.json", metrics)
+    print(f"\nwrote {run_dir / 'metrics.json'} ({metrics['wall_seconds']:.0f} s)")
+    return 0
+
+
+def train_paper_agent(
+    args: Args,
+    env_kwargs: dict[str, Any],
+    checkpoint_dir: Path,
+    device: torch.device,
+    writer: Any,
+    episodes: EpisodeSet,
+    eval_kwargs: dict[str, Any],
+) -> tuple[DialogManager, DialogManager, dict[str, Any]]:
+    """Stage 1 then stage 2, with checkpoints; returns both models and the stage-1 evaluation."""
+    envs = gym.make_vec(
+        "DialogRetrieval-v0", num_envs=args.batch_size, split=args.train_split, max_turns=args.train_turns,
+        expose_target=True, vectorization_mode="vector_entry_point", **env_kwargs,
+    )  # fmt: skip
+    train_env = envs.unwrapped if hasattr(envs, "unwrapped") else envs
+    vocabulary_words = train_env.vocabulary.words
+    config = DialogManagerConfig(image_dim=train_env.catalog.dim, vocab_size=len(train_env.vocabulary))
+    model = DialogManager(config).to(device)
+    base: DialogManager | None = None
+    stage, iteration = "pretrain", 0
+    results: dict[str, Any] = {}
+    optimizer: torch.optim.Optimizer = torch.optim.Adam(model.parameters(), lr=args.pretrain_lr)
+
+    last = checkpoint_dir / "last.pt"
+    if args.resume:
+        if not last.exists():
+            raise ConfigurationError(f"--resume: no checkpoint at {str(last)!r}")
+        payload = load_checkpoint(last, config.image_dim, vocabulary_words)
+        stage, iteration, results = payload["stage"], payload["iteration"], payload.get("results", {})
+        model.load_state_dict(payload["model"])
+        if stage == "improve":
+            base = DialogManager(config).to(device)
+            base.load_state_dict(payload["base"])
+            optimizer = _stage2_optimizer(model, args.improve_lr)
+        optimizer.load_state_dict(payload["optimizer"])
+        print(f"resumed from {last}: stage {stage}, iteration {iteration}", flush=True)
+
+    def checkpoint(next_iteration: int, path: Path = last) -> None:
+        save_checkpoint(path, {
+            "stage": stage, "iteration": next_iteration,
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "base": None if base is None else base.state_dict(), "model_config": dataclasses.asdict(config),
+            "vocabulary": vocabulary_words, "args": dataclasses.asdict(args), "results": results,
+        })  # fmt: skip
+
+    stop_requested = {"flag": False}
+
+    def request_stop(signum: int, frame: Any) -> None:  # noqa: ARG001
+        if stop_requested["flag"]:
+            raise KeyboardInterrupt
+        stop_requested["flag"] = True
+        print("\nCtrl-C: stopping after this iteration (press again to abort without saving)", file=sys.stderr, flush=True)
+
+    previous_handler = signal.signal(signal.SIGINT, request_stop)
+    try:
+        if stage == "pretrain":
+            bar = _progress(args, args.pretrain_iterations, iteration, "stage 1 (pre-training)")
+
+            def after_pretrain_iteration(i: int, metrics: dict[str, float]) -> None:
+                _after_iteration(writer, bar, "stage1", i, metrics)
+                if stop_requested["flag"]:
+                    checkpoint(i + 1)
+                    raise _Interrupted(f"checkpoint saved after stage 1 iteration {i + 1} in {last}")
+                if (i + 1) % args.checkpoint_every == 0:
+                    checkpoint(i + 1)
+
+            pretrain(model, train_env, args.pretrain_iterations, optimizer, seed=args.seed, start_iteration=iteration,
+                     margin=args.margin, device=device, on_iteration=after_pretrain_iteration)  # fmt: skip
+            bar.close()
+            print("evaluating paper-stage1 ...", flush=True)
+            summary = summarize(
+                evaluate(DialogManagerAgent(model, device, "paper-stage1"), episodes, eval_kwargs, max_turns=args.max_turns, seed=args.eval_seed),
+                seed=args.eval_seed,
+            )
+            results["paper-stage1"] = summary
+            base = copy.deepcopy(model)
+            stage, iteration = "improve", 0
+            optimizer = _stage2_optimizer(model, args.improve_lr)
+            checkpoint(0, checkpoint_dir / "stage1.pt")
+            checkpoint(0)
+        stage1_model = copy.deepcopy(base) if base is not None else model
+        if stage == "improve" and args.improve_iterations > 0:
+            assert base is not None
+            bar = _progress(args, args.improve_iterations, iteration, "stage 2 (policy improvement)")
+
+            def after_improve_iteration(i: int, metrics: dict[str, float]) -> None:
+                _after_iteration(writer, bar, "stage2", i, metrics)
+                if stop_requested["flag"]:
+                    checkpoint(i + 1)
+                    raise _Interrupted(f"checkpoint saved after stage 2 iteration {i + 1} in {last}")
+                if (i + 1) % args.checkpoint_every == 0:
+                    checkpoint(i + 1)
+
+            improve(model, base, train_env, args.improve_iterations, optimizer, seed=args.seed, start_iteration=iteration,
+                    top_k=args.top_k, tau=args.tau, num_negatives=args.num_negatives, device=device,
+                    on_iteration=after_improve_iteration)  # fmt: skip
+            bar.close()
+        stage = "done"
+        checkpoint(args.improve_iterations)
+        checkpoint(args.improve_iterations, checkpoint_dir / "final.pt")
+    finally:
+        signal.signal(signal.SIGINT, previous_handler)
+        envs.close()
+    return stage1_model, model, results
+
+
+def _stage2_optimizer(model: DialogManager, lr: float) -> torch.optim.Optimizer:
+    """Adam over everything but the (frozen) image encoder."""
+    for parameter in model.image_encoder.parameters():
+        parameter.requires_grad_(False)
+    return torch.optim.Adam([p for n, p in model.named_parameters() if not n.startswith("image_encoder.")], lr=lr)
+
+
+def _progress(args: Args, total: int, initial: int, description: str) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, desc=description, disable=not args.progress, mininterval=2.0, file=sys.stdout)
+
+
+def _after_iteration(writer: Any, bar: Any, stage: str, iteration: int, metrics: dict[str, float]) -> None:
+    bar.update(1)
+    bar.set_postfix({k: f"{v:.4f}" for k, v in metrics.items()}, refresh=False)
+    if writer is not None:
+        for key, value in metrics.items():
+            writer.add_scalar(f"train/{stage}_{key}", value, iteration)
+
+
+def _summary_writer(folder: Path) -> Any:
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard is a dependency, but keep training if it is broken
+        print("warning: tensorboard is not installed; no TensorBoard logs (pip install tensorboard)", file=sys.stderr)
+        return None
+    return SummaryWriter(log_dir=str(folder))
+
+
+def _log_summary(writer: Any, name: str, summary: dict[str, Any]) -> None:
+    if writer is None:
+        return
+    for row in summary["turns"]:
+        for metric, value in row.items():
+            if metric != "turn":
+                writer.add_scalar(f"eval/{name}/{metric}", value["mean"], row["turn"])
+
+
+def _versions() -> dict[str, str]:
+    return {
+        "python": platform.python_version(), "numpy": np.__version__, "torch": torch.__version__,
+        "gymnasium": gym.__version__, "dialog_env": dialog_env.__version__,
+    }  # fmt: skip
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
