@@ -262,7 +262,12 @@ def test_train_agent_end_to_end(tmp_path, small_catalog_file):
     assert "paper-stage2: per-turn results on the test split" in result.stdout
     assert "| turn | shown-image rank pct. (%) | success by turn (%) | agent ranking pct. (%) | R@10 (%) | R@50 (%) |" in result.stdout
 
-    # Same seed, same metrics; resuming from the stage-1 checkpoint reproduces stage 2 exactly.
+    # Same seed, same metrics.
+    twin = _run(["--catalog", small_catalog_file, "--run-name", "twin", "--runs-dir", str(tmp_path), *TINY], tmp_path)
+    assert twin.returncode == 0, twin.stderr
+    assert json.loads((tmp_path / "twin" / "metrics.json").read_text())["results"] == metrics["results"]
+
+    # Resuming from the stage-1 checkpoint reproduces stage 2 exactly.
     again = tmp_path / "again"
     shutil.copytree(run, again)
     shutil.copy(again / "checkpoints" / "stage1.pt", again / "checkpoints" / "last.pt")
