@@ -2,10 +2,13 @@
 
     python train_agent.py                       # the paper's agent: stage 1, stage 2, evaluation
     python train_agent.py --agent random        # the random reference (no training)
+    python train_agent.py --agent ppo           # a Stable-Baselines3 baseline (ppo, a2c, dqn on the
+                                                # image index; ppo-query, sac-query, td3-query on a query vector)
+    python train_agent.py --agent attribute-oracle   # the attribute oracle (no training)
     python train_agent.py --run-name mine --resume   # continue an interrupted run
 
 Writes ``runs/NAME/``: ``config.json``, ``checkpoints/`` (``last.pt`` written atomically during
-training, ``stage1.pt``, ``final.pt``), ``metrics.json`` (per-turn metrics with 95% bootstrap
+training, ``stage1.pt``, ``final.pt``; SB3 agents: ``final.zip``), ``metrics.json`` (per-turn metrics with 95% bootstrap
 confidence intervals) and TensorBoard logs (``tensorboard --logdir runs``). Ctrl-C saves a
 checkpoint and exits; ``--resume`` continues from the last checkpoint with the same numbers.
 """
@@ -16,6 +19,7 @@ import ast
 import copy
 import dataclasses
 import inspect
+import os
 import platform
 import signal
 import sys
@@ -37,13 +41,21 @@ from agents.dialog_manager import DialogManager, DialogManagerAgent, DialogManag
 from agents.policy_improvement import improve
 from dialog_env.errors import ConfigurationError, DialogEnvError
 
-AGENTS = ("paper", "random")
+#: Agents without Stable-Baselines3: the paper's agent and the random reference.
+CORE_AGENTS = ("paper", "random")
+#: Agents that are only evaluated (no training).
+EVAL_ONLY_AGENTS = ("attribute-oracle",)
+#: Stable-Baselines3 agents (``agents.sb3.SB3_AGENTS``; named here so that the other agents run
+#: without the optional stable-baselines3): catalogue-index actions, then query-vector actions.
+SB3_AGENTS = ("ppo", "a2c", "dqn", "ppo-query", "sac-query", "td3-query")
+AGENTS = CORE_AGENTS + EVAL_ONLY_AGENTS + SB3_AGENTS
 
 
 @dataclass
 class Args:
     agent: str = "paper"
-    """agent to train and evaluate: paper (stage 1 then stage 2) or random (no training)"""
+    """agent to train and evaluate: paper (stage 1 then stage 2); random or attribute-oracle (no training); or a
+    Stable-Baselines3 baseline: ppo, a2c, dqn (action: image index) or ppo-query, sac-query, td3-query (action: query vector)"""
     run_name: str | None = None
     """run folder under --runs-dir (default: AGENT-sSEED)"""
     runs_dir: str = "runs"
@@ -52,6 +64,9 @@ class Args:
     """seed of the training dialogs, the model's initialisation and the agent"""
     device: str = "auto"
     """torch device: auto (CUDA if available, else CPU), cpu, cuda, cuda:1..."""
+    torch_threads: int = 0
+    """torch CPU threads; 0: automatic (1 for the SB3 agents, whose small networks run about 3x faster on one
+    thread here; torch's default, one per core, for the others)"""
     catalog: str | None = None
     """HDF5 catalogue (default: the embedded synthetic Shoes-like catalogue)"""
     train_split: str = "train"
@@ -63,7 +78,7 @@ class Args:
     max_turns: int = 10
     """turns of the evaluation dialogs"""
     train_turns: int = 5
-    """turns of the training dialogs (5 in the paper)"""
+    """turns of the training dialogs (5 in the paper), for the paper's agent and the SB3 agents"""
     batch_size: int = 128
     """training dialogs per iteration (128 in the paper)"""
     pretrain_iterations: int = 600
@@ -88,6 +103,10 @@ class Args:
     """seed of the evaluation episodes"""
     eval_random: bool = True
     """also evaluate the random agent on the same episodes, for reference"""
+    total_timesteps: int = 50_000
+    """SB3 agents: environment steps of training (the default takes 1-3 minutes per agent on 2 CPU cores)"""
+    n_envs: int = 4
+    """SB3 agents: training environments stepped together"""
     checkpoint_every: int = 100
     """iterations between checkpoints"""
     resume: bool = False
@@ -124,11 +143,15 @@ def parse_args(argv: Sequence[str] | None = None) -> Args:
     args = Args(**vars(parser.parse_args(argv)))
     problems = []
     if args.agent not in AGENTS:
-        problems.append(f"--agent must be one of {list(AGENTS)}, got {args.agent!r}")
-    for name in ("max_turns", "train_turns", "batch_size", "eval_episodes", "checkpoint_every", "top_k", "num_negatives"):
+        problems.append(
+            f"--agent must be one of {list(CORE_AGENTS)}, {list(EVAL_ONLY_AGENTS)} (evaluation only) or a "
+            f"Stable-Baselines3 agent {list(SB3_AGENTS)}, got {args.agent!r}"
+        )
+    for name in ("max_turns", "train_turns", "batch_size", "eval_episodes", "checkpoint_every", "top_k", "num_negatives",
+                 "total_timesteps", "n_envs"):  # fmt: skip
         if getattr(args, name) < 1:
             problems.append(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    for name in ("pretrain_iterations", "improve_iterations"):
+    for name in ("pretrain_iterations", "improve_iterations", "torch_threads"):
         if getattr(args, name) < 0:
             problems.append(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
     for name in ("pretrain_lr", "improve_lr", "tau"):
@@ -161,7 +184,7 @@ def run(args: Args) -> int:
     run_name = args.run_name or f"{args.agent}-s{args.seed}"
     run_dir = Path(args.runs_dir) / run_name
     checkpoint_dir = run_dir / "checkpoints"
-    if run_dir.exists() and not args.resume and (checkpoint_dir / "last.pt").exists():
+    if run_dir.exists() and not args.resume and any((checkpoint_dir / name).exists() for name in ("last.pt", "final.zip")):
         raise ConfigurationError(
             f"run folder {str(run_dir)!r} already holds a checkpoint: pass --resume to continue it, or choose "
             f"another --run-name"
@@ -169,6 +192,9 @@ def run(args: Args) -> int:
     run_dir.mkdir(parents=True, exist_ok=True)
     save_json(run_dir / "config.json", {"args": dataclasses.asdict(args), "command": " ".join(["python", "train_agent.py", *sys.argv[1:]])})
 
+    threads = args.torch_threads or (1 if args.agent in SB3_AGENTS else 0)
+    if threads > 0:
+        torch.set_num_threads(threads)
     torch.manual_seed(args.seed)
     np.random.seed(args.seed % 2**32)  # nothing here draws from it; pinned for third-party code
     device = resolve_device(args.device)
@@ -188,6 +214,12 @@ def run(args: Args) -> int:
     if args.agent == "paper":
         stage1_model, final_model, results = train_paper_agent(args, env_kwargs, checkpoint_dir, device, writer, episodes, eval_kwargs)
         agents_to_eval.append(DialogManagerAgent(final_model, device, name="paper-stage2" if args.improve_iterations else "paper-stage1"))
+    elif args.agent in SB3_AGENTS:
+        agents_to_eval.append(train_sb3_agent(args, env_kwargs, run_dir, device))
+    elif args.agent == "attribute-oracle":
+        from agents.oracle import AttributeOracleAgent  # imported here: only this agent needs it
+
+        agents_to_eval.append(AttributeOracleAgent())
     if args.agent == "random" or args.eval_random:
         agents_to_eval.append(RandomAgent(seed=args.seed))
 
@@ -269,21 +301,26 @@ def train_paper_agent(
         stop_requested["flag"] = True
         print("\nCtrl-C: stopping after this iteration (press again to abort without saving)", file=sys.stderr, flush=True)
 
+    def after_iteration(name: str, stage_number: int, bar: Any) -> Any:
+        """The per-iteration callback of a stage: log, honour Ctrl-C, checkpoint periodically."""
+
+        def callback(i: int, metrics: dict[str, float]) -> None:
+            _after_iteration(writer, bar, name, i, metrics)
+            if stop_requested["flag"]:
+                checkpoint(i + 1)
+                raise _Interrupted(f"checkpoint saved after stage {stage_number} iteration {i + 1} in {last}")
+            if (i + 1) % args.checkpoint_every == 0:
+                checkpoint(i + 1)
+
+        return callback
+
     previous_handler = signal.signal(signal.SIGINT, request_stop)
     try:
         if stage == "pretrain":
             bar = _progress(args, args.pretrain_iterations, iteration, "stage 1 (pre-training)")
 
-            def after_pretrain_iteration(i: int, metrics: dict[str, float]) -> None:
-                _after_iteration(writer, bar, "stage1", i, metrics)
-                if stop_requested["flag"]:
-                    checkpoint(i + 1)
-                    raise _Interrupted(f"checkpoint saved after stage 1 iteration {i + 1} in {last}")
-                if (i + 1) % args.checkpoint_every == 0:
-                    checkpoint(i + 1)
-
             pretrain(model, train_env, args.pretrain_iterations, optimizer, seed=args.seed, start_iteration=iteration,
-                     margin=args.margin, device=device, on_iteration=after_pretrain_iteration)  # fmt: skip
+                     margin=args.margin, device=device, on_iteration=after_iteration("stage1", 1, bar))  # fmt: skip
             bar.close()
             print("evaluating paper-stage1 ...", flush=True)
             summary = summarize(
@@ -301,17 +338,9 @@ def train_paper_agent(
             assert base is not None
             bar = _progress(args, args.improve_iterations, iteration, "stage 2 (policy improvement)")
 
-            def after_improve_iteration(i: int, metrics: dict[str, float]) -> None:
-                _after_iteration(writer, bar, "stage2", i, metrics)
-                if stop_requested["flag"]:
-                    checkpoint(i + 1)
-                    raise _Interrupted(f"checkpoint saved after stage 2 iteration {i + 1} in {last}")
-                if (i + 1) % args.checkpoint_every == 0:
-                    checkpoint(i + 1)
-
             improve(model, base, train_env, args.improve_iterations, optimizer, seed=args.seed, start_iteration=iteration,
                     top_k=args.top_k, tau=args.tau, num_negatives=args.num_negatives, device=device,
-                    on_iteration=after_improve_iteration)  # fmt: skip
+                    on_iteration=after_iteration("stage2", 2, bar))  # fmt: skip
             bar.close()
         stage = "done"
         checkpoint(args.improve_iterations)
@@ -320,6 +349,44 @@ def train_paper_agent(
         signal.signal(signal.SIGINT, previous_handler)
         envs.close()
     return stage1_model, model, results
+
+
+def train_sb3_agent(args: Args, env_kwargs: dict[str, Any], run_dir: Path, device: torch.device) -> Agent:
+    """Train (or, with ``--resume``, load) a Stable-Baselines3 agent; returns its evaluation adapter.
+
+    The model trains on ``--train-split`` with ``--n-envs`` environments of ``--train-turns`` turns
+    for ``--total-timesteps`` steps, logs to the run's ``tensorboard/`` folder and is saved as
+    ``checkpoints/final.zip``. SB3 training is not checkpointed midway: ``--resume`` reuses a
+    finished model (and re-evaluates it) and refuses a run without one. For how index actions
+    over the training split are evaluated on the test split, see :class:`agents.sb3.SB3Agent`.
+    """
+    from agents.sb3 import QUERY_AGENTS, ProgressCallback, SB3Agent, load_model, make_model, make_training_env
+
+    final = run_dir / "checkpoints" / "final.zip"
+    env = make_training_env(args.agent, {**env_kwargs, "split": args.train_split}, n_envs=args.n_envs, seed=args.seed,
+                            max_turns=args.train_turns)  # fmt: skip
+    train_catalog = env.get_attr("catalog")[0]
+    if args.resume:
+        if not final.exists():
+            raise ConfigurationError(
+                f"--resume: no finished SB3 model at {str(final)!r} (SB3 training is not checkpointed midway; "
+                f"start the run again without --resume)"
+            )
+        model = load_model(args.agent, final, device=str(device))
+        print(f"resumed from {final}: training finished, evaluating", flush=True)
+    else:
+        model = make_model(args.agent, env, seed=args.seed, device=str(device), tensorboard_log=str(run_dir / "tensorboard"))
+        kind = "query vector (QueryAction)" if args.agent in QUERY_AGENTS else f"image index (Discrete({train_catalog.num_images}))"
+        print(f"training {args.agent} ({type(model).__name__}, action: {kind}) for {args.total_timesteps} steps ...", flush=True)
+        bar = _progress(args, args.total_timesteps, 0, f"{args.agent} (SB3)")
+        model.learn(args.total_timesteps, callback=ProgressCallback(bar), tb_log_name=args.agent)
+        bar.close()
+        final.parent.mkdir(parents=True, exist_ok=True)
+        temporary = final.with_name(f".tmp-{os.getpid()}-{final.name}")  # SB3 keeps a .zip suffix
+        model.save(temporary)
+        os.replace(temporary, final)  # atomic: a crash never leaves a half-written model
+    env.close()
+    return SB3Agent(model, args.agent, action_catalog=train_catalog)
 
 
 def _stage2_optimizer(model: DialogManager, lr: float) -> torch.optim.Optimizer:

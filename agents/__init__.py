@@ -3,5 +3,6 @@ its two training stages, and simple baselines."""
 
 from agents.base import Agent, EpisodeSet, EvaluationResult, evaluate, format_turn_table, summarize
 from agents.baselines import RandomAgent
+from agents.oracle import AttributeOracleAgent
 
-__all__ = ["Agent", "EpisodeSet", "EvaluationResult", "RandomAgent", "evaluate", "format_turn_table", "summarize"]
+__all__ = ["Agent", "AttributeOracleAgent", "EpisodeSet", "EvaluationResult", "RandomAgent", "evaluate", "format_turn_table", "summarize"]

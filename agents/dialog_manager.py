@@ -299,18 +299,38 @@ def pretrain(
             negatives += negatives >= targets
             negative_embeddings = model.embed_images(catalog_features[torch.from_numpy(negatives).to(device)])
             per_dialog = F.triplet_margin_loss(query, target_embeddings, negative_embeddings, margin=margin, reduction="none")
-            mask = torch.from_numpy(active).to(device)
-            losses.append((per_dialog * mask).sum() / max(int(active.sum()), 1))
+            losses.append(masked_mean(per_dialog, active))
             actions = nearest_unseen(ranker, query.detach().cpu().numpy(), shown)
-            shown = np.concatenate([shown, actions[:, None]], axis=1)
-            observations, _, terminations, _, infos = envs.step(actions)
-            active &= ~np.asarray(terminations, dtype=bool)
-        loss = torch.stack(losses).mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+            observations, shown, active = roll_in(envs, actions, shown, active)
+        loss = optimization_step(optimizer, losses)
         if on_iteration is not None:
-            on_iteration(iteration, {"loss": float(loss.detach())})
+            on_iteration(iteration, {"loss": loss})
+
+
+def masked_mean(per_dialog: torch.Tensor, active: np.ndarray) -> torch.Tensor:
+    """Mean of ``(B,)`` per-dialog losses over the dialogs still ``active`` (not yet successful).
+
+    The mask is copied: autograd keeps it for the backward pass, and a tensor sharing memory
+    with ``active`` would silently change if the caller later updated ``active`` in place.
+    """
+    mask = torch.tensor(active, dtype=per_dialog.dtype, device=per_dialog.device)
+    return (per_dialog * mask).sum() / max(int(active.sum()), 1)
+
+
+def roll_in(envs: Any, actions: np.ndarray, shown: np.ndarray, active: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """Show ``actions`` in the training dialogs: returns the new observations, the shown-image
+    history with the actions appended and the dialogs still active (a found target ends one)."""
+    observations, _, terminations, _, _ = envs.step(actions)
+    return observations, np.concatenate([shown, actions[:, None]], axis=1), active & ~np.asarray(terminations, dtype=bool)
+
+
+def optimization_step(optimizer: torch.optim.Optimizer, losses: list[torch.Tensor]) -> float:
+    """One optimiser step on the mean of the per-turn losses; returns that mean."""
+    loss = torch.stack(losses).mean()
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return float(loss.detach())
 
 
 def config_dict(config: DialogManagerConfig) -> dict[str, int]:

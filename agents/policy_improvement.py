@@ -22,7 +22,15 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from agents.dialog_manager import DialogManager, TextEncodingCache, nearest_unseen, top_unseen
+from agents.dialog_manager import (
+    DialogManager,
+    TextEncodingCache,
+    masked_mean,
+    nearest_unseen,
+    optimization_step,
+    roll_in,
+    top_unseen,
+)
 from dialog_env.catalog import Catalog
 from dialog_env.ranking import Ranker
 from dialog_env.text import Vocabulary
@@ -187,14 +195,8 @@ def improve(
             distances = ((query[:, None, :] - embeddings[choices]) ** 2).sum(dim=2)  # (B, 1 + negatives)
             cross_entropy = F.cross_entropy(-distances / tau, torch.zeros(batch, dtype=torch.long, device=device), reduction="none")
             to_target = ((query - target_embeddings) ** 2).sum(dim=1)
-            mask = torch.from_numpy(active).to(device)
-            losses.append(((cross_entropy + to_target) * mask).sum() / max(int(active.sum()), 1))
-            shown = np.concatenate([shown, actions[:, None]], axis=1)
-            observations, _, terminations, _, infos = envs.step(actions)
-            active &= ~np.asarray(terminations, dtype=bool)
-        loss = torch.stack(losses).mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+            losses.append(masked_mean(cross_entropy + to_target, active))
+            observations, shown, active = roll_in(envs, actions, shown, active)
+        loss = optimization_step(optimizer, losses)
         if on_iteration is not None:
-            on_iteration(iteration, {"loss": float(loss.detach()), "lookahead_gain": float(np.mean(gains))})
+            on_iteration(iteration, {"loss": loss, "lookahead_gain": float(np.mean(gains))})

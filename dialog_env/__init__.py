@@ -28,6 +28,7 @@ from dialog_env.synthetic import SHOE_ATTRIBUTES, SyntheticShoesConfig, default_
 from dialog_env.text import MAX_FEEDBACK_TOKENS, Vocabulary, tokenize
 from dialog_env.users import RuleBasedUser, UserSimulator, make_user, register_user
 from dialog_env.vector import DialogRetrievalVectorEnv
+from dialog_env.wrappers import QueryAction
 
 __version__ = "0.1.0"
 
@@ -46,6 +47,7 @@ __all__ = [
     "KNN_BACKENDS",
     "KnnIndex",
     "MAX_FEEDBACK_TOKENS",
+    "QueryAction",
     "REWARD_MODES",
     "Ranker",
     "ResetNeeded",

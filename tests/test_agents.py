@@ -155,6 +155,18 @@ def test_agent_ranking_matches_ranker_on_embeddings():
     np.testing.assert_array_equal(agent.rank_targets(targets), Ranker(embeddings).query_target_ranks(agent._queries, targets))
 
 
+def test_masked_mean_gradient_uses_the_mask_of_its_turn():
+    from agents.dialog_manager import masked_mean
+
+    per_dialog = torch.tensor([1.0, 2.0, 3.0, 4.0], requires_grad=True)
+    active = np.array([True, True, False, True])
+    loss = masked_mean(per_dialog, active)
+    active &= np.array([False, True, True, True])  # a later turn ends dialog 0 (updated in place)
+    loss.backward()
+    assert loss.item() == pytest.approx(7.0 / 3.0)
+    torch.testing.assert_close(per_dialog.grad, torch.tensor([1.0, 1.0, 0.0, 1.0]) / 3.0)
+
+
 def test_pretraining_loss_falls():
     envs = _train_envs(batch=32, turns=3)
     model = _model(envs)
