@@ -309,3 +309,33 @@ def test_train_agent_rejects_bad_arguments(tmp_path):
     result = _run(["--batch-size", "0", "--agent", "nope"], tmp_path)
     assert result.returncode == 2
     assert "--agent must be one of ['paper', 'random']" in result.stderr and "--batch-size must be >= 1" in result.stderr
+
+
+def test_ctrl_c_saves_a_checkpoint_and_resume_reaches_the_same_metrics(tmp_path, small_catalog_file):
+    import signal
+    import time
+
+    budget = ["--catalog", small_catalog_file, "--runs-dir", str(tmp_path), "--pretrain-iterations", "400",
+              "--improve-iterations", "2", "--batch-size", "4", "--train-turns", "2", "--max-turns", "3",
+              "--eval-episodes", "20", "--checkpoint-every", "5", "--no-progress", "--no-eval-random", "--seed", "4"]  # fmt: skip
+    process = subprocess.Popen([sys.executable, str(ROOT / "train_agent.py"), "--run-name", "interrupted", *budget],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)  # fmt: skip
+    last = tmp_path / "interrupted" / "checkpoints" / "last.pt"
+    deadline = time.monotonic() + 300
+    while not last.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert process.poll() is None, "the run ended before it could be interrupted"
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 130, stderr
+    assert "interrupted: checkpoint saved after stage 1 iteration" in stderr and "Traceback" not in stderr
+    stopped_at = torch.load(last, weights_only=False)["iteration"]
+    assert 0 < stopped_at < 400
+
+    resumed = _run(["--run-name", "interrupted", "--resume", *budget], tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resumed from {last}: stage pretrain, iteration {stopped_at}" in resumed.stdout
+    straight = _run(["--run-name", "straight", *budget], tmp_path)
+    assert straight.returncode == 0, straight.stderr
+    results = [json.loads((tmp_path / name / "metrics.json").read_text())["results"] for name in ("interrupted", "straight")]
+    assert results[0] == results[1]
