@@ -143,3 +143,46 @@ def test_simulator_realism_goals(shoes_data_dir):
     assert result["coverage"] >= 0.75
     assert result["precision"] >= 0.90
     assert abs(result["simulated"]["mean_words"] - result["real"]["mean_words"]) < 1.0
+
+
+def test_relative_attribute_user_says_one_attribute_with_direction_or_value(small_shoes):
+    from dialog_env.users import RelativeAttributeUser
+    from dialog_env.users.relative import ORDINAL_ADJECTIVES
+
+    user = RelativeAttributeUser()
+    targets, shown = _pairs(small_shoes, 1500, 6)
+    shown[:50] = targets[:50]
+    codes = np.stack([small_shoes.attributes[a] for a in _ATTRIBUTES], axis=1)
+    feedback = user.explain(small_shoes, targets, shown, _rngs(1500))
+    texts = [f.text for f in feedback]
+    assert not (user.vocabulary.encode_batch(texts) == UNK_ID).any()
+    rule = RuleBasedUser()
+    rule_feedback = rule.explain(small_shoes, targets, shown, _rngs(1500))  # the same per-dialog draws
+    for target, image, item, rule_item in zip(targets, shown, feedback, rule_feedback):
+        identical = bool((codes[target] == codes[image]).all())
+        assert (len(item.statements) == 0) == identical and (len(item.statements) <= 1)
+        if identical:
+            continue
+        (statement,) = item.statements
+        words = tokenize(item.text)
+        if statement.attribute in ORDINAL_ADJECTIVES:
+            values = _SCHEMA[statement.attribute].values
+            up = values.index(statement.target_value) > values.index(statement.shown_value)
+            assert words[1] == ("more" if up else "less"), item
+            assert " ".join(words[2:]) == ORDINAL_ADJECTIVES[statement.attribute]
+        else:
+            assert "more" not in words and "less" not in words and len(words) <= 5, item
+        # The attribute is the rule-based user's most salient difference, from the same draws.
+        assert rule_item.statements[0].attribute == statement.attribute
+    relative_words = np.mean([len(t.split()) for t in texts])
+    rule_words = np.mean([len(t.split()) for t in rule.describe(small_shoes, targets, shown, _rngs(1500))])
+    assert relative_words < rule_words  # it says less
+
+
+def test_relative_attribute_user_in_the_environment():
+    import gymnasium as gym
+
+    env = gym.make("DialogRetrieval-v0", catalog={"num_train": 50, "num_test": 10, "dim": 8}, user="relative-attribute")
+    _, info = env.reset(seed=0)
+    assert isinstance(env.unwrapped.user, __import__("dialog_env").users.RelativeAttributeUser)
+    assert 2 <= len(info["feedback_text"].split()) <= 5

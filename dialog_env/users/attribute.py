@@ -469,38 +469,14 @@ class RuleBasedUser(UserSimulator):
         with_statements: bool,
     ) -> list[str] | list[Feedback]:
         """The captions (``with_statements=False``) or :class:`Feedback` objects of a batch."""
-        targets = np.asarray(targets, dtype=np.int64).reshape(-1)
-        shown = np.asarray(shown, dtype=np.int64).reshape(-1)
-        if targets.shape != shown.shape or len(rngs) != targets.size:
-            raise ConfigurationError(
-                f"describe needs as many targets, shown images and generators; got {targets.size}, "
-                f"{shown.size} and {len(rngs)}"
-            )
-        codes = self._attribute_codes(catalog)
-        target_codes = codes[targets]
-        shown_codes = codes[shown]
-        differs = target_codes != shown_codes
-        # The lightness of a colour change is said with the colour ("is dark blue").
-        differs[:, _LIGHTNESS] &= ~differs[:, _COLOR]
-        # A heel shape difference is only worth saying when both shoes have a heel.
-        differs[:, _HEEL_SHAPE] &= (target_codes[:, _HEEL_HEIGHT] > 0) & (shown_codes[:, _HEEL_HEIGHT] > 0)
-
-        uniforms = np.stack([rng.random(_NUM_UNIFORMS) for rng in rngs]) if len(rngs) else np.zeros((0, _NUM_UNIFORMS))
-        ordinal_steps = np.abs(target_codes.astype(np.int64) - shown_codes)
-        magnitude = np.where(self._ordinal_mask, 1.0 + 0.5 * np.maximum(ordinal_steps - 1, 0), 1.0)
-        # A bounded perturbation: near-equal differences swap places, clearly dominant ones never do.
-        jitter = self.salience_jitter * (2.0 * uniforms[:, _U_SALIENCE:] - 1.0)
-        scores = self._log_salience + np.log(magnitude) + jitter
-        scores = np.where(differs, scores, -np.inf)
-        order = np.argsort(-scores, axis=1, kind="stable")[:, :3].tolist()
-        num_differences = differs.sum(axis=1).tolist()
+        target_codes, shown_codes, uniforms, order, num_differences = self._ranked_differences(catalog, targets, shown, rngs)
         wanted = 1 + np.searchsorted(self._count_cdf, uniforms[:, _U_COUNT], side="right")
         said = np.minimum(np.minimum(wanted, 3), num_differences).tolist()
 
         # Python scalars from here on: the per-dialog loop only assembles words.
         target_rows, shown_rows, uniform_rows = target_codes.tolist(), shown_codes.tolist(), uniforms.tolist()
         results: list = []
-        for b in range(targets.size):
+        for b in range(len(uniform_rows)):
             u = uniform_rows[b]
             plural = u[_U_PLURAL] < self.plural_probability
             if num_differences[b] == 0:
@@ -537,6 +513,47 @@ class RuleBasedUser(UserSimulator):
             text = _render(phrases, plural, u[_U_CONNECTOR:])
             results.append(Feedback(text, tuple(statements)) if with_statements else text)
         return results
+
+    def _ranked_differences(
+        self,
+        catalog: Catalog,
+        targets: np.ndarray,
+        shown: np.ndarray,
+        rngs: Sequence[np.random.Generator],
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[list[int]], list[int]]:
+        """The differing attributes of each pair, most salient first.
+
+        Returns:
+            ``(target_codes (B, A), shown_codes (B, A), uniforms (B, U), order, num_differences)``:
+            the attribute codes, the per-dialog uniform draws (one ``rng.random`` call per dialog),
+            the 3 most salient attribute columns of each pair (valid up to its number of
+            differences) and that number.
+        """
+        targets = np.asarray(targets, dtype=np.int64).reshape(-1)
+        shown = np.asarray(shown, dtype=np.int64).reshape(-1)
+        if targets.shape != shown.shape or len(rngs) != targets.size:
+            raise ConfigurationError(
+                f"describe needs as many targets, shown images and generators; got {targets.size}, "
+                f"{shown.size} and {len(rngs)}"
+            )
+        codes = self._attribute_codes(catalog)
+        target_codes = codes[targets]
+        shown_codes = codes[shown]
+        differs = target_codes != shown_codes
+        # The lightness of a colour change is said with the colour ("is dark blue").
+        differs[:, _LIGHTNESS] &= ~differs[:, _COLOR]
+        # A heel shape difference is only worth saying when both shoes have a heel.
+        differs[:, _HEEL_SHAPE] &= (target_codes[:, _HEEL_HEIGHT] > 0) & (shown_codes[:, _HEEL_HEIGHT] > 0)
+
+        uniforms = np.stack([rng.random(_NUM_UNIFORMS) for rng in rngs]) if len(rngs) else np.zeros((0, _NUM_UNIFORMS))
+        ordinal_steps = np.abs(target_codes.astype(np.int64) - shown_codes)
+        magnitude = np.where(self._ordinal_mask, 1.0 + 0.5 * np.maximum(ordinal_steps - 1, 0), 1.0)
+        # A bounded perturbation: near-equal differences swap places, clearly dominant ones never do.
+        jitter = self.salience_jitter * (2.0 * uniforms[:, _U_SALIENCE:] - 1.0)
+        scores = self._log_salience + np.log(magnitude) + jitter
+        scores = np.where(differs, scores, -np.inf)
+        order = np.argsort(-scores, axis=1, kind="stable")[:, :3].tolist()
+        return target_codes, shown_codes, uniforms, order, differs.sum(axis=1).tolist()
 
     def _attribute_codes(self, catalog: Catalog) -> np.ndarray:
         """``(N, A) int16`` attribute codes of ``catalog`` in this module's attribute order (cached
