@@ -273,7 +273,7 @@ def to_markdown(report: dict[str, Any]) -> str:
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for name, summary in report["agents"].items():
-        for turn in (1, 5, 10):
+        for turn in range(1, 11):
             row = summary["turns"][turn - 1]
             cells = " | ".join(cell(row.get(metric)) for metric in METRICS)
             lines.append(f"| {summary['label']} | {len(summary['seeds'])} | {turn} | {cells} |")
