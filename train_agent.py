@@ -212,7 +212,7 @@ def run(args: Args) -> int:
     results: dict[str, Any] = {}
     agents_to_eval: list[Agent] = []
     if args.agent == "paper":
-        stage1_model, final_model, results = train_paper_agent(args, env_kwargs, checkpoint_dir, device, writer, episodes, eval_kwargs)
+        final_model, results = train_paper_agent(args, env_kwargs, checkpoint_dir, device, writer, episodes, eval_kwargs)
         agents_to_eval.append(DialogManagerAgent(final_model, device, name="paper-stage2" if args.improve_iterations else "paper-stage1"))
     elif args.agent in SB3_AGENTS:
         agents_to_eval.append(train_sb3_agent(args, env_kwargs, run_dir, device))
@@ -256,8 +256,8 @@ def train_paper_agent(
     writer: Any,
     episodes: EpisodeSet,
     eval_kwargs: dict[str, Any],
-) -> tuple[DialogManager, DialogManager, dict[str, Any]]:
-    """Stage 1 then stage 2, with checkpoints; returns both models and the stage-1 evaluation."""
+) -> tuple[DialogManager, dict[str, Any]]:
+    """Stage 1 then stage 2, with checkpoints; returns the final model and the stage-1 evaluation."""
     envs = gym.make_vec(
         "DialogRetrieval-v0", num_envs=args.batch_size, split=args.train_split, max_turns=args.train_turns,
         expose_target=True, vectorization_mode="vector_entry_point", **env_kwargs,
@@ -333,7 +333,6 @@ def train_paper_agent(
             optimizer = _stage2_optimizer(model, args.improve_lr)
             checkpoint(0, checkpoint_dir / "stage1.pt")
             checkpoint(0)
-        stage1_model = copy.deepcopy(base) if base is not None else model
         if stage == "improve" and args.improve_iterations > 0:
             assert base is not None
             bar = _progress(args, args.improve_iterations, iteration, "stage 2 (policy improvement)")
@@ -348,7 +347,7 @@ def train_paper_agent(
     finally:
         signal.signal(signal.SIGINT, previous_handler)
         envs.close()
-    return stage1_model, model, results
+    return model, results
 
 
 def train_sb3_agent(args: Args, env_kwargs: dict[str, Any], run_dir: Path, device: torch.device) -> Agent:

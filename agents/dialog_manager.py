@@ -18,7 +18,7 @@ policy improvement) is in :mod:`agents.policy_improvement`.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 import numpy as np
@@ -331,8 +331,3 @@ def optimization_step(optimizer: torch.optim.Optimizer, losses: list[torch.Tenso
     loss.backward()
     optimizer.step()
     return float(loss.detach())
-
-
-def config_dict(config: DialogManagerConfig) -> dict[str, int]:
-    """The config as a plain dict (for checkpoints)."""
-    return asdict(config)

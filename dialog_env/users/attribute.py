@@ -81,14 +81,20 @@ def _np(text: str, weight: float = 1.0) -> _Phrase:
 _RARE = 0.12
 
 
-def _choose(options: Sequence[_Phrase], uniform: float) -> _Phrase:
-    """The option that ``uniform`` in [0, 1) selects, in proportion to the options' weights."""
-    threshold = uniform * sum(option.weight for option in options)
-    for option in options:
-        threshold -= option.weight
-        if threshold < 0:
-            return option
-    return options[-1]
+def _choose(options: Sequence[_Phrase], cumulative: Sequence[float], uniform: float) -> _Phrase:
+    """The option that ``uniform`` in [0, 1) selects, in proportion to the options' weights
+    (``cumulative``: their running sums)."""
+    return options[min(bisect.bisect_right(cumulative, uniform * cumulative[-1]), len(options) - 1)]
+
+
+def _cumulative(options: Sequence[_Phrase]) -> list[float]:
+    return list(itertools.accumulate(option.weight for option in options))
+
+
+def _same_caption(plural: bool, uniform: float) -> str:
+    """What a shopper says when nothing perceptible differs ("is the same", "are identical")."""
+    options = _SAME[plural]
+    return options[int(uniform * len(options))]
 
 
 @dataclass(frozen=True)
@@ -283,7 +289,7 @@ def _difference_phrases(attribute: str, target: str, shown: str, target_lightnes
 def _difference_options(attribute: str, target: str, shown: str, target_lightness: str) -> tuple[tuple[_Phrase, ...], list[float]]:
     """:func:`_difference_phrases` with the cumulative weights used to choose among them."""
     options = _difference_phrases(attribute, target, shown, target_lightness)
-    return options, list(itertools.accumulate(option.weight for option in options))
+    return options, _cumulative(options)
 
 
 @functools.lru_cache(maxsize=None)
@@ -480,8 +486,7 @@ class RuleBasedUser(UserSimulator):
             u = uniform_rows[b]
             plural = u[_U_PLURAL] < self.plural_probability
             if num_differences[b] == 0:
-                options = _SAME[plural]
-                text = options[int(u[_U_VARIANT] * len(options))]
+                text = _same_caption(plural, u[_U_VARIANT])
                 results.append(Feedback(text, ()) if with_statements else text)
                 continue
             if u[_U_VAGUE] < self.vague_rate:
@@ -497,7 +502,7 @@ class RuleBasedUser(UserSimulator):
                 column = order[b][slot]
                 t_value, s_value = _VALUES[column][t_row[column]], _VALUES[column][s_row[column]]
                 options, cumulative = _difference_options(_ATTRIBUTES[column], t_value, s_value, target_lightness)
-                phrases.append(options[bisect.bisect_right(cumulative, u[_U_VARIANT + slot] * cumulative[-1])])
+                phrases.append(_choose(options, cumulative, u[_U_VARIANT + slot]))
                 if with_statements:
                     statements.append(Statement(_ATTRIBUTES[column], t_value, s_value, "difference", t_value))
             if u[_U_IRRELEVANT] < self.irrelevant_rate:
@@ -597,7 +602,7 @@ class RuleBasedUser(UserSimulator):
             others = [v for v in values if v != t_value and _absolute_phrases(name, v)]
             claimed = others[int(u[1] * len(others))]
         options = _absolute_phrases(name, claimed)
-        phrase = _choose(options, u[2])
+        phrase = _choose(options, _cumulative(options), u[2])
         return phrase, Statement(name, t_value, s_value, "irrelevant" if same else "mistaken", claimed)
 
 

@@ -31,6 +31,7 @@ from dialog_env.users.attribute import (
     _adj,
     _Phrase,
     _render,
+    _same_caption,
 )
 from dialog_env.users.base import register_user
 
@@ -116,8 +117,7 @@ class RelativeAttributeUser(RuleBasedUser):
         for b, u in enumerate(uniforms.tolist()):
             plural = u[_U_PLURAL] < self.plural_probability
             if num_differences[b] == 0:
-                options = _SAME[plural]
-                text = options[int(u[_U_VARIANT] * len(options))]
+                text = _same_caption(plural, u[_U_VARIANT])
                 results.append(Feedback(text, ()) if with_statements else text)
                 continue
             column = order[b][0]
