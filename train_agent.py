@@ -15,15 +15,13 @@ checkpoint and exits; ``--resume`` continues from the last checkpoint with the s
 
 from __future__ import annotations
 
-import ast
 import copy
 import dataclasses
-import inspect
+import json
 import os
 import platform
 import signal
 import sys
-import textwrap
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +37,7 @@ from agents.baselines import RandomAgent
 from agents.checkpoints import load_checkpoint, save_checkpoint
 from agents.dialog_manager import DialogManager, DialogManagerAgent, DialogManagerConfig, pretrain, resolve_device
 from agents.policy_improvement import improve
+from dialog_env.cli import dataclass_parser
 from dialog_env.errors import ConfigurationError, DialogEnvError
 
 #: Agents without Stable-Baselines3: the paper's agent and the random reference.
@@ -74,7 +73,10 @@ class Args:
     eval_split: str = "test"
     """catalogue split to evaluate on"""
     user: str = "rule"
-    """user simulator name"""
+    """user simulator: rule, relative-attribute, or captioner (the neural relative captioner; give its checkpoint
+    with --user-kwargs)"""
+    user_kwargs: str | None = None
+    """keyword arguments of the user simulator as a JSON object, e.g. '{"checkpoint": "runs/captioner/best.pt"}'"""
     max_turns: int = 10
     """turns of the evaluation dialogs"""
     train_turns: int = 5
@@ -115,31 +117,9 @@ class Args:
     """show progress bars"""
 
 
-def _field_docs(cls: type) -> dict[str, str]:
-    """The docstring under each field of a dataclass (read from its source)."""
-    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
-    body = tree.body[0].body  # type: ignore[attr-defined]
-    docs = {}
-    for node, following in zip(body, body[1:]):
-        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
-            if isinstance(following, ast.Expr) and isinstance(following.value, ast.Constant):
-                docs[node.target.id] = str(following.value.value)
-    return docs
-
-
 def parse_args(argv: Sequence[str] | None = None) -> Args:
     """Command-line options from :class:`Args` (``--flag-name``; booleans as ``--x/--no-x``)."""
-    import argparse
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    docs = _field_docs(Args)
-    for field in dataclasses.fields(Args):
-        flag = "--" + field.name.replace("_", "-")
-        kind = {"bool": bool, "int": int, "float": float}.get(str(field.type), str)
-        if kind is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=field.default, help=docs.get(field.name))
-        else:
-            parser.add_argument(flag, type=kind, default=field.default, help=docs.get(field.name), dest=field.name)
+    parser = dataclass_parser(Args, __doc__.splitlines()[0])
     args = Args(**vars(parser.parse_args(argv)))
     problems = []
     if args.agent not in AGENTS:
@@ -157,9 +137,30 @@ def parse_args(argv: Sequence[str] | None = None) -> Args:
     for name in ("pretrain_lr", "improve_lr", "tau"):
         if not getattr(args, name) > 0:
             problems.append(f"--{name.replace('_', '-')} must be > 0, got {getattr(args, name)}")
+    try:
+        user_kwargs_of(args)
+    except ConfigurationError as error:
+        problems.append(str(error))
     if problems:
         parser.error("; ".join(problems))
     return args
+
+
+def user_kwargs_of(args: Args) -> dict[str, Any]:
+    """``--user-kwargs`` parsed (an empty dict when not given).
+
+    Raises:
+        ConfigurationError: not a JSON object.
+    """
+    if not args.user_kwargs:
+        return {}
+    try:
+        value = json.loads(args.user_kwargs)
+    except json.JSONDecodeError as error:
+        raise ConfigurationError(f"--user-kwargs must be a JSON object, got {args.user_kwargs!r}: {error}") from error
+    if not isinstance(value, dict):
+        raise ConfigurationError(f"--user-kwargs must be a JSON object ({{...}}), got {type(value).__name__}: {args.user_kwargs!r}")
+    return value
 
 
 class _Interrupted(Exception):
@@ -190,6 +191,11 @@ def run(args: Args) -> int:
             f"another --run-name"
         )
     run_dir.mkdir(parents=True, exist_ok=True)
+    if args.resume and checkpoint_dir.is_dir():
+        # Temporary files of writes cut short by a crash (kill -9, power loss): the checkpoints
+        # they were replacing are intact, so they only take space.
+        for stale in [*checkpoint_dir.glob(".*.tmp-*"), *checkpoint_dir.glob(".tmp-*")]:
+            stale.unlink(missing_ok=True)
     save_json(run_dir / "config.json", {"args": dataclasses.asdict(args), "command": " ".join(["python", "train_agent.py", *sys.argv[1:]])})
 
     threads = args.torch_threads or (1 if args.agent in SB3_AGENTS else 0)
@@ -198,7 +204,7 @@ def run(args: Args) -> int:
     torch.manual_seed(args.seed)
     np.random.seed(args.seed % 2**32)  # nothing here draws from it; pinned for third-party code
     device = resolve_device(args.device)
-    env_kwargs = {"catalog": args.catalog, "user": args.user}
+    env_kwargs = {"catalog": args.catalog, "user": args.user, "user_kwargs": user_kwargs_of(args)}
     eval_envs_probe = dialog_env.DialogRetrievalEnv(split=args.eval_split, **env_kwargs)
     episodes = EpisodeSet.draw(eval_envs_probe.catalog.num_images, args.eval_episodes, args.eval_seed)
     eval_kwargs = {**env_kwargs, "split": args.eval_split}

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
-
-import torch
 
 from agents.dialog_manager import DialogManager, DialogManagerConfig
 from dialog_env.errors import ConfigurationError
+from dialog_env.torch_utils import atomic_torch_save, read_tagged_torch_file
 
 __all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "save_checkpoint", "load_checkpoint", "load_dialog_manager"]
 
@@ -22,14 +20,7 @@ def save_checkpoint(path: str | os.PathLike[str], payload: dict[str, Any]) -> No
 
     A reader never sees a half-written file: after a crash the previous checkpoint is intact.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(temporary, "wb") as handle:
-        torch.save({"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **payload}, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    atomic_torch_save(path, {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **payload})
 
 
 def load_checkpoint(
@@ -46,19 +37,7 @@ def load_checkpoint(
         ConfigurationError: missing, unreadable (truncated, corrupted), not a checkpoint of this
             project, or made for another feature dimension or vocabulary.
     """
-    path = Path(path)
-    if not path.exists():
-        raise ConfigurationError(f"checkpoint {str(path)!r} does not exist")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as error:  # noqa: BLE001 - torch raises many types for a damaged file
-        raise ConfigurationError(f"checkpoint {str(path)!r} could not be read (truncated or corrupted?): {error}") from error
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise ConfigurationError(f"{str(path)!r} is not a dialog-env checkpoint")
-    if payload.get("version") != CHECKPOINT_VERSION:
-        raise ConfigurationError(
-            f"checkpoint {str(path)!r} has version {payload.get('version')!r}, this code reads version {CHECKPOINT_VERSION}"
-        )
+    payload = read_tagged_torch_file(path, "checkpoint", CHECKPOINT_FORMAT, CHECKPOINT_VERSION, ConfigurationError)
     model_config = payload["model_config"]
     if image_dim is not None and model_config["image_dim"] != image_dim:
         raise ConfigurationError(

@@ -31,18 +31,9 @@ from dialog_env.catalog import Catalog
 from dialog_env.errors import ConfigurationError
 from dialog_env.ranking import Ranker
 from dialog_env.text import PAD_ID
+from dialog_env.torch_utils import resolve_device
 
 __all__ = ["DialogManagerConfig", "DialogManager", "DialogManagerAgent", "nearest_unseen", "pretrain", "resolve_device"]
-
-
-def resolve_device(device: str) -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU; otherwise the named device."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(device)
-    except RuntimeError as error:
-        raise ConfigurationError(f"unknown device {device!r}: {error}") from error
 
 
 @dataclass(frozen=True)

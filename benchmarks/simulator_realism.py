@@ -36,12 +36,12 @@ import numpy as np
 
 import dialog_env
 from dialog_env.catalog import Catalog
-from dialog_env.errors import ConfigurationError
-from dialog_env.synthetic import default_catalog
+from dialog_env.data.captions import read_caption_texts
+from dialog_env.errors import DialogEnvError
+from dialog_env.synthetic import SAME_CATEGORY_SHARE, default_catalog, draw_pairs
 from dialog_env.text import tokenize
 from dialog_env.users import RuleBasedUser
 
-SAME_CATEGORY_SHARE = 0.93  # measured on the full Shoes release (shared/data/shoes/README.md)
 COVERAGE_GOAL = 0.75
 PRECISION_GOAL = 0.90
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "shoes"
@@ -52,39 +52,10 @@ def load_real_captions(data_dir: Path) -> list[str]:
     """The relative captions of ``relative_captions_shoes.train.json`` in ``data_dir``.
 
     Raises:
-        FileNotFoundError: the file is missing (with the path looked at).
-        ConfigurationError: the file is not a list of records with a ``RelativeCaption``.
+        CaptionNotFoundError: the file is missing (with the path looked at).
+        CaptionFormatError: a malformed file or record (naming the record).
     """
-    path = Path(data_dir) / "relative_captions_shoes.train.json"
-    if not path.exists():
-        raise FileNotFoundError(f"real captions not found at {str(path)!r}; pass --data DIR with the Shoes captions")
-    records = json.loads(path.read_text())
-    if not isinstance(records, list) or not all(isinstance(r, dict) and "RelativeCaption" in r for r in records):
-        raise ConfigurationError(f"{str(path)!r}: expected a list of records with a 'RelativeCaption' key")
-    return [str(record["RelativeCaption"]) for record in records]
-
-
-def draw_pairs(catalog: Catalog, num_pairs: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Target and reference indices, the reference of the target's category with probability 0.93.
-
-    Returns:
-        ``(targets, references)``, each ``(num_pairs,) int64``, never equal pairwise.
-    """
-    category = catalog.attributes["category"]
-    members = {c: np.flatnonzero(category == c) for c in np.unique(category)}
-    targets = rng.integers(catalog.num_images, size=num_pairs)
-    same = rng.random(num_pairs) < SAME_CATEGORY_SHARE
-    references = np.empty(num_pairs, dtype=np.int64)
-    for i, (target, want_same) in enumerate(zip(targets, same)):
-        pool = members[category[target]]
-        if not want_same or pool.size < 2:
-            other = np.flatnonzero(category != category[target])
-            pool = other if other.size else np.arange(catalog.num_images)
-        choice = int(pool[rng.integers(pool.size)])
-        while choice == target:
-            choice = int(pool[rng.integers(pool.size)])
-        references[i] = choice
-    return targets, references
+    return read_caption_texts(Path(data_dir) / "relative_captions_shoes.train.json", kind="relative")
 
 
 def measure(
@@ -197,8 +168,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"reading real captions from {args.data} ...", flush=True)
     try:
         real = load_real_captions(args.data)
-    except (FileNotFoundError, ConfigurationError, json.JSONDecodeError) as error:
-        print(f"error: {error}", file=sys.stderr)
+    except DialogEnvError as error:
+        print(f"error: real captions not readable: {error} (pass --data DIR with the Shoes captions)", file=sys.stderr)
         return 2
     print(f"simulating {args.pairs:,} captions ...", flush=True)
     result = measure(real, num_pairs=args.pairs, seed=args.seed)

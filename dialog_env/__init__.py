@@ -9,13 +9,17 @@ from __future__ import annotations
 from gymnasium.envs.registration import register, registry
 
 from dialog_env.ann import KNN_BACKENDS, KnnIndex, make_knn_index
-from dialog_env.catalog import AttributeSchema, Catalog
+from dialog_env.catalog import AttributeSchema, Catalog, SpatialFeatures
 from dialog_env.env import REWARD_MODES, DialogRetrievalEnv, make_catalog
 from dialog_env.errors import (
     CatalogError,
     CatalogFormatError,
     CatalogNotFoundError,
+    CaptionFormatError,
+    CaptionNotFoundError,
     ConfigurationError,
+    DataFileNotFoundError,
+    DataFormatError,
     DependencyNotInstalled,
     DialogEnvError,
     InvalidActionError,
@@ -38,7 +42,11 @@ __all__ = [
     "CatalogError",
     "CatalogFormatError",
     "CatalogNotFoundError",
+    "CaptionFormatError",
+    "CaptionNotFoundError",
     "ConfigurationError",
+    "DataFileNotFoundError",
+    "DataFormatError",
     "DependencyNotInstalled",
     "DialogEnvError",
     "DialogRetrievalEnv",
@@ -53,6 +61,7 @@ __all__ = [
     "ResetNeeded",
     "RuleBasedUser",
     "SHOE_ATTRIBUTES",
+    "SpatialFeatures",
     "SyntheticShoesConfig",
     "UserSimulator",
     "UserSimulatorError",

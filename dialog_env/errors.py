@@ -13,6 +13,10 @@ __all__ = [
     "CatalogError",
     "CatalogFormatError",
     "CatalogNotFoundError",
+    "DataFormatError",
+    "DataFileNotFoundError",
+    "CaptionFormatError",
+    "CaptionNotFoundError",
     "InvalidActionError",
     "ResetNeeded",
     "ConfigurationError",
@@ -40,6 +44,24 @@ class CatalogFormatError(CatalogError):
 
 class CatalogNotFoundError(DialogEnvError, FileNotFoundError):
     """A catalogue file does not exist."""
+
+
+class DataFormatError(DialogEnvError, ValueError):
+    """An input data file (image-name list, feature ``.npz``, embedding pickle) is malformed or does
+    not match the others (row counts, names)."""
+
+
+class DataFileNotFoundError(DialogEnvError, FileNotFoundError):
+    """An input data file (image-name list, feature ``.npz``, embedding pickle, captions) does not exist."""
+
+
+class CaptionFormatError(DataFormatError):
+    """A caption JSON file is malformed: bad JSON, a record without the expected keys, empty or
+    non-ASCII text, or (with ``on_missing="error"``) an image the catalogue lacks."""
+
+
+class CaptionNotFoundError(DataFileNotFoundError):
+    """A caption JSON file does not exist."""
 
 
 class InvalidActionError(DialogEnvError, ValueError):

@@ -32,6 +32,8 @@ __all__ = [
     "SHOE_CATEGORIES",
     "SyntheticShoesConfig",
     "make_synthetic_shoes",
+    "draw_pairs",
+    "SAME_CATEGORY_SHARE",
     "default_catalog",
     "DEFAULT_SEED",
 ]
@@ -363,3 +365,35 @@ def make_synthetic_shoes(config: SyntheticShoesConfig | None = None, **overrides
 def default_catalog(seed: int = DEFAULT_SEED) -> Catalog:
     """The default catalogue (cached: a catalogue is immutable, so environments share it)."""
     return make_synthetic_shoes(SyntheticShoesConfig(seed=seed))
+
+
+#: Share of real Shoes relative captions that compare two shoes of one category (full release).
+SAME_CATEGORY_SHARE = 0.93
+
+
+def draw_pairs(
+    catalog: Catalog, num_pairs: int, rng: np.random.Generator, same_category_share: float = SAME_CATEGORY_SHARE
+) -> tuple[np.ndarray, np.ndarray]:
+    """(target, reference) pairs as shoppers compared them: the same category 93% of the time.
+
+    Used to measure the simulator against real captions and to train the neural captioner on
+    rule-based captions. The catalogue needs a ``category`` attribute.
+
+    Returns:
+        ``(targets, references)``, each ``(num_pairs,) int64``, never equal pairwise.
+    """
+    category = catalog.attributes["category"]
+    members = {c: np.flatnonzero(category == c) for c in np.unique(category)}
+    targets = rng.integers(catalog.num_images, size=num_pairs)
+    same = rng.random(num_pairs) < same_category_share
+    references = np.empty(num_pairs, dtype=np.int64)
+    for i, (target, want_same) in enumerate(zip(targets, same)):
+        pool = members[category[target]]
+        if not want_same or pool.size < 2:
+            other = np.flatnonzero(category != category[target])
+            pool = other if other.size else np.arange(catalog.num_images)
+        choice = int(pool[rng.integers(pool.size)])
+        while choice == target:
+            choice = int(pool[rng.integers(pool.size)])
+        references[i] = choice
+    return targets, references

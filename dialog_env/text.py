@@ -11,14 +11,15 @@ from __future__ import annotations
 import json
 import os
 import re
+import warnings
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
 
-from dialog_env.errors import VocabularyError
+from dialog_env.errors import ConfigurationError, DependencyNotInstalled, VocabularyError
 
-__all__ = ["PAD_ID", "UNK_ID", "PAD_TOKEN", "UNK_TOKEN", "MAX_FEEDBACK_TOKENS", "tokenize", "Vocabulary"]
+__all__ = ["PAD_ID", "UNK_ID", "PAD_TOKEN", "UNK_TOKEN", "MAX_FEEDBACK_TOKENS", "tokenize", "Vocabulary", "corpus_bleu"]
 
 PAD_ID = 0
 UNK_ID = 1
@@ -159,3 +160,41 @@ class Vocabulary:
         if not isinstance(words, list):
             raise VocabularyError(f"vocabulary file {str(path)!r}: 'words' must be a list")
         return cls(words)
+
+
+def corpus_bleu(hypotheses: Sequence[str], references: Sequence[Sequence[str]]) -> dict[str, float]:
+    """Corpus-level BLEU-1..4 of generated captions, in percent, computed by NLTK.
+
+    BLEU-n is the cumulative score with uniform weights over 1..n-grams and the brevity penalty
+    (Papineni et al., 2002), as the captioning literature reports it; no smoothing. Texts are
+    split with :func:`tokenize`, the same words the environment sees.
+
+    Args:
+        hypotheses: ``M`` generated captions.
+        references: ``M`` lists of one or more reference captions each.
+
+    Returns:
+        ``{"bleu1": ..., "bleu2": ..., "bleu3": ..., "bleu4": ...}`` in ``[0, 100]``.
+
+    Raises:
+        DependencyNotInstalled: ``nltk`` is missing.
+        ConfigurationError: the two lists differ in length, are empty, or a hypothesis has no reference.
+    """
+    try:
+        from nltk.translate.bleu_score import corpus_bleu as nltk_corpus_bleu
+    except ImportError as error:
+        raise DependencyNotInstalled('BLEU needs nltk: pip install "dialog-retrieval-env[captioner]" (or nltk)') from error
+    if len(hypotheses) != len(references) or not hypotheses:
+        raise ConfigurationError(
+            f"corpus_bleu needs as many reference lists as hypotheses (at least one), got {len(hypotheses)} "
+            f"hypotheses and {len(references)} reference lists"
+        )
+    if any(len(refs) == 0 for refs in references):
+        raise ConfigurationError("corpus_bleu: every hypothesis needs at least one reference")
+    tokenized_references = [[tokenize(ref) for ref in refs] for refs in references]
+    tokenized_hypotheses = [tokenize(hyp) for hyp in hypotheses]
+    weights = [(1.0,), (0.5, 0.5), (1 / 3, 1 / 3, 1 / 3), (0.25, 0.25, 0.25, 0.25)]
+    with warnings.catch_warnings():  # NLTK warns when an order has no match; the score 0 says it
+        warnings.simplefilter("ignore", UserWarning)
+        scores = nltk_corpus_bleu(tokenized_references, tokenized_hypotheses, weights=weights)
+    return {f"bleu{n}": 100.0 * float(score) for n, score in enumerate(scores, start=1)}

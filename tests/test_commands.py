@@ -43,4 +43,4 @@ def test_simulator_realism_without_data(tmp_path):
     result = subprocess.run(
         [sys.executable, "benchmarks/simulator_realism.py", "--data", str(tmp_path)], capture_output=True, text=True, timeout=300, cwd=ROOT
     )
-    assert result.returncode != 0 and "real captions not found" in result.stderr
+    assert result.returncode == 2 and "does not exist" in result.stderr and "--data DIR" in result.stderr

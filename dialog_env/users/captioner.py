@@ -1,0 +1,501 @@
+"""The paper's user model: a neural relative captioner, and the user simulator built on it.
+
+Guo et al. (2018, section 3.2) simulate the shopper with a *relative captioner*: a network that
+looks at the target and the shown (reference) image and says how the target differs, trained on
+real shoppers' relative captions. This module is our own implementation of that idea:
+
+* an encoder over the target's and the reference's global features and their difference,
+  ``[t, r, t - r]``, which initialises the decoder and gives it a context vector;
+* when the catalogue provides spatial features (``(N, L, C)``, e.g. ResNet's 7 x 7 grid), additive
+  attention over the ``L`` locations of ``[t_l, r_l, t_l - r_l]``, recomputed at every word
+  ("show, attend and tell"); without them, the fixed pair context ("show and tell");
+* an LSTM decoder over the words of a :class:`~dialog_env.text.Vocabulary`, whose padding id 0
+  doubles as the end-of-caption token; the unknown-word id is never generated.
+
+Decoding is greedy (deterministic) by default, or samples words with the dialogs' own generators
+(``decoding="sample"``), one uniform number per word position per dialog, so a batch behaves like
+its dialogs played one at a time. ``train_captioner.py`` trains it (teacher-forced cross-entropy,
+held-out validation, best-checkpoint selection); :class:`CaptionerUser` plugs a checkpoint into
+the environments as ``user="captioner"``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from dialog_env.catalog import Catalog
+from dialog_env.errors import ConfigurationError, UserSimulatorError
+from dialog_env.text import MAX_FEEDBACK_TOKENS, PAD_ID, UNK_ID, Vocabulary
+from dialog_env.torch_utils import atomic_torch_save, read_tagged_torch_file, resolve_device
+from dialog_env.users.base import UserSimulator
+
+__all__ = [
+    "CAPTIONER_FORMAT",
+    "CAPTIONER_VERSION",
+    "CaptionerConfig",
+    "RelativeCaptioner",
+    "CaptionerUser",
+    "catalog_probe",
+    "save_captioner",
+    "load_captioner_checkpoint",
+]
+
+CAPTIONER_FORMAT = "dialog-env-captioner"
+CAPTIONER_VERSION = 1
+END_ID = PAD_ID  # the padding id ends a caption: captions hold no padding inside
+DECODINGS = ("greedy", "sample")
+
+
+@dataclass(frozen=True)
+class CaptionerConfig:
+    """Sizes of the relative captioner.
+
+    Attributes:
+        image_dim: catalogue feature dimension ``D``.
+        vocab_size: token ids of the vocabulary (reserved padding/end and unknown ids included).
+        spatial_shape: ``(L, C)`` of the catalogue's spatial features to attend over, or ``None``
+            for no attention.
+        embed_dim: word-embedding dimension.
+        hidden_dim: LSTM state and context dimension ``H``.
+        attention_dim: hidden size of the additive attention.
+        dropout: dropout on the word embeddings and before the output layer (training only).
+        max_tokens: longest caption generated, in words (the environment's feedback length).
+    """
+
+    image_dim: int
+    vocab_size: int
+    spatial_shape: tuple[int, int] | None = None
+    embed_dim: int = 256
+    hidden_dim: int = 512
+    attention_dim: int = 256
+    dropout: float = 0.2
+    max_tokens: int = MAX_FEEDBACK_TOKENS
+
+    def __post_init__(self) -> None:
+        for name in ("image_dim", "vocab_size", "embed_dim", "hidden_dim", "attention_dim", "max_tokens"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigurationError(f"CaptionerConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.vocab_size < 3:
+            raise ConfigurationError(f"CaptionerConfig.vocab_size must be >= 3 (two reserved ids and a word), got {self.vocab_size}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigurationError(f"CaptionerConfig.dropout must be in [0, 1), got {self.dropout}")
+        if self.spatial_shape is not None:
+            shape = tuple(int(v) for v in self.spatial_shape)
+            if len(shape) != 2 or min(shape) < 1:
+                raise ConfigurationError(f"CaptionerConfig.spatial_shape must be (L, C) with L, C >= 1, got {self.spatial_shape}")
+            object.__setattr__(self, "spatial_shape", shape)
+
+    @property
+    def attends(self) -> bool:
+        """Whether the model attends over spatial features."""
+        return self.spatial_shape is not None
+
+
+class RelativeCaptioner(nn.Module):
+    """Encoder over a (target, reference) pair and an LSTM decoder of the relative caption.
+
+    Args:
+        config: the sizes (see :class:`CaptionerConfig`).
+    """
+
+    def __init__(self, config: CaptionerConfig) -> None:
+        super().__init__()
+        self.config = config
+        hidden = config.hidden_dim
+        self.pair_encoder = nn.Sequential(nn.LayerNorm(3 * config.image_dim), nn.Linear(3 * config.image_dim, hidden), nn.Tanh())
+        self.initial_hidden = nn.Linear(hidden, hidden)
+        self.initial_cell = nn.Linear(hidden, hidden)
+        self.word_embedding = nn.Embedding(config.vocab_size, config.embed_dim)
+        self.start_embedding = nn.Parameter(torch.zeros(config.embed_dim))
+        if config.attends:
+            _, channels = config.spatial_shape  # type: ignore[misc]
+            self.region_encoder = nn.Sequential(nn.LayerNorm(3 * channels), nn.Linear(3 * channels, hidden), nn.Tanh())
+            self.attention_keys = nn.Linear(hidden, config.attention_dim, bias=False)
+            self.attention_query = nn.Linear(hidden, config.attention_dim)
+            self.attention_score = nn.Linear(config.attention_dim, 1, bias=False)
+        self.decoder = nn.LSTMCell(config.embed_dim + hidden, hidden)
+        self.dropout = nn.Dropout(config.dropout)
+        self.output = nn.Linear(2 * hidden, config.vocab_size)
+
+    # ------------------------------------------------------------------ pieces
+    def encode(
+        self, targets: torch.Tensor, references: torch.Tensor, target_regions: torch.Tensor | None = None,
+        reference_regions: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor], torch.Tensor | None, torch.Tensor | None]:  # fmt: skip
+        """Encode a batch of pairs.
+
+        Args:
+            targets, references: ``(B, D) float32`` global features.
+            target_regions, reference_regions: ``(B, L, C) float32`` spatial features (attention only).
+
+        Returns:
+            ``(context, (h0, c0), regions, keys)``: the pair context ``(B, H)``, the initial LSTM
+            state, and for attention the encoded regions ``(B, L, H)`` and their keys ``(B, L, A)``
+            (``None`` without attention).
+        """
+        context = self.pair_encoder(torch.cat([targets, references, targets - references], dim=1))
+        state = (torch.tanh(self.initial_hidden(context)), torch.tanh(self.initial_cell(context)))
+        regions = keys = None
+        if self.config.attends:
+            if target_regions is None or reference_regions is None:
+                raise UserSimulatorError("this captioner attends over spatial features, but none were given")
+            regions = self.region_encoder(torch.cat([target_regions, reference_regions, target_regions - reference_regions], dim=2))
+            keys = self.attention_keys(regions)
+        return context, state, regions, keys
+
+    def _step(
+        self, word_input: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor], context: torch.Tensor,
+        regions: torch.Tensor | None, keys: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:  # fmt: skip
+        """One decoder step: attend with the previous state, update the LSTM, score the next word."""
+        if regions is not None and keys is not None:
+            scores = self.attention_score(torch.tanh(keys + self.attention_query(state[0]).unsqueeze(1))).squeeze(2)
+            context = torch.einsum("bl,blh->bh", torch.softmax(scores, dim=1), regions)
+        hidden, cell = self.decoder(torch.cat([self.dropout(word_input), context], dim=1), state)
+        logits = self.output(self.dropout(torch.cat([hidden, context], dim=1)))
+        return logits, (hidden, cell)
+
+    # ------------------------------------------------------------------ training
+    def forward(
+        self, targets: torch.Tensor, references: torch.Tensor, captions: torch.Tensor,
+        target_regions: torch.Tensor | None = None, reference_regions: torch.Tensor | None = None,
+    ) -> torch.Tensor:  # fmt: skip
+        """Teacher-forced next-word logits.
+
+        Args:
+            targets, references: ``(B, D) float32``.
+            captions: ``(B, T) int64`` token ids padded with 0 (no padding inside a caption).
+            target_regions, reference_regions: ``(B, L, C) float32`` (attention only).
+
+        Returns:
+            ``(B, T + 1, V)`` logits: position ``s`` predicts word ``s`` of the caption, and the
+            position after the last word predicts the end id 0.
+        """
+        context, state, regions, keys = self.encode(targets, references, target_regions, reference_regions)
+        batch, length = captions.shape
+        inputs = torch.cat([self.start_embedding.expand(batch, 1, -1), self.word_embedding(captions)], dim=1)
+        logits = []
+        for position in range(length + 1):
+            step_logits, state = self._step(inputs[:, position], state, context, regions, keys)
+            logits.append(step_logits)
+        return torch.stack(logits, dim=1)
+
+    @staticmethod
+    def loss(logits: torch.Tensor, captions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Summed cross-entropy over every word and the end token, and the number of tokens scored.
+
+        Args:
+            logits: ``(B, T + 1, V)`` from :meth:`forward`.
+            captions: ``(B, T) int64`` padded captions.
+
+        Returns:
+            ``(summed loss, token count)``, both scalars (divide for the mean per token).
+        """
+        batch = captions.shape[0]
+        targets = torch.cat([captions, torch.full((batch, 1), END_ID, dtype=captions.dtype, device=captions.device)], dim=1)
+        lengths = (captions != PAD_ID).sum(dim=1)
+        scored = torch.arange(targets.shape[1], device=captions.device).unsqueeze(0) <= lengths.unsqueeze(1)
+        losses = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="none")
+        return (losses * scored.reshape(-1)).sum(), scored.sum()
+
+    # ------------------------------------------------------------------ decoding
+    @torch.inference_mode()
+    def generate(
+        self, targets: torch.Tensor, references: torch.Tensor, target_regions: torch.Tensor | None = None,
+        reference_regions: torch.Tensor | None = None, uniforms: np.ndarray | None = None, temperature: float = 1.0,
+    ) -> np.ndarray:  # fmt: skip
+        """Decode captions word by word.
+
+        Args:
+            targets, references: ``(B, D) float32``.
+            target_regions, reference_regions: ``(B, L, C) float32`` (attention only).
+            uniforms: ``None`` for greedy decoding (the most likely word each time), or
+                ``(B, max_tokens + 1) float64`` numbers in ``[0, 1)``: word ``s`` of dialog ``b`` is
+                drawn by inverting the cumulative distribution at ``uniforms[b, s]``.
+            temperature: softmax temperature of sampling (> 0).
+
+        Returns:
+            ``(B, max_tokens) int64`` token ids, padded with 0. Never empty, never the unknown id.
+        """
+        was_training = self.training
+        self.eval()
+        try:
+            context, state, regions, keys = self.encode(targets, references, target_regions, reference_regions)
+            batch = targets.shape[0]
+            max_tokens = self.config.max_tokens
+            out = np.zeros((batch, max_tokens), dtype=np.int64)
+            finished = np.zeros(batch, dtype=bool)
+            word_input = self.start_embedding.expand(batch, -1)
+            for position in range(max_tokens):
+                logits, state = self._step(word_input, state, context, regions, keys)
+                logits = logits.double()
+                logits[:, UNK_ID] = -torch.inf
+                if position == 0:
+                    logits[:, END_ID] = -torch.inf  # a caption has at least one word
+                if uniforms is None:
+                    words = logits.argmax(dim=1).cpu().numpy()
+                else:
+                    probabilities = torch.softmax(logits / temperature, dim=1).cpu().numpy()
+                    cumulative = np.cumsum(probabilities, axis=1)
+                    thresholds = uniforms[:, position] * cumulative[:, -1]
+                    words = (cumulative <= thresholds[:, None]).sum(axis=1)
+                    words = np.minimum(words, probabilities.shape[1] - 1)
+                words = np.where(finished, END_ID, words)
+                out[:, position] = words
+                finished |= words == END_ID
+                if finished.all():
+                    break
+                word_input = self.word_embedding(torch.as_tensor(words, device=targets.device))
+            return out
+        finally:
+            self.train(was_training)
+
+
+# ---------------------------------------------------------------------------- checkpoints
+def catalog_probe(catalog: Catalog, size: int = 64, seed: int = 0) -> dict[str, Any]:
+    """A small fingerprint of a catalogue's feature space: some image ids and their features.
+
+    A captioner only makes sense on the features it was trained on; :class:`CaptionerUser` checks
+    that the images of the probe found in a catalogue have the same features.
+
+    Returns:
+        ``{"name", "dim", "ids": list[str], "features": (k, D) float32}`` with ``k = min(size, N)``.
+    """
+    rng = np.random.default_rng(seed)
+    chosen = np.sort(rng.choice(catalog.num_images, size=min(size, catalog.num_images), replace=False))
+    return {
+        "name": catalog.name,
+        "dim": catalog.dim,
+        "ids": [str(i) for i in catalog.ids[chosen]],
+        "features": np.array(catalog.features[chosen], dtype=np.float32),
+    }
+
+
+def save_captioner(
+    path: str | os.PathLike[str], model: RelativeCaptioner, vocabulary: Vocabulary, catalog: Catalog,
+    extra: dict[str, Any] | None = None,
+) -> Path:  # fmt: skip
+    """Write a captioner checkpoint atomically (temporary file, flush, rename).
+
+    The file holds the format tag and version, the config, the weights, the vocabulary, a
+    :func:`catalog_probe` of the training catalogue and ``extra`` (training metrics, arguments...).
+    """
+    payload = {
+        "format": CAPTIONER_FORMAT,
+        "version": CAPTIONER_VERSION,
+        "config": asdict(model.config),
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "vocabulary": vocabulary.words,
+        "catalog": catalog_probe(catalog),
+        **(extra or {}),
+    }
+    return atomic_torch_save(path, payload)
+
+
+def load_captioner_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read and check a captioner checkpoint written by :func:`save_captioner`.
+
+    Raises:
+        UserSimulatorError: missing, unreadable (truncated, corrupted), not a captioner checkpoint
+            of this project, or of an unsupported version; the message names the file.
+    """
+    payload = read_tagged_torch_file(
+        path, "captioner checkpoint", CAPTIONER_FORMAT, CAPTIONER_VERSION, UserSimulatorError, " (train one with train_captioner.py)"
+    )
+    for key in ("config", "model", "vocabulary", "catalog"):
+        if key not in payload:
+            raise UserSimulatorError(f"captioner checkpoint {str(path)!r} lacks {key!r}")
+    return payload
+
+
+_CHECKPOINT_CACHE: dict[tuple[str, int, int], dict[str, Any]] = {}
+
+
+def _cached_checkpoint(path: Path) -> dict[str, Any]:
+    """:func:`load_captioner_checkpoint`, memoised by file identity (many envs share one file)."""
+    try:
+        stat = path.stat()
+        key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+    except OSError:
+        return load_captioner_checkpoint(path)  # raises the clear error
+    if key not in _CHECKPOINT_CACHE:
+        if len(_CHECKPOINT_CACHE) > 8:
+            _CHECKPOINT_CACHE.clear()
+        _CHECKPOINT_CACHE[key] = load_captioner_checkpoint(path)
+    return _CHECKPOINT_CACHE[key]
+
+
+# ---------------------------------------------------------------------------- the user simulator
+class CaptionerUser(UserSimulator):
+    """A shopper simulated by a trained :class:`RelativeCaptioner` (the paper's user model).
+
+    ``gym.make("DialogRetrieval-v0", user="captioner", user_kwargs={"checkpoint": "runs/captioner/best.pt"})``
+
+    Args:
+        checkpoint: a file written by ``train_captioner.py`` (:func:`save_captioner`).
+        model, vocabulary, probe: instead of ``checkpoint``, a model in memory, its vocabulary and
+            optionally a :func:`catalog_probe` of its training catalogue.
+        decoding: ``"greedy"`` (deterministic, the default) or ``"sample"`` (random words drawn
+            with each dialog's generator).
+        temperature: sampling temperature (``decoding="sample"`` only).
+        device: torch device for the model (``"cpu"`` default; ``"auto"`` picks CUDA if available).
+        strict_catalog: refuse a catalogue that shares no probed image with the training
+            catalogue (its features may come from another extractor). Images it does share must
+            have the same features whatever this flag says.
+        batch_size: largest batch decoded at once.
+
+    Raises:
+        UserSimulatorError: unreadable checkpoint, or (at environment construction) a catalogue
+            whose features do not fit the checkpoint.
+        ConfigurationError: bad arguments.
+    """
+
+    name: ClassVar[str] = "captioner"
+
+    def __init__(
+        self,
+        checkpoint: str | os.PathLike[str] | None = None,
+        *,
+        model: RelativeCaptioner | None = None,
+        vocabulary: Vocabulary | None = None,
+        probe: dict[str, Any] | None = None,
+        decoding: str = "greedy",
+        temperature: float = 1.0,
+        device: str = "cpu",
+        strict_catalog: bool = True,
+        batch_size: int = 1024,
+    ) -> None:
+        if decoding not in DECODINGS:
+            raise ConfigurationError(f"captioner decoding must be one of {list(DECODINGS)}, got {decoding!r}")
+        if not temperature > 0:
+            raise ConfigurationError(f"captioner temperature must be > 0, got {temperature}")
+        if int(batch_size) < 1:
+            raise ConfigurationError(f"captioner batch_size must be >= 1, got {batch_size}")
+        self.device = resolve_device(device)
+        if checkpoint is not None:
+            if model is not None or vocabulary is not None:
+                raise ConfigurationError("give the captioner either a checkpoint or a model and its vocabulary, not both")
+            self.source = str(checkpoint)
+            payload = _cached_checkpoint(Path(checkpoint))
+            config = CaptionerConfig(**payload["config"])
+            model = RelativeCaptioner(config)
+            try:
+                model.load_state_dict(payload["model"])
+            except RuntimeError as error:
+                raise UserSimulatorError(f"captioner checkpoint {self.source!r}: weights do not fit its config: {error}") from error
+            vocabulary = Vocabulary(payload["vocabulary"])
+            probe = payload["catalog"]
+        elif model is None or vocabulary is None:
+            raise ConfigurationError(
+                "the captioner user needs user_kwargs={'checkpoint': PATH} (a file from train_captioner.py), "
+                "or a model and its vocabulary"
+            )
+        else:
+            self.source = "a model in memory"
+        if len(vocabulary) != model.config.vocab_size:
+            raise UserSimulatorError(
+                f"captioner ({self.source}) has {model.config.vocab_size} output ids but its vocabulary has {len(vocabulary)}"
+            )
+        self.model = model.to(self.device).eval()
+        self._vocabulary = vocabulary
+        self.probe = probe
+        self.decoding = decoding
+        self.temperature = float(temperature)
+        self.strict_catalog = bool(strict_catalog)
+        self.batch_size = int(batch_size)
+
+    @property
+    def vocabulary(self) -> Vocabulary:
+        return self._vocabulary
+
+    @property
+    def config(self) -> CaptionerConfig:
+        return self.model.config
+
+    def check_catalog(self, catalog: Catalog) -> None:
+        where = f"captioner ({self.source})"
+        if catalog.dim != self.config.image_dim:
+            raise UserSimulatorError(
+                f"{where} was trained on {self.config.image_dim}-d features, but catalogue {catalog.name!r} has "
+                f"{catalog.dim}-d features"
+            )
+        if self.config.attends:
+            spatial = getattr(catalog, "spatial_features", None)
+            if spatial is None:
+                raise UserSimulatorError(
+                    f"{where} attends over spatial features of shape {self.config.spatial_shape}, but catalogue "
+                    f"{catalog.name!r} has none (import them with the catalogue's spatial_features)"
+                )
+            if tuple(spatial.shape[1:]) != tuple(self.config.spatial_shape):  # type: ignore[arg-type]
+                raise UserSimulatorError(
+                    f"{where} expects spatial features of shape (N, {self.config.spatial_shape[0]}, "  # type: ignore[index]
+                    f"{self.config.spatial_shape[1]}), catalogue {catalog.name!r} has {tuple(spatial.shape)}"  # type: ignore[index]
+                )
+        if self.probe is None:
+            return
+        index_of = {str(image_id): i for i, image_id in enumerate(catalog.ids)}
+        found = [(index_of[i], row) for i, row in zip(self.probe["ids"], self.probe["features"]) if i in index_of]
+        if found:
+            rows = np.asarray([i for i, _ in found])
+            expected = np.stack([row for _, row in found]).astype(np.float32)
+            mismatched = ~np.isclose(catalog.features[rows], expected, rtol=1e-5, atol=1e-6).all(axis=1)
+            if mismatched.any():
+                first = int(np.flatnonzero(mismatched)[0])
+                raise UserSimulatorError(
+                    f"{where} was trained on catalogue {self.probe['name']!r}, whose image "
+                    f"{catalog.ids[rows[first]]!r} has other features than in catalogue {catalog.name!r} "
+                    f"({int(mismatched.sum())} of {len(found)} probed images differ): the features come from another "
+                    f"extractor or catalogue; retrain the captioner on this catalogue"
+                )
+        elif self.strict_catalog:
+            raise UserSimulatorError(
+                f"{where} was trained on catalogue {self.probe['name']!r}, which shares none of its "
+                f"{len(self.probe['ids'])} probed image ids with catalogue {catalog.name!r}; retrain the captioner on "
+                f"this catalogue, or pass user_kwargs strict_catalog=False if the features come from the same extractor"
+            )
+
+    def describe(
+        self,
+        catalog: Catalog,
+        targets: np.ndarray,
+        shown: np.ndarray,
+        rngs: Sequence[np.random.Generator],
+    ) -> list[str]:
+        targets = np.asarray(targets, dtype=np.int64)
+        shown = np.asarray(shown, dtype=np.int64)
+        steps = self.config.max_tokens
+        uniforms = None
+        if self.decoding == "sample":
+            uniforms = np.stack([rng.random(steps) for rng in rngs]) if len(rngs) else np.zeros((0, steps))
+        captions: list[str] = []
+        for start in range(0, targets.size, self.batch_size):
+            part = slice(start, start + self.batch_size)
+            ids = self.model.generate(
+                *self._features(catalog, targets[part], shown[part]),
+                uniforms=None if uniforms is None else uniforms[part], temperature=self.temperature,
+            )  # fmt: skip
+            captions.extend(self.vocabulary.decode(row) for row in ids)
+        return captions
+
+    def _features(self, catalog: Catalog, targets: np.ndarray, shown: np.ndarray) -> tuple[torch.Tensor, ...]:
+        """Global (and spatial) features of a batch of pairs, as tensors on the model's device."""
+        tensors = [torch.as_tensor(catalog.features[targets]), torch.as_tensor(catalog.features[shown])]
+        if self.config.attends:
+            spatial = catalog.spatial_features  # type: ignore[attr-defined]
+            tensors += [torch.as_tensor(_take(spatial, targets)), torch.as_tensor(_take(spatial, shown))]
+        return tuple(t.to(self.device, dtype=torch.float32) for t in tensors)
+
+
+def _take(spatial: Any, indices: np.ndarray) -> np.ndarray:
+    """Rows of a catalogue's spatial features (an array, or a lazy reader with ``take``)."""
+    if hasattr(spatial, "take") and not isinstance(spatial, np.ndarray):
+        return np.asarray(spatial.take(indices), dtype=np.float32)
+    return np.asarray(spatial[indices], dtype=np.float32)

@@ -1,0 +1,383 @@
+"""Every bad input of ``docs/bad_input.md``: one project error that names the culprit, what was found, what was expected.
+
+Each case below builds its bad input in a temporary folder and triggers it; the test checks the
+exception type (always a :class:`~dialog_env.errors.DialogEnvError`) and that the message names
+the file or argument, what was found and what was expected. The table in ``docs/bad_input.md`` is
+generated from these cases (``python tests/test_bad_input.py > docs/bad_input.md``), and a test
+checks that the committed table is up to date, so the documentation cannot drift from behaviour.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import gymnasium as gym
+import h5py
+import numpy as np
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import dialog_env  # noqa: E402
+from agents.checkpoints import load_checkpoint, save_checkpoint  # noqa: E402
+from dialog_env.catalog import Catalog  # noqa: E402
+from dialog_env.data.captions import load_image_captions, load_relative_captions  # noqa: E402
+from dialog_env.errors import (  # noqa: E402
+    CaptionFormatError,
+    CaptionNotFoundError,
+    CatalogError,
+    CatalogFormatError,
+    CatalogNotFoundError,
+    ConfigurationError,
+    DialogEnvError,
+    InvalidActionError,
+    ResetNeeded,
+    UserSimulatorError,
+)
+from dialog_env.synthetic import make_synthetic_shoes  # noqa: E402
+
+DOC = ROOT / "docs" / "bad_input.md"
+
+
+def catalogue() -> Catalog:
+    return make_synthetic_shoes(num_train=20, num_test=6, dim=8, seed=1)
+
+
+def env(**kwargs) -> dialog_env.DialogRetrievalEnv:  # noqa: ANN003
+    return dialog_env.DialogRetrievalEnv(catalog=catalogue(), **kwargs)
+
+
+def started_env(**kwargs) -> dialog_env.DialogRetrievalEnv:  # noqa: ANN003
+    environment = env(**kwargs)
+    environment.reset(seed=0)
+    return environment
+
+
+def ended_env() -> dialog_env.DialogRetrievalEnv:
+    environment = started_env(max_turns=1)
+    environment.step(0)
+    return environment
+
+
+def vector_env():  # noqa: ANN201
+    envs = gym.make_vec("DialogRetrieval-v0", num_envs=3, vectorization_mode="vector_entry_point", catalog=catalogue())
+    envs.reset(seed=0)
+    return envs
+
+
+def two_image_catalogue() -> Catalog:
+    full = catalogue()
+    rows = np.array([0, 1, 2])
+    return Catalog(full.features[rows], full.ids[rows], {"train": [0, 1], "test": [2]},
+                   {k: v[rows] for k, v in full.attributes.items()}, list(full.attribute_schema.values()), name="three")  # fmt: skip
+
+
+# ---------------------------------------------------------------------------- catalogue files
+def good_file(folder: Path) -> Path:
+    return catalogue().save(folder / "good.h5")
+
+
+def edited_file(folder: Path, edit: Callable[[h5py.File], None]) -> Path:
+    path = catalogue().save(folder / "bad.h5")
+    with h5py.File(path, "r+") as handle:
+        edit(handle)
+    return path
+
+
+def replace(name: str, data: np.ndarray) -> Callable[[h5py.File], None]:
+    def edit(handle: h5py.File) -> None:
+        del handle[name]
+        handle.create_dataset(name, data=data)
+
+    return edit
+
+
+def with_nan(handle: h5py.File) -> None:
+    features = handle["features"][()]
+    features[3, 1] = np.nan
+    replace("features", features)(handle)
+
+
+def with_duplicate_id(handle: h5py.File) -> None:
+    ids = [i.decode() for i in handle["ids"][()]]
+    ids[5] = ids[2]
+    replace("ids", np.array(ids, dtype=h5py.string_dtype("utf-8")))(handle)
+
+
+def truncated_file(folder: Path) -> Path:
+    good = good_file(folder)
+    path = folder / "truncated.h5"
+    path.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    return path
+
+
+def text_file(folder: Path, name: str = "notes.h5") -> Path:
+    path = folder / name
+    path.write_text("this is not HDF5\n")
+    return path
+
+
+# ---------------------------------------------------------------------------- caption files
+def caption_file(folder: Path, content: str | list) -> Path:
+    path = folder / "captions.json"
+    path.write_text(content if isinstance(content, str) else json.dumps(content))
+    return path
+
+
+def relative(folder: Path, records: str | list, **kwargs):  # noqa: ANN003, ANN201
+    full = catalogue()
+    return load_relative_captions(caption_file(folder, records), full, **kwargs)
+
+
+def record(caption: str = "is darker", target: int = 0, reference: int = 1) -> dict:
+    ids = catalogue().ids
+    return {"ImageName": ids[target], "ReferenceImageName": ids[reference], "RelativeCaption": caption}
+
+
+# ---------------------------------------------------------------------------- checkpoints
+def agent_checkpoint(folder: Path) -> Path:
+    path = folder / "last.pt"
+    save_checkpoint(path, {"model_config": {"image_dim": 8, "vocab_size": 20}, "vocabulary": ["a", "b"], "model": {}})
+    return path
+
+
+def damaged(folder: Path, how: str) -> Path:
+    good = agent_checkpoint(folder)
+    path = folder / f"{how}.pt"
+    data = good.read_bytes()
+    path.write_bytes(data[: len(data) // 2] if how == "truncated" else bytes(np.random.default_rng(0).integers(0, 256, 2048, dtype=np.uint8)))
+    return path
+
+
+def captioner_checkpoint(folder: Path, dim: int = 8) -> Path:
+    from dialog_env.users.attribute import RuleBasedUser
+    from dialog_env.users.captioner import CaptionerConfig, RelativeCaptioner, save_captioner
+
+    vocabulary = RuleBasedUser().vocabulary
+    model = RelativeCaptioner(CaptionerConfig(image_dim=dim, vocab_size=len(vocabulary), embed_dim=8, hidden_dim=8, attention_dim=4))
+    source = make_synthetic_shoes(num_train=20, num_test=6, dim=dim, seed=1)
+    return save_captioner(folder / "captioner.pt", model, vocabulary, source)
+
+
+# ---------------------------------------------------------------------------- the cases
+@dataclass(frozen=True)
+class Case:
+    """One bad input: where it belongs, what it is, how to trigger it, and what the user gets.
+
+    ``patterns`` are regular expressions the message must match: the culprit (file or argument),
+    what was found and what was expected.
+    """
+
+    id: str
+    group: str
+    description: str
+    trigger: Callable[[Path], object]
+    error: type[DialogEnvError]
+    patterns: tuple[str, ...]
+
+
+CASES: list[Case] = [
+    # environment
+    Case("action-out-of-range", "Environment", "action >= number of images", lambda d: started_env().step(20),
+         InvalidActionError, ("action 20", "out of range", "0..19")),
+    Case("action-negative", "Environment", "negative action", lambda d: started_env().step(-1),
+         InvalidActionError, ("action -1", "out of range", "0..19")),
+    Case("action-float", "Environment", "float action", lambda d: started_env().step(1.5),
+         InvalidActionError, ("1.5", "float", "integer image index in 0..19")),
+    Case("action-wrong-shape", "Environment", "array action in a single env", lambda d: started_env().step(np.array([1, 2])),
+         InvalidActionError, ("shape \\(2,\\)", "one image index")),
+    Case("vector-action-wrong-shape", "Environment", "vector env: actions of the wrong shape", lambda d: vector_env().step(np.array([0, 1])),
+         InvalidActionError, ("\\(3,\\) array", "got shape \\(2,\\)")),
+    Case("vector-action-out-of-range", "Environment", "vector env: one action out of range", lambda d: vector_env().step(np.array([0, 1, 99])),
+         InvalidActionError, ("action 99 of dialog 2", "0..19")),
+    Case("step-after-end", "Environment", "`step` after the episode ended, without `reset`", lambda d: ended_env().step(1),
+         ResetNeeded, ("step\\(\\)", "episode ended", "call reset\\(\\) first")),
+    Case("unknown-reward-mode", "Environment", "unknown reward mode", lambda d: env(reward_mode="rank"),
+         ConfigurationError, ("reward_mode 'rank'", "percentile", "improvement", "success")),
+    Case("unknown-split", "Environment", "unknown split", lambda d: env(split="val"),
+         ConfigurationError, ("split 'val'", "available", "'test', 'train'")),
+    Case("unknown-user", "Environment", "unknown user simulator name", lambda d: env(user="bob"),
+         ConfigurationError, ("user simulator 'bob'", "registered", "'rule'")),
+    Case("max-turns", "Environment", "`max_turns` < 1", lambda d: env(max_turns=0),
+         ConfigurationError, ("max_turns", "integer >= 1", "got 0")),
+    Case("split-too-small", "Environment", "a split with fewer than 2 images",
+         lambda d: dialog_env.DialogRetrievalEnv(catalog=two_image_catalogue(), split="test"),
+         CatalogError, ("split 'test'", "has 1 image", "at least 2")),
+    Case("catalog-argument", "Environment", "`catalog=` of an unsupported type", lambda d: dialog_env.DialogRetrievalEnv(catalog=5),
+         ConfigurationError, ("catalog must be", "got int")),
+    # catalogue files
+    Case("catalog-missing-file", "Catalogue files", "missing file", lambda d: Catalog.load(d / "absent.h5"),
+         CatalogNotFoundError, ("absent.h5", "does not exist")),
+    Case("catalog-not-hdf5", "Catalogue files", "not an HDF5 file", lambda d: Catalog.load(text_file(d)),
+         CatalogFormatError, ("notes.h5", "not a readable HDF5 file")),
+    Case("catalog-truncated", "Catalogue files", "truncated file", lambda d: Catalog.load(truncated_file(d)),
+         CatalogFormatError, ("truncated.h5", "truncated")),
+    Case("catalog-missing-dataset", "Catalogue files", "missing dataset", lambda d: Catalog.load(edited_file(d, lambda h: h.__delitem__("ids"))),
+         CatalogFormatError, ("bad.h5", "'ids'", "is missing")),
+    Case("catalog-extra-dataset", "Catalogue files", "unexpected dataset",
+         lambda d: Catalog.load(edited_file(d, lambda h: h.create_dataset("labels", data=np.zeros(3)))),
+         CatalogFormatError, ("bad.h5", "unexpected dataset", "'labels'", "has only")),
+    Case("catalog-wrong-dtype", "Catalogue files", "features not float32",
+         lambda d: Catalog.load(edited_file(d, replace("features", np.zeros((26, 8), dtype=np.float64)))),
+         CatalogFormatError, ("bad.h5", "'features'", "must be float32", "got float64")),
+    Case("catalog-wrong-rank", "Catalogue files", "features not 2-D",
+         lambda d: Catalog.load(edited_file(d, replace("features", np.zeros(26, dtype=np.float32)))),
+         CatalogFormatError, ("bad.h5", "'features'", "shape \\(N, D\\)", "got shape \\(26,\\)")),
+    Case("catalog-nan", "Catalogue files", "NaN/inf features", lambda d: Catalog.load(edited_file(d, with_nan)),
+         CatalogFormatError, ("bad.h5", "'features'", "NaN or inf", "row 3")),
+    Case("catalog-duplicate-ids", "Catalogue files", "duplicate ids", lambda d: Catalog.load(edited_file(d, with_duplicate_id)),
+         CatalogFormatError, ("bad.h5", "ids must be unique", "duplicated")),
+    Case("catalog-split-out-of-range", "Catalogue files", "split index out of range",
+         lambda d: Catalog.load(edited_file(d, replace("splits/test", np.array([20, 99])))),
+         CatalogFormatError, ("bad.h5", "split 'test'", "out of range 0..25", "99")),
+    Case("catalog-split-overlap", "Catalogue files", "overlapping splits",
+         lambda d: Catalog.load(edited_file(d, replace("splits/test", np.array([0, 21])))),
+         CatalogFormatError, ("bad.h5", "overlap", "disjoint")),
+    Case("catalog-attribute-length", "Catalogue files", "attribute of the wrong length",
+         lambda d: Catalog.load(edited_file(d, lambda h: h["attributes"].__delitem__("color") or h["attributes"].create_dataset(
+             "color", data=np.zeros(5, dtype=np.int16)).attrs.__setitem__("values", ["a"]))),
+         CatalogFormatError, ("bad.h5", "attributes/color", "5 entries", "expected 26")),
+    Case("catalog-schema-version", "Catalogue files", "unknown schema version",
+         lambda d: Catalog.load(edited_file(d, lambda h: h.attrs.__setitem__("schema_version", 7))),
+         CatalogFormatError, ("bad.h5", "schema_version 7", "reads schema version 1")),
+    # caption files
+    Case("captions-missing-file", "Caption files", "missing file", lambda d: load_image_captions(d / "absent.json", catalogue()),
+         CaptionNotFoundError, ("absent.json", "does not exist")),
+    Case("captions-malformed-json", "Caption files", "malformed JSON", lambda d: relative(d, '[{"ImageName": '),
+         CaptionFormatError, ("captions.json", "not valid JSON", "line 1, column")),
+    Case("captions-missing-key", "Caption files", "record without a required key",
+         lambda d: relative(d, [record(), {"ImageName": "x.jpg", "RelativeCaption": "is red"}]),
+         CaptionFormatError, ("captions.json", "record \\[1\\]", "no key 'ReferenceImageName'", "expected keys")),
+    Case("captions-empty", "Caption files", "empty caption", lambda d: relative(d, [record("   ")]),
+         CaptionFormatError, ("captions.json", "record \\[0\\]", "empty caption", "expected text")),
+    Case("captions-unknown-image", "Caption files", "image not in the catalogue (`on_missing=\"error\"`; the default skips, counts and warns)",
+         lambda d: relative(d, [record(), {**record(), "ImageName": "ghost.jpg"}], on_missing="error"),
+         CaptionFormatError, ("captions.json", "record \\[1\\]", "'ghost.jpg' is not in catalogue", "expected one of its ids")),
+    Case("captions-non-ascii", "Caption files", "non-ASCII text (`non_ascii=\"transliterate\"` maps accents to ASCII)",
+         lambda d: relative(d, [record("is more beige \u201cnude\u201d")]),
+         CaptionFormatError, ("captions.json", "record \\[0\\]", "non-ASCII character", "U\\+201C", "expected ASCII text")),
+    # checkpoints
+    Case("checkpoint-truncated", "Checkpoints", "truncated agent checkpoint", lambda d: load_checkpoint(damaged(d, "truncated")),
+         ConfigurationError, ("truncated.pt", "could not be read", "truncated or corrupted")),
+    Case("checkpoint-corrupted", "Checkpoints", "corrupted agent checkpoint (random bytes)", lambda d: load_checkpoint(damaged(d, "corrupted")),
+         ConfigurationError, ("corrupted.pt", "could not be read")),
+    Case("checkpoint-other-dimension", "Checkpoints", "agent checkpoint made for another feature dimension",
+         lambda d: load_checkpoint(agent_checkpoint(d), image_dim=256),
+         ConfigurationError, ("last.pt", "8-d catalogue features", "256-d")),
+    Case("checkpoint-other-vocabulary", "Checkpoints", "agent checkpoint made for another vocabulary",
+         lambda d: load_checkpoint(agent_checkpoint(d), vocabulary_words=["a", "b", "c"]),
+         ConfigurationError, ("last.pt", "another vocabulary", "2 words", "has 3")),
+    Case("resume-without-checkpoint", "Checkpoints", "`train_agent.py --resume` without a checkpoint",
+         lambda d: __import__("train_agent").run(__import__("train_agent").Args(run_name="none", runs_dir=str(d), resume=True, eval_episodes=5)),
+         ConfigurationError, ("--resume", "no checkpoint", "last.pt")),
+    Case("captioner-truncated", "Checkpoints", "truncated captioner checkpoint",
+         lambda d: dialog_env.make_user("captioner", checkpoint=str(damaged_captioner(d))),
+         UserSimulatorError, ("captioner-truncated.pt", "could not be read", "truncated or corrupted")),
+    Case("captioner-other-dimension", "Checkpoints", "captioner trained on another feature dimension",
+         lambda d: env(user="captioner", user_kwargs={"checkpoint": str(captioner_checkpoint(d, dim=16))}),
+         UserSimulatorError, ("captioner.pt", "16-d features", "has 8-d features")),
+    Case("captioner-other-catalogue", "Checkpoints", "captioner trained on another catalogue (no image in common)",
+         lambda d: dialog_env.DialogRetrievalEnv(catalog=make_synthetic_shoes(num_train=20, num_test=6, dim=8, seed=2), user="captioner",
+                                                 user_kwargs={"checkpoint": str(captioner_checkpoint(d))}),
+         UserSimulatorError, ("captioner.pt", "shares none", "strict_catalog=False")),
+    Case("captioner-other-features", "Checkpoints", "captioner trained on other features of the same images",
+         lambda d: dialog_env.DialogRetrievalEnv(catalog=shifted_catalogue(), user="captioner",
+                                                 user_kwargs={"checkpoint": str(captioner_checkpoint(d))}),
+         UserSimulatorError, ("captioner.pt", "other features", "retrain the captioner")),
+]  # fmt: skip
+
+
+def shifted_catalogue() -> Catalog:
+    """The test catalogue's images with other features (as from another feature extractor)."""
+    full = catalogue()
+    return Catalog(full.features + 1, full.ids, full.splits, full.attributes, list(full.attribute_schema.values()), name="shifted")
+
+
+def damaged_captioner(folder: Path) -> Path:
+    good = captioner_checkpoint(folder)
+    path = folder / "captioner-truncated.pt"
+    path.write_bytes(good.read_bytes()[:300])
+    return path
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
+def test_bad_input_gives_one_clear_project_error(case, tmp_path):
+    with pytest.raises(DialogEnvError) as caught:
+        case.trigger(tmp_path)
+    assert type(caught.value) is case.error, f"{case.id}: got {type(caught.value).__name__}: {caught.value}"
+    message = str(caught.value)
+    for pattern in case.patterns:
+        assert re.search(pattern, message), f"{case.id}: {pattern!r} not in {message!r}"
+
+
+def test_unknown_images_are_skipped_and_counted_by_default(tmp_path):
+    with pytest.warns(UserWarning, match="skipped 1 of 2"):
+        captions = relative(tmp_path, [record(), {**record(), "ImageName": "ghost.jpg"}])
+    assert captions.missing_images == 1 and len(captions) == 1
+
+
+# ---------------------------------------------------------------------------- the table
+def render_table(folder: Path) -> str:
+    """``docs/bad_input.md``: each case, what the user gets and the message, from running the cases."""
+    lines = [
+        "# Bad input: what you get",
+        "",
+        "Every case raises one error of a project exception type (all derive from",
+        "`dialog_env.errors.DialogEnvError` and from the matching builtin, e.g. `ValueError`), whose message",
+        "names the file or argument, what was found and what was expected. No case ends in a bare traceback",
+        "from inside numpy, h5py or torch. This page is generated from `tests/test_bad_input.py`, which",
+        "triggers every case (`python tests/test_bad_input.py > docs/bad_input.md`); a test keeps its rows current.",
+        "Paths are shown relative to the folder of the bad files (`DIR`).",
+    ]
+    group = None
+    for case in CASES:
+        if case.group != group:
+            group = case.group
+            lines += ["", f"## {group}", "", "| case | error | message |", "| --- | --- | --- |"]
+        case_folder = folder / case.id
+        case_folder.mkdir(parents=True, exist_ok=True)
+        try:
+            case.trigger(case_folder)
+        except DialogEnvError as error:
+            message = str(error).replace(str(case_folder), "DIR").replace("|", "\\|").replace("\n", " ")
+            message = re.sub(r"\s+", " ", message)
+            if len(message) > 300:
+                message = message[:297] + "..."
+            lines.append(f"| {case.description} | `{type(error).__name__}` | {message} |")
+        else:
+            raise AssertionError(f"case {case.id} raised nothing")
+    return "\n".join(lines) + "\n"
+
+
+def _rows(markdown: str) -> list[tuple[str, str]]:
+    """(case, error) of every table row; the messages' tails come from h5py or torch and vary with their versions."""
+    return [tuple(cell.strip() for cell in line.split(" | ")[:2]) for line in markdown.splitlines()
+            if line.startswith("| ") and not line.startswith(("| case", "| ---"))]  # fmt: skip
+
+
+def test_documented_table_is_current(tmp_path):
+    assert DOC.exists(), "run: python tests/test_bad_input.py > docs/bad_input.md"
+    documented, current = DOC.read_text(), render_table(tmp_path)
+    assert _rows(documented) == _rows(current), "docs/bad_input.md is stale: python tests/test_bad_input.py > docs/bad_input.md"
+    assert len(_rows(documented)) == len(CASES)
+
+
+if __name__ == "__main__":
+    import contextlib
+    import io
+    import tempfile
+    import warnings
+
+    warnings.simplefilter("ignore")
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory() as scratch:
+        with contextlib.redirect_stdout(io.StringIO()):  # the cases' own progress output
+            table = render_table(Path(scratch))
+        sys.stdout.write(table)

@@ -1,0 +1,378 @@
+"""The neural relative captioner: model, decoding, checkpoints, the user simulator and its command."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from gymnasium.utils.env_checker import check_env
+
+import dialog_env  # noqa: F401 - registers the environment
+from dialog_env.catalog import Catalog
+from dialog_env.errors import ConfigurationError, UserSimulatorError
+from dialog_env.synthetic import make_synthetic_shoes
+from dialog_env.text import PAD_ID, UNK_ID, Vocabulary, corpus_bleu
+from dialog_env.users import make_user
+from dialog_env.users.attribute import RuleBasedUser
+from dialog_env.users.captioner import CaptionerConfig, CaptionerUser, RelativeCaptioner, catalog_probe, save_captioner
+
+ROOT = Path(__file__).resolve().parents[1]
+VOCABULARY = RuleBasedUser().vocabulary
+
+
+def tiny_model(dim: int = 32, spatial: tuple[int, int] | None = None, seed: int = 0) -> RelativeCaptioner:
+    torch.manual_seed(seed)
+    config = CaptionerConfig(image_dim=dim, vocab_size=len(VOCABULARY), spatial_shape=spatial, embed_dim=16, hidden_dim=24, attention_dim=8)
+    return RelativeCaptioner(config).eval()
+
+
+def features(batch: int, dim: int, seed: int = 0) -> torch.Tensor:
+    return torch.as_tensor(np.random.default_rng(seed).normal(size=(batch, dim)).astype(np.float32))
+
+
+# ---------------------------------------------------------------------------- model
+def test_forward_shapes_and_loss_counts_every_word_and_the_end_token():
+    model = tiny_model()
+    captions = torch.as_tensor(VOCABULARY.encode_batch(["is black", "has a higher heel and is red", "is red"], 16))
+    logits = model(features(3, 32), features(3, 32, 1), captions)
+    assert logits.shape == (3, 17, len(VOCABULARY))
+    _, scored = model.loss(logits, captions)
+    assert int(scored) == (2 + 1) + (7 + 1) + (2 + 1)
+
+
+def test_loss_ignores_positions_after_the_end():
+    model = tiny_model()
+    captions = torch.as_tensor(VOCABULARY.encode_batch(["is black"], 16))
+    logits = model(features(1, 32), features(1, 32, 1), captions)
+    garbled = logits.clone()
+    garbled[:, 3:] = torch.randn_like(garbled[:, 3:]) * 100  # after "is black <end>"
+    assert torch.equal(model.loss(logits, captions)[0], model.loss(garbled, captions)[0])
+    garbled[:, 2] += 50 * torch.randn_like(garbled[:, 2])  # the end token itself is scored
+    assert not torch.equal(model.loss(logits, captions)[0], model.loss(garbled, captions)[0])
+
+
+@pytest.mark.parametrize("spatial", [None, (5, 6)])
+def test_generate_never_empty_never_unknown_and_padded(spatial):
+    model = tiny_model(spatial=spatial)
+    regions = () if spatial is None else (torch.randn(20, *spatial), torch.randn(20, *spatial))
+    rng = np.random.default_rng(0)
+    for uniforms in (None, rng.random((20, 16))):
+        ids = model.generate(features(20, 32), features(20, 32, 1), *regions, uniforms=uniforms)
+        assert ids.shape == (20, 16) and ids.dtype == np.int64
+        assert (ids[:, 0] != PAD_ID).all()
+        assert not (ids == UNK_ID).any()
+        for row in ids:  # padding only at the end
+            length = int((row != PAD_ID).sum())
+            assert (row[:length] != PAD_ID).all() and (row[length:] == PAD_ID).all()
+
+
+def test_attention_uses_the_spatial_features():
+    model = tiny_model(spatial=(4, 6))
+    t, r = features(6, 32), features(6, 32, 1)
+    regions = torch.randn(6, 4, 6)
+    logits_a = model(t, r, torch.zeros(6, 3, dtype=torch.int64) + 5, regions, regions * 0.5)
+    logits_b = model(t, r, torch.zeros(6, 3, dtype=torch.int64) + 5, regions, -regions)
+    assert not torch.allclose(logits_a, logits_b)
+    with pytest.raises(UserSimulatorError, match="spatial"):
+        model(t, r, torch.zeros(6, 3, dtype=torch.int64))
+
+
+def test_greedy_is_deterministic_and_batch_independent():
+    model = tiny_model(seed=3)
+    t, r = features(12, 32, 4), features(12, 32, 5)
+    together = model.generate(t, r)
+    one_by_one = np.concatenate([model.generate(t[i : i + 1], r[i : i + 1]) for i in range(12)])
+    assert np.array_equal(together, one_by_one)
+    assert np.array_equal(together, model.generate(t, r))
+
+
+def test_sampling_follows_the_uniforms():
+    model = tiny_model(seed=3)
+    t, r = features(50, 32, 4), features(50, 32, 5)
+    rng = np.random.default_rng(1)
+    uniforms = rng.random((50, 16))
+    first = model.generate(t, r, uniforms=uniforms)
+    assert np.array_equal(first, model.generate(t, r, uniforms=uniforms))
+    assert not np.array_equal(first, model.generate(t, r, uniforms=rng.random((50, 16))))
+    # A temperature near zero samples the most likely word: greedy decoding.
+    assert np.array_equal(model.generate(t, r, uniforms=uniforms, temperature=1e-4), model.generate(t, r))
+
+
+def test_config_rejects_bad_sizes():
+    with pytest.raises(ConfigurationError, match="hidden_dim"):
+        CaptionerConfig(image_dim=4, vocab_size=10, hidden_dim=0)
+    with pytest.raises(ConfigurationError, match="spatial_shape"):
+        CaptionerConfig(image_dim=4, vocab_size=10, spatial_shape=(0, 3))
+
+
+# ---------------------------------------------------------------------------- BLEU
+def test_corpus_bleu_values():
+    assert corpus_bleu(["is black and red"], [["is black and red"]]) == pytest.approx(
+        {"bleu1": 100.0, "bleu2": 100.0, "bleu3": 100.0, "bleu4": 100.0}
+    )
+    scores = corpus_bleu(["is red shoe"], [["is black shoe"]])
+    assert scores["bleu1"] == pytest.approx(100 * 2 / 3)  # 2 of 3 words match, no brevity penalty
+    assert scores["bleu2"] == pytest.approx(100 * (2 / 3 * 0 / 2) ** 0.5, abs=1e-6)
+    # The best of several references counts; a short hypothesis pays the brevity penalty.
+    assert corpus_bleu(["is red shoe"], [["is black shoe", "is red shoe"]])["bleu1"] == pytest.approx(100.0)
+    assert corpus_bleu(["is"], [["is black shoe"]])["bleu1"] == pytest.approx(100 * np.exp(1 - 3))
+    with pytest.raises(ConfigurationError):
+        corpus_bleu(["a"], [])
+
+
+# ---------------------------------------------------------------------------- the user simulator
+@pytest.fixture(scope="module")
+def catalogue() -> Catalog:
+    return make_synthetic_shoes(num_train=120, num_test=60, dim=32, seed=11)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory, catalogue) -> Path:
+    path = tmp_path_factory.mktemp("captioner") / "best.pt"
+    save_captioner(path, tiny_model(seed=5), VOCABULARY, catalogue, {"note": "untrained"})
+    return path
+
+
+def test_env_with_the_captioner_user(checkpoint, catalogue):
+    env = gym.make("DialogRetrieval-v0", catalog=catalogue, split="test", user="captioner", user_kwargs={"checkpoint": str(checkpoint)})
+    check_env(env.unwrapped, skip_render_check=True)
+    _, info = env.reset(seed=0)
+    assert info["feedback_text"] and "<unk>" not in info["feedback_text"]
+    assert env.unwrapped.vocabulary == VOCABULARY
+
+
+@pytest.mark.parametrize("decoding", ["greedy", "sample"])
+def test_vector_env_equals_single_envs_with_the_captioner(checkpoint, catalogue, decoding):
+    kwargs = {"catalog": catalogue, "split": "test", "user": "captioner", "user_kwargs": {"checkpoint": str(checkpoint), "decoding": decoding}}
+    vector = gym.make_vec("DialogRetrieval-v0", num_envs=4, vectorization_mode="vector_entry_point", **kwargs)
+    singles = [gym.make("DialogRetrieval-v0", **kwargs) for _ in range(4)]
+    _, vector_info = vector.reset(seed=3)
+    single_infos = [env.reset(seed=3 + i)[1] for i, env in enumerate(singles)]
+    actions = np.random.default_rng(0).integers(60, size=(3, 4))
+    texts = []
+    for step in range(4):
+        assert list(vector_info["feedback_text"]) == [info["feedback_text"] for info in single_infos]
+        texts.extend(vector_info["feedback_text"])
+        if step == 3:
+            break
+        _, _, _, _, vector_info = vector.step(actions[step])
+        single_infos = [env.step(int(a))[4] for env, a in zip(singles, actions[step])]
+    assert len(set(texts)) > 1
+
+
+def test_sampling_user_draws_from_the_dialog_generators(checkpoint, catalogue):
+    user = make_user("captioner", checkpoint=str(checkpoint), decoding="sample")
+    view = catalogue.select("test")
+    targets, shown = np.arange(10), np.arange(10, 20)
+    first = user.describe(view, targets, shown, [np.random.default_rng(i) for i in range(10)])
+    again = user.describe(view, targets, shown, [np.random.default_rng(i) for i in range(10)])
+    other = user.describe(view, targets, shown, [np.random.default_rng(100 + i) for i in range(10)])
+    assert first == again and first != other
+
+
+def test_captioner_user_errors(tmp_path, checkpoint, catalogue):
+    with pytest.raises(ConfigurationError, match="checkpoint"):
+        make_user("captioner")
+    with pytest.raises(UserSimulatorError, match="does not exist"):
+        make_user("captioner", checkpoint=str(tmp_path / "missing.pt"))
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(checkpoint.read_bytes()[:200])
+    with pytest.raises(UserSimulatorError, match="truncated.pt.*could not be read"):
+        make_user("captioner", checkpoint=str(truncated))
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"format": "something-else"}, foreign)
+    with pytest.raises(UserSimulatorError, match="not a captioner checkpoint"):
+        make_user("captioner", checkpoint=str(foreign))
+    with pytest.raises(ConfigurationError, match="decoding"):
+        make_user("captioner", checkpoint=str(checkpoint), decoding="beam")
+    # Another feature dimension, other features for the same ids, no shared ids.
+    with pytest.raises(UserSimulatorError, match="32-d features.*16-d"):
+        gym.make("DialogRetrieval-v0", catalog=make_synthetic_shoes(num_train=50, num_test=20, dim=16, seed=11),
+                 user="captioner", user_kwargs={"checkpoint": str(checkpoint)})  # fmt: skip
+    with pytest.raises(UserSimulatorError, match="other features"):
+        gym.make("DialogRetrieval-v0", catalog=make_synthetic_shoes(num_train=120, num_test=60, dim=32, seed=12),
+                 user="captioner", user_kwargs={"checkpoint": str(checkpoint)})  # fmt: skip
+    renamed = Catalog(catalogue.features, [f"x{i}" for i in range(catalogue.num_images)], catalogue.splits, name="renamed")
+    with pytest.raises(UserSimulatorError, match="shares none"):
+        gym.make("DialogRetrieval-v0", catalog=renamed, split="test", user="captioner", user_kwargs={"checkpoint": str(checkpoint)})
+    env = gym.make("DialogRetrieval-v0", catalog=renamed, split="test", user="captioner",
+                   user_kwargs={"checkpoint": str(checkpoint), "strict_catalog": False})  # fmt: skip
+    assert env.reset(seed=0)[1]["feedback_text"]
+
+
+def test_attention_captioner_needs_spatial_features(tmp_path, catalogue):
+    path = tmp_path / "attend.pt"
+    save_captioner(path, tiny_model(spatial=(4, 6)), VOCABULARY, catalogue)
+    with pytest.raises(UserSimulatorError, match="spatial features"):
+        gym.make("DialogRetrieval-v0", catalog=catalogue, user="captioner", user_kwargs={"checkpoint": str(path)})
+
+
+def test_catalog_probe_is_small_and_from_the_catalogue(catalogue):
+    probe = catalog_probe(catalogue, size=16)
+    assert len(probe["ids"]) == 16 and probe["features"].shape == (16, 32)
+    rows = [list(catalogue.ids).index(i) for i in probe["ids"]]
+    assert np.array_equal(catalogue.features[rows], probe["features"])
+
+
+def test_user_from_a_model_in_memory(catalogue):
+    user = CaptionerUser(model=tiny_model(), vocabulary=VOCABULARY)
+    user.check_catalog(catalogue)  # no probe: nothing to compare
+    assert len(user.describe(catalogue, np.array([0, 1]), np.array([2, 3]), [np.random.default_rng(0)] * 2)) == 2
+    with pytest.raises(UserSimulatorError, match="vocabulary"):
+        CaptionerUser(model=tiny_model(), vocabulary=Vocabulary(["a", "b"]))
+
+
+# ---------------------------------------------------------------------------- the commands
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> dict:
+    """One small ``train_captioner.py`` run shared by the command tests."""
+    folder = tmp_path_factory.mktemp("trained")
+    catalog_path = make_synthetic_shoes(num_train=200, num_test=60, dim=24, seed=3).save(folder / "small.h5")
+    output = folder / "captioner"
+    command = [sys.executable, "train_captioner.py", "--catalog", str(catalog_path), "--pairs", "1500", "--epochs", "3",
+               "--lr", "5e-3", "--batch-size", "32", "--hidden-dim", "48", "--embed-dim", "24", "--bleu-pairs", "100",
+               "--no-progress", "--output", str(output)]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    return {"folder": folder, "catalog": catalog_path, "output": output, "command": command, "result": result}
+
+
+def test_train_captioner_command_end_to_end(trained):
+    result, output = trained["result"], trained["output"]
+    assert result.returncode == 0, result.stderr
+    assert "BLEU-1" in result.stdout
+    metrics = json.loads((output / "metrics.json").read_text())
+    losses = [row["val_loss"] for row in metrics["history"]]
+    assert len(losses) == 3 and losses[-1] < losses[0]
+    assert metrics["best_val_loss"] == min(losses) and metrics["best_epoch"] == 1 + int(np.argmin(losses))
+    assert set(metrics["bleu"]) >= {"bleu1", "bleu2", "bleu3", "bleu4"} and metrics["bleu"]["bleu1"] > 5  # untrained: < 1
+    assert metrics["data"]["train_pairs"] + metrics["data"]["val_pairs"] == 1500
+    assert not list(output.glob(".*tmp*"))
+    # The result is a user simulator of the environment, on the test split too.
+    env = gym.make("DialogRetrieval-v0", catalog=str(trained["catalog"]), split="test", user="captioner",
+                   user_kwargs={"checkpoint": str(output / "best.pt")})  # fmt: skip
+    assert env.reset(seed=0)[1]["feedback_text"]
+    # An existing output is not overwritten silently.
+    again = subprocess.run(trained["command"], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert again.returncode == 2 and "--overwrite" in again.stderr
+
+
+def test_train_agent_against_the_captioner_and_transfer(trained):
+    assert trained["result"].returncode == 0, trained["result"].stderr
+    runs = trained["folder"] / "runs"
+    user_kwargs = json.dumps({"checkpoint": str(trained["output"] / "best.pt")})
+    tiny = ["--catalog", str(trained["catalog"]), "--runs-dir", str(runs), "--pretrain-iterations", "3", "--improve-iterations", "1",
+            "--batch-size", "8", "--train-turns", "2", "--max-turns", "3", "--eval-episodes", "30", "--no-progress", "--no-eval-random"]  # fmt: skip
+    for name, user in (("on-rule", ["--user", "rule"]), ("on-captioner", ["--user", "captioner", "--user-kwargs", user_kwargs])):
+        result = subprocess.run([sys.executable, "train_agent.py", "--run-name", name, *user, *tiny], capture_output=True, text=True, timeout=300, cwd=ROOT)
+        assert result.returncode == 0, result.stderr
+    config = json.loads((runs / "on-captioner" / "config.json").read_text())
+    assert config["args"]["user"] == "captioner" and json.loads(config["args"]["user_kwargs"])["checkpoint"].endswith("best.pt")
+    out = trained["folder"] / "transfer"
+    result = subprocess.run(
+        [sys.executable, "benchmarks/user_transfer.py", "--run", str(runs / "on-rule"), "--run", str(runs / "on-captioner"),
+         "--captioner", str(trained["output"] / "best.pt"), "--episodes", "30", "--out", str(out)],
+        capture_output=True, text=True, timeout=300, cwd=ROOT,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = json.loads((out / "user_transfer.json").read_text())
+    assert [gap["agent"] for gap in report["gaps"]] == ["on-rule (trained against rule)", "on-captioner (trained against captioner)"]
+    for label, by_user in report["summaries"].items():
+        assert set(by_user) == {"rule", "captioner"}
+        # the gap is the paired difference of the two evaluations
+        gap = next(g for g in report["gaps"] if g["agent"] == label)["turns"]["5"]["success"]["mean"]
+        assert gap == pytest.approx(by_user["captioner"]["turns"][4]["success"]["mean"] - by_user["rule"]["turns"][4]["success"]["mean"])
+    assert "| agent | turn |" in (out / "user_transfer.md").read_text()
+
+
+def test_train_agent_rejects_bad_user_kwargs(tmp_path):
+    result = subprocess.run([sys.executable, "train_agent.py", "--user-kwargs", "[1, 2]", "--runs-dir", str(tmp_path)],
+                            capture_output=True, text=True, timeout=120, cwd=ROOT)  # fmt: skip
+    assert result.returncode == 2 and "--user-kwargs must be a JSON object" in result.stderr
+
+
+# ---------------------------------------------------------------------------- attention and real captions
+def spatial_catalogue(num_train: int = 160, num_test: int = 40, regions: int = 4, channels: int = 6) -> Catalog:
+    """A synthetic catalogue with spatial features that depend on the attributes (colour and heel)."""
+    base = make_synthetic_shoes(num_train=num_train, num_test=num_test, dim=16, seed=21)
+    rng = np.random.default_rng(0)
+    codes = np.stack([base.attributes["color"], base.attributes["heel_height"]], axis=1).astype(np.float32)
+    spatial = rng.normal(scale=0.1, size=(base.num_images, regions, channels)).astype(np.float32)
+    spatial[:, 0, :2] += codes  # region 0 shows the colour and the heel
+    return Catalog(base.features, base.ids, base.splits, base.attributes, list(base.attribute_schema.values()),
+                   name="spatial-shoes", spatial_features=spatial)  # fmt: skip
+
+
+def test_attention_captioner_end_to_end_on_lazy_spatial_features(tmp_path):
+    catalog_path = spatial_catalogue().save(tmp_path / "spatial.h5")
+    output = tmp_path / "attend"
+    command = [sys.executable, "train_captioner.py", "--catalog", str(catalog_path), "--pairs", "600", "--epochs", "1",
+               "--batch-size", "32", "--hidden-dim", "24", "--embed-dim", "12", "--bleu-pairs", "30", "--no-progress",
+               "--output", str(output)]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert "attention on (4, 6)" in result.stdout
+    metrics = json.loads((output / "metrics.json").read_text())
+    assert metrics["config"]["spatial_shape"] == [4, 6]
+    env = gym.make("DialogRetrieval-v0", catalog=str(catalog_path), split="test", user="captioner",
+                   user_kwargs={"checkpoint": str(output / "best.pt")})  # fmt: skip
+    assert env.unwrapped.catalog.spatial_features is not None
+    check_env(env.unwrapped, skip_render_check=True)
+    # --attention off trains the same data without it
+    off = subprocess.run([*command[:-1], str(tmp_path / "off"), "--attention", "off"], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert off.returncode == 0 and "attention off" in off.stdout
+    assert json.loads((tmp_path / "off" / "metrics.json").read_text())["config"]["spatial_shape"] is None
+
+
+def test_pairs_from_caption_files(tmp_path):
+    from train_captioner import Args, real_pairs
+
+    base = make_synthetic_shoes(num_train=40, num_test=10, dim=8, seed=2)
+    ids = list(base.ids)
+    train_ids = [ids[i] for i in base.splits["train"]]
+    test_ids = [ids[i] for i in base.splits["test"]]
+    relative = [{"ImageName": train_ids[i], "ReferenceImageName": train_ids[i + 1], "RelativeCaption": f"is darker {i % 3}"} for i in range(20)]
+    relative.append({"ImageName": test_ids[0], "ReferenceImageName": train_ids[0], "RelativeCaption": "outside the split"})
+    relative.append({"ImageName": "unknown.jpg", "ReferenceImageName": train_ids[0], "RelativeCaption": "not in the catalogue"})
+    single = [{"ImageName": train_ids[i], "Caption": "black high heels"} for i in range(5)]
+    (tmp_path / "rel.json").write_text(json.dumps(relative))
+    (tmp_path / "single.json").write_text(json.dumps(single))
+    args = Args(catalog="unused", relative_captions=str(tmp_path / "rel.json"), image_captions=str(tmp_path / "single.json"),
+                distant_references=3, min_word_count=2)  # fmt: skip
+    view = base.select("train")
+    with pytest.warns(UserWarning, match="skipped 1"):
+        pairs, vocabulary, counts = real_pairs(args, base, view, seed=0)
+    assert counts["relative_missing_images"] == 1 and counts["relative_outside_split"] == 1 and counts["relative_pairs"] == 20
+    assert counts["image_pairs"] == 15 and len(pairs) == 35 and int(pairs.kinds.sum()) == 15
+    assert pairs.captions[20:23] == ["black high heels"] * 3
+    # distant references: never the target, always in the farther half of the split
+    for target, reference in zip(pairs.targets[20:], pairs.references[20:]):
+        distances = ((view.features - view.features[target]) ** 2).sum(axis=1)
+        assert reference != target and distances[reference] > np.median(distances)
+    # words seen fewer than min_word_count times are unknown; "darker" (20 times) is known
+    assert "darker" in vocabulary and "heels" in vocabulary and "outside" not in vocabulary
+    assert np.array_equal(pairs.tokens[0][:2], vocabulary.encode("is darker")[:2])
+
+
+def test_real_shoes_captions_build_pairs(tmp_path, shoes_data_dir):
+    from dialog_env.data.captions import read_image_names
+    from train_captioner import Args, real_pairs
+
+    train_names = read_image_names(shoes_data_dir / "train_im_names.txt")
+    test_names = read_image_names(shoes_data_dir / "eval_im_names.txt")
+    names = train_names + test_names
+    features = np.random.default_rng(0).normal(size=(len(names), 8)).astype(np.float32)
+    full = Catalog(features, names, {"train": np.arange(len(train_names)), "test": np.arange(len(train_names), len(names))}, name="shoes-random")
+    args = Args(catalog="unused", relative_captions=str(shoes_data_dir / "relative_captions_shoes.train.json"),
+                image_captions=str(shoes_data_dir / "captions_shoes.train.json"), distant_references=3, min_word_count=2)  # fmt: skip
+    pairs, vocabulary, counts = real_pairs(args, full, full.select("train"), seed=0)
+    assert counts["relative_pairs"] == 8990 and counts["relative_missing_images"] == 0
+    assert counts["image_pairs"] == 9000 and len(pairs) == 17990
+    assert 300 < len(vocabulary) < 1500
+    unknown_share = float((pairs.tokens == 1).sum() / (pairs.tokens > 0).sum())
+    assert unknown_share < 0.05
