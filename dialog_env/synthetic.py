@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -31,6 +31,7 @@ __all__ = [
     "SHOE_ATTRIBUTES",
     "SHOE_CATEGORIES",
     "SyntheticShoesConfig",
+    "SPATIAL_REGIONS",
     "make_synthetic_shoes",
     "draw_pairs",
     "SAME_CATEGORY_SHARE",
@@ -229,6 +230,10 @@ class SyntheticShoesConfig:
         style_dim: dimension of the item-specific style component.
         style_scale: standard deviation of the style component relative to the attribute part.
         noise_scale: standard deviation of the per-dimension noise relative to the attribute part.
+        spatial_channels: ``C`` of optional spatial features ``(N, 7, C)``, one region per group
+            of :data:`SPATIAL_REGIONS` (0, the default: none). They let an attention captioner
+            look at the part of the shoe a difference is about; drawn from their own generator,
+            so the rest of the catalogue does not change with them.
     """
 
     seed: int = DEFAULT_SEED
@@ -239,6 +244,7 @@ class SyntheticShoesConfig:
     style_dim: int = 16
     style_scale: float = 0.35
     noise_scale: float = 0.25
+    spatial_channels: int = 0
 
     def __post_init__(self) -> None:
         for field_name in ("num_train", "num_test"):
@@ -249,6 +255,8 @@ class SyntheticShoesConfig:
         for field_name in ("dim", "hidden_dim", "style_dim"):
             if getattr(self, field_name) < 1:
                 raise ConfigurationError(f"{field_name} must be >= 1, got {getattr(self, field_name)}")
+        if self.spatial_channels < 0:
+            raise ConfigurationError(f"spatial_channels must be >= 0, got {self.spatial_channels}")
         for field_name in ("style_scale", "noise_scale"):
             if getattr(self, field_name) < 0:
                 raise ConfigurationError(f"{field_name} must be >= 0, got {getattr(self, field_name)}")
@@ -296,15 +304,22 @@ def _sample_attributes(rng: np.random.Generator, num_images: int) -> dict[str, n
     return codes
 
 
+def _attribute_blocks(codes: Mapping[str, np.ndarray], names: Sequence[str]) -> list[np.ndarray]:
+    """Weighted one-hot codes (and ordinal levels) of some attributes, ``(N, k) float64`` each."""
+    blocks = []
+    for name in names:
+        schema = _SCHEMA[name]
+        one_hot = np.eye(len(schema.values))[codes[name]]
+        blocks.append(_VISIBILITY[name] * one_hot)
+        if schema.ordinal:
+            level = codes[name][:, None] / (len(schema.values) - 1)
+            blocks.append(_VISIBILITY[name] * 2.0 * level)
+    return blocks
+
+
 def _attribute_inputs(codes: Mapping[str, np.ndarray]) -> np.ndarray:
     """``(N, A) float64`` input of the feature map: weighted one-hot codes, ordinal levels, colour RGB."""
-    blocks = []
-    for schema in SHOE_ATTRIBUTES:
-        one_hot = np.eye(len(schema.values))[codes[schema.name]]
-        blocks.append(_VISIBILITY[schema.name] * one_hot)
-        if schema.ordinal:
-            level = codes[schema.name][:, None] / (len(schema.values) - 1)
-            blocks.append(_VISIBILITY[schema.name] * 2.0 * level)
+    blocks = _attribute_blocks(codes, [schema.name for schema in SHOE_ATTRIBUTES])
     rgb = np.asarray([_COLOR_RGB[c] for c in COLORS])[codes["color"]]
     shade = np.asarray([0.6, 1.0, 1.35])[codes["lightness"]][:, None]
     blocks.append(1.5 * np.clip(rgb * shade, 0.0, 1.0))
@@ -351,14 +366,44 @@ def make_synthetic_shoes(config: SyntheticShoesConfig | None = None, **overrides
     splits = {"train": np.sort(order[: config.num_train]), "test": np.sort(order[config.num_train :])}
     category_names = np.asarray(SHOE_CATEGORIES)[codes["category"]]
     ids = [f"syn_{name.replace(' ', '_')}_{index:05d}" for index, name in enumerate(category_names)]
+    spatial = _spatial_features(codes, config) if config.spatial_channels else None
     return Catalog(
         features=features,
         ids=ids,
         splits=splits,
         attributes=codes,
         attribute_schema=SHOE_ATTRIBUTES,
-        name=f"synthetic-shoes(seed={config.seed})",
+        name=f"synthetic-shoes(seed={config.seed}{', spatial' if spatial is not None else ''})",
+        spatial_features=spatial,
     )
+
+
+#: The regions of the optional spatial features and the attributes each one shows.
+SPATIAL_REGIONS: tuple[tuple[str, ...], ...] = (
+    ("category",),
+    ("color", "lightness", "accent"),
+    ("material", "shine", "pattern"),
+    ("heel_height", "heel_shape", "platform"),
+    ("toe",),
+    ("shaft", "closure"),
+    ("ornament",),
+)
+
+
+def _spatial_features(codes: Mapping[str, np.ndarray], config: SyntheticShoesConfig) -> np.ndarray:
+    """``(N, 7, C) float32``: region ``r`` is a random linear view of the attributes of
+    ``SPATIAL_REGIONS[r]`` plus noise, standardised, on the same 2**-12 grid as the features."""
+    rng = np.random.default_rng([config.seed, 1])  # its own stream: the features stay the same
+    num_images = len(codes["category"])
+    regions = np.empty((num_images, len(SPATIAL_REGIONS), config.spatial_channels), dtype=np.float32)
+    for region, names in enumerate(SPATIAL_REGIONS):
+        inputs = np.concatenate(_attribute_blocks(codes, names), axis=1)
+        weights = rng.normal(0.0, 1.0, size=(inputs.shape[1], config.spatial_channels))
+        view = inputs @ weights
+        view = (view - view.mean(axis=0)) / (view.std() + 1e-12)
+        view += config.noise_scale * rng.normal(0.0, 1.0, size=view.shape)
+        regions[:, region] = np.round(view * 4096.0) / 4096.0
+    return regions
 
 
 @functools.lru_cache(maxsize=4)

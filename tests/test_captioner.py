@@ -290,6 +290,18 @@ def test_train_agent_against_the_captioner_and_transfer(trained):
     assert "| agent | turn |" in (out / "user_transfer.md").read_text()
 
 
+def test_captioner_speed_benchmark(trained):
+    assert trained["result"].returncode == 0, trained["result"].stderr
+    out = trained["folder"] / "speed"
+    result = subprocess.run([sys.executable, "benchmarks/captioner_speed.py", "--checkpoint", str(trained["output"] / "best.pt"),
+                             "--catalog", str(trained["catalog"]), "--batches", "4", "8", "--steps", "3", "--out", str(out)],
+                            capture_output=True, text=True, timeout=300, cwd=ROOT)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    rows = json.loads((out / "captioner_speed.json").read_text())["rows"]
+    assert [row["batch"] for row in rows] == [4, 8] and all(row["rule_ms"] > 0 and row["captioner_ms"] > 0 for row in rows)
+    assert "| 8 |" in (out / "captioner_speed.md").read_text()
+
+
 def test_train_agent_rejects_bad_user_kwargs(tmp_path):
     result = subprocess.run([sys.executable, "train_agent.py", "--user-kwargs", "[1, 2]", "--runs-dir", str(tmp_path)],
                             capture_output=True, text=True, timeout=120, cwd=ROOT)  # fmt: skip
@@ -297,28 +309,17 @@ def test_train_agent_rejects_bad_user_kwargs(tmp_path):
 
 
 # ---------------------------------------------------------------------------- attention and real captions
-def spatial_catalogue(num_train: int = 160, num_test: int = 40, regions: int = 4, channels: int = 6) -> Catalog:
-    """A synthetic catalogue with spatial features that depend on the attributes (colour and heel)."""
-    base = make_synthetic_shoes(num_train=num_train, num_test=num_test, dim=16, seed=21)
-    rng = np.random.default_rng(0)
-    codes = np.stack([base.attributes["color"], base.attributes["heel_height"]], axis=1).astype(np.float32)
-    spatial = rng.normal(scale=0.1, size=(base.num_images, regions, channels)).astype(np.float32)
-    spatial[:, 0, :2] += codes  # region 0 shows the colour and the heel
-    return Catalog(base.features, base.ids, base.splits, base.attributes, list(base.attribute_schema.values()),
-                   name="spatial-shoes", spatial_features=spatial)  # fmt: skip
-
-
 def test_attention_captioner_end_to_end_on_lazy_spatial_features(tmp_path):
-    catalog_path = spatial_catalogue().save(tmp_path / "spatial.h5")
+    catalog_path = make_synthetic_shoes(num_train=160, num_test=40, dim=16, seed=21, spatial_channels=6).save(tmp_path / "spatial.h5")
     output = tmp_path / "attend"
     command = [sys.executable, "train_captioner.py", "--catalog", str(catalog_path), "--pairs", "600", "--epochs", "1",
                "--batch-size", "32", "--hidden-dim", "24", "--embed-dim", "12", "--bleu-pairs", "30", "--no-progress",
                "--output", str(output)]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert result.returncode == 0, result.stderr
-    assert "attention on (4, 6)" in result.stdout
+    assert "attention on (7, 6)" in result.stdout
     metrics = json.loads((output / "metrics.json").read_text())
-    assert metrics["config"]["spatial_shape"] == [4, 6]
+    assert metrics["config"]["spatial_shape"] == [7, 6]
     env = gym.make("DialogRetrieval-v0", catalog=str(catalog_path), split="test", user="captioner",
                    user_kwargs={"checkpoint": str(output / "best.pt")})  # fmt: skip
     assert env.unwrapped.catalog.spatial_features is not None

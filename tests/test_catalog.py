@@ -6,6 +6,7 @@ import h5py
 import numpy as np
 import pytest
 
+import dialog_env.errors
 from dialog_env.catalog import FORMAT_NAME, SCHEMA_VERSION, AttributeSchema, Catalog
 from dialog_env.errors import CatalogError, CatalogFormatError, CatalogNotFoundError, DialogEnvError
 from dialog_env.synthetic import SHOE_ATTRIBUTES, default_catalog, make_synthetic_shoes
@@ -186,3 +187,32 @@ def test_features_are_informative_but_not_a_copy():
     assert same_category > 0.8 and same_color > 0.4  # far above chance (~0.1)
     # ... yet identical attributes do not give identical features.
     assert np.unique(catalog.features, axis=0).shape[0] == catalog.num_images
+
+
+def test_synthetic_spatial_features_show_their_region_and_change_nothing_else(small_shoes):
+    from dialog_env.synthetic import SPATIAL_REGIONS
+
+    spatial = make_synthetic_shoes(num_train=300, num_test=100, dim=32, seed=7, spatial_channels=12)
+    assert spatial.spatial_features.shape == (400, len(SPATIAL_REGIONS), 12)
+    assert np.array_equal(spatial.features, small_shoes.features) and spatial.splits.keys() == small_shoes.splits.keys()
+    assert small_shoes.spatial_features is None
+    again = make_synthetic_shoes(num_train=300, num_test=100, dim=32, seed=7, spatial_channels=12)
+    assert np.array_equal(again.spatial_features.take(np.arange(400)), spatial.spatial_features.take(np.arange(400)))
+    # Region r is a function of its own attributes plus noise (noise_scale 0.25): grouped by the
+    # values of those attributes, what is left is the noise; grouped by another region's
+    # attributes, much more is left.
+    regions = spatial.spatial_features.take(np.arange(400))
+
+    def residual_std(region: int, names: tuple[str, ...]) -> float:
+        keys = np.stack([spatial.attributes[n] for n in names], axis=1)
+        _, group = np.unique(keys, axis=0, return_inverse=True)
+        values = regions[:, region]
+        means = np.stack([values[group == g].mean(axis=0) for g in range(group.max() + 1)])
+        return float((values - means[group]).std())
+
+    for region, names in enumerate(SPATIAL_REGIONS):
+        assert residual_std(region, names) < 0.26
+    heel_region, toe_region = SPATIAL_REGIONS.index(("heel_height", "heel_shape", "platform")), SPATIAL_REGIONS.index(("toe",))
+    assert residual_std(heel_region, SPATIAL_REGIONS[toe_region]) > 0.5
+    with pytest.raises(dialog_env.errors.ConfigurationError, match="spatial_channels"):
+        make_synthetic_shoes(num_train=10, num_test=2, spatial_channels=-1)
