@@ -38,7 +38,7 @@ from dialog_env.synthetic import draw_pairs
 from dialog_env.text import MAX_FEEDBACK_TOKENS, Vocabulary, corpus_bleu, tokenize
 from dialog_env.torch_utils import resolve_device
 from dialog_env.users.attribute import RuleBasedUser
-from dialog_env.users.captioner import CaptionerConfig, RelativeCaptioner, _take, load_captioner_checkpoint, save_captioner
+from dialog_env.users.captioner import CaptionerConfig, RelativeCaptioner, load_captioner_checkpoint, save_captioner
 
 
 @dataclass
@@ -240,7 +240,7 @@ def batch_tensors(catalog: Catalog, pairs: CaptionPairs, rows: np.ndarray, atten
     targets, references = pairs.targets[rows], pairs.references[rows]
     tensors = [torch.as_tensor(catalog.features[targets]), torch.as_tensor(catalog.features[references]), torch.as_tensor(pairs.tokens[rows])]
     if attends:
-        tensors += [torch.as_tensor(_take(catalog.spatial_features, targets)), torch.as_tensor(_take(catalog.spatial_features, references))]
+        tensors += [torch.as_tensor(catalog.spatial_features.take(targets)), torch.as_tensor(catalog.spatial_features.take(references))]
     return [t.to(device) for t in tensors]
 
 
@@ -305,7 +305,7 @@ def run(args: Args) -> dict[str, Any]:
         counts = {"synthetic_pairs": args.pairs}
         source = "rule-based user"
     train, val = split_by_target(pairs, catalog.num_images, args.val_fraction, np.random.default_rng([args.seed, 3]))
-    spatial = getattr(catalog, "spatial_features", None)
+    spatial = catalog.spatial_features
     if args.attention == "on" and spatial is None:
         raise ConfigurationError(f"--attention on, but catalogue {full.name!r} has no spatial features")
     attends = spatial is not None and args.attention != "off"
@@ -361,7 +361,7 @@ def run(args: Args) -> dict[str, Any]:
     bleu = corpus_bleu(hypotheses, references)
     samples = [{"generated": h, "reference": r[0]} for h, r in list(zip(hypotheses, references))[:8]]
     metrics = {
-        "command": " ".join(["python", "train_captioner.py", *(sys.argv[1:] if argv_is_cli() else [])]),
+        "command": " ".join(["python", "train_captioner.py", *sys.argv[1:]]),
         "args": dataclasses.asdict(args),
         "data": {**counts, "train_pairs": len(train), "val_pairs": len(val), "vocabulary": len(vocabulary),
                  "source": source, "catalog": full.name, "split": args.split},  # fmt: skip
@@ -384,11 +384,6 @@ def run(args: Args) -> dict[str, Any]:
         print(f"  generated: {sample['generated']!r:45}  reference: {sample['reference']!r}")
     print(f"wrote {output / 'best.pt'} and {output / 'metrics.json'} ({metrics['wall_seconds']:.0f} s)")
     return metrics
-
-
-def argv_is_cli() -> bool:
-    """Whether this module runs as the command (so ``sys.argv`` holds its arguments)."""
-    return Path(sys.argv[0]).name == "train_captioner.py"
 
 
 if __name__ == "__main__":

@@ -44,7 +44,7 @@ import resource
 import sys
 import time
 import tracemalloc
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +58,7 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere: the machine desc
 
 from benchmarks.env_speed import machine_info  # noqa: E402
 from dialog_env import DialogRetrievalVectorEnv  # noqa: E402 - also registers DialogRetrieval-v0
+from dialog_env.cli import dataclass_parser  # noqa: E402
 from dialog_env.synthetic import make_synthetic_shoes  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
@@ -106,15 +107,12 @@ class Args:
 
 
 def parse_args(argv: list[str] | None = None) -> Args:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    defaults = Args()
-    for name, value in asdict(defaults).items():
-        flag = "--" + name.replace("_", "-")
-        if isinstance(value, bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
-        else:
-            parser.add_argument(flag, type=type(value), default=None)
-    given = {name: value for name, value in vars(parser.parse_args(argv)).items() if value is not None}
+    parser = dataclass_parser(Args, __doc__.split("\n\n")[0])
+    # argparse fills in a default only where the namespace lacks the attribute: a namespace of
+    # placeholders tells which flags were given, so that --quick shrinks only the others.
+    unset = object()
+    parsed = vars(parser.parse_args(argv, namespace=argparse.Namespace(**{f.name: unset for f in fields(Args)})))
+    given = {name: value for name, value in parsed.items() if value is not unset}
     args = Args(**given)
     if args.quick:  # smaller phases unless set explicitly
         for name, value in (("steps", 20_000), ("traced_steps", 2_000), ("samples", 10)):

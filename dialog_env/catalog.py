@@ -87,6 +87,16 @@ def _readonly(array: np.ndarray) -> np.ndarray:
     return array
 
 
+def nonfinite_rows(array: np.ndarray) -> np.ndarray:
+    """Indices of the rows (first axis) of ``array`` that hold a NaN or inf; empty when all are finite.
+
+    The one NaN/inf check of catalogue data (features, spatial features, imported files).
+    """
+    if array.size == 0:
+        return np.empty(0, dtype=np.int64)
+    return np.flatnonzero(~np.isfinite(array.reshape(array.shape[0], -1)).all(axis=1))
+
+
 def _index_array(indices: np.ndarray | Sequence[int] | int, size: int, what: str) -> np.ndarray:
     """``indices`` as an int64 array (any shape), checked against ``0..size-1``."""
     array = np.asarray(indices)
@@ -235,9 +245,8 @@ class InMemorySpatialFeatures(SpatialFeatures):
             )
         if 0 in array.shape:
             raise CatalogError(f"spatial features must be non-empty, got shape {array.shape}")
-        finite = np.isfinite(array).all(axis=(1, 2))
-        if not finite.all():
-            bad_rows = np.flatnonzero(~finite)
+        bad_rows = nonfinite_rows(array)
+        if bad_rows.size:
             raise CatalogError(
                 f"spatial features contain NaN or inf in {bad_rows.size} row(s), first at row {bad_rows[0]}"
             )
@@ -385,9 +394,8 @@ class HDF5SpatialFeatures(SpatialFeatures):
         else:
             block = dataset[source_rows]
         block = block.astype(np.float32, copy=False)
-        finite = np.isfinite(block).all(axis=(1, 2))
-        if not finite.all():
-            bad = source_rows[np.flatnonzero(~finite)]
+        bad = source_rows[nonfinite_rows(block)]
+        if bad.size:
             raise CatalogFormatError(
                 f"catalogue file {str(self.path)!r}, dataset {self.dataset!r}: row {int(bad[0])} contains NaN or "
                 f"inf ({bad.size} bad row(s) among the {source_rows.size} read); expected finite values"
@@ -465,8 +473,8 @@ class Catalog:
         n_images, dim = features.shape
         if n_images < 1 or dim < 1:
             raise CatalogError(f"{where}: features must be non-empty, got shape {features.shape}")
-        if not np.isfinite(features).all():
-            bad_rows = np.flatnonzero(~np.isfinite(features).all(axis=1))
+        bad_rows = nonfinite_rows(features)
+        if bad_rows.size:
             raise CatalogError(
                 f"{where}: features contain NaN or inf in {bad_rows.size} row(s), first at row {bad_rows[0]}"
             )
@@ -783,8 +791,8 @@ class Catalog:
         if features_ds.dtype != np.float32:
             raise fail("features", f"must be float32, got {features_ds.dtype}")
         features = features_ds[()]
-        if not np.isfinite(features).all():
-            bad_rows = np.flatnonzero(~np.isfinite(features).all(axis=1))
+        bad_rows = nonfinite_rows(features)
+        if bad_rows.size:
             raise fail("features", f"contains NaN or inf in {bad_rows.size} row(s), first at row {bad_rows[0]}")
 
         ids_ds = handle["ids"]

@@ -34,6 +34,7 @@ from dialog_env.errors import (
     ConfigurationError,
     DataFileNotFoundError,
     DataFormatError,
+    DialogEnvError,
 )
 
 __all__ = [
@@ -264,14 +265,7 @@ def _parse_record(record: Any, number: int, keys: tuple[str, ...], where: str, n
 
 def _read_json_list(path: Path, where: str) -> list[Any]:
     """The top-level list of a JSON file, or a clear error."""
-    if not path.exists():
-        raise CaptionNotFoundError(f"{where} does not exist")
-    if path.is_dir():
-        raise CaptionFormatError(f"{where} is a directory, expected a JSON file")
-    try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        raise CaptionFormatError(f"{where} is not UTF-8 text (byte {error.start}: {error.reason})") from error
+    text = _read_utf8(path, where, "a JSON file", CaptionNotFoundError, CaptionFormatError)
     try:
         data = json.loads(text)
     except json.JSONDecodeError as error:
@@ -283,6 +277,20 @@ def _read_json_list(path: Path, where: str) -> list[Any]:
     if not data:
         raise CaptionFormatError(f"{where}: the list holds no records, expected at least one")
     return data
+
+
+def _read_utf8(
+    path: Path, where: str, expected: str, missing: type[DialogEnvError], malformed: type[DialogEnvError]
+) -> str:
+    """The text of a UTF-8 file (a byte-order mark is dropped), or ``missing``/``malformed`` naming it."""
+    if not path.exists():
+        raise missing(f"{where} does not exist")
+    if path.is_dir():
+        raise malformed(f"{where} is a directory, expected {expected}")
+    try:
+        return path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise malformed(f"{where} is not UTF-8 text (byte {error.start}: {error.reason})") from error
 
 
 def _check_record(record: Any, number: int, keys: tuple[str, ...], where: str) -> dict[str, str]:
@@ -345,14 +353,7 @@ def read_image_names(path: str | os.PathLike[str]) -> list[str]:
     """
     path = Path(path)
     where = f"image-name list {str(path)!r}"
-    if not path.exists():
-        raise DataFileNotFoundError(f"{where} does not exist")
-    if path.is_dir():
-        raise DataFormatError(f"{where} is a directory, expected a text file with one image name per line")
-    try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        raise DataFormatError(f"{where} is not UTF-8 text (byte {error.start}: {error.reason})") from error
+    text = _read_utf8(path, where, "a text file with one image name per line", DataFileNotFoundError, DataFormatError)
     names: list[str] = []
     line_of: dict[str, int] = {}
     for line_number, line in enumerate(text.splitlines(), start=1):

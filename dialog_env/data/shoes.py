@@ -51,7 +51,7 @@ from typing import IO, Any, Iterator, Sequence
 
 import numpy as np
 
-from dialog_env.catalog import Catalog, create_spatial_dataset
+from dialog_env.catalog import Catalog, create_spatial_dataset, nonfinite_rows
 from dialog_env.data.captions import load_image_captions, load_relative_captions, read_image_names
 from dialog_env.errors import ConfigurationError, DataFileNotFoundError, DataFormatError, DialogEnvError
 
@@ -303,9 +303,8 @@ def load_embedding(path: PathLike) -> tuple[np.ndarray, np.ndarray]:
 def _check_finite(array: np.ndarray, where: str, row_offset: int = 0, names: Sequence[str] | None = None) -> None:
     """NaN/inf check of the rows of ``array``, which are rows ``row_offset...`` of ``where`` and
     show the images ``names`` (one per row of ``array``)."""
-    finite = np.isfinite(array.reshape(array.shape[0], -1)).all(axis=1)
-    if not finite.all():
-        bad = np.flatnonzero(~finite)
+    bad = nonfinite_rows(array)
+    if bad.size:
         label = f" ({names[int(bad[0])]})" if names is not None else ""
         raise DataFormatError(
             f"{where}: row {row_offset + int(bad[0])}{label} contains NaN or inf ({bad.size} such row(s) "

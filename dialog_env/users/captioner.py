@@ -428,7 +428,7 @@ class CaptionerUser(UserSimulator):
                 f"{catalog.dim}-d features"
             )
         if self.config.attends:
-            spatial = getattr(catalog, "spatial_features", None)
+            spatial = catalog.spatial_features
             if spatial is None:
                 raise UserSimulatorError(
                     f"{where} attends over spatial features of shape {self.config.spatial_shape}, but catalogue "
@@ -489,13 +489,6 @@ class CaptionerUser(UserSimulator):
         """Global (and spatial) features of a batch of pairs, as tensors on the model's device."""
         tensors = [torch.as_tensor(catalog.features[targets]), torch.as_tensor(catalog.features[shown])]
         if self.config.attends:
-            spatial = catalog.spatial_features  # type: ignore[attr-defined]
-            tensors += [torch.as_tensor(_take(spatial, targets)), torch.as_tensor(_take(spatial, shown))]
+            spatial = catalog.spatial_features
+            tensors += [torch.as_tensor(spatial.take(targets)), torch.as_tensor(spatial.take(shown))]
         return tuple(t.to(self.device, dtype=torch.float32) for t in tensors)
-
-
-def _take(spatial: Any, indices: np.ndarray) -> np.ndarray:
-    """Rows of a catalogue's spatial features (an array, or a lazy reader with ``take``)."""
-    if hasattr(spatial, "take") and not isinstance(spatial, np.ndarray):
-        return np.asarray(spatial.take(indices), dtype=np.float32)
-    return np.asarray(spatial[indices], dtype=np.float32)
