@@ -5,14 +5,23 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import torch
+
 from agents.dialog_manager import DialogManager, DialogManagerConfig
 from dialog_env.errors import ConfigurationError
-from dialog_env.torch_utils import atomic_torch_save, read_tagged_torch_file
+from dialog_env.torch_utils import atomic_torch_save, plain, read_tagged_torch_file
 
-__all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "save_checkpoint", "load_checkpoint", "load_dialog_manager"]
+__all__ = [
+    "CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "REQUIRED_KEYS", "save_checkpoint", "load_checkpoint", "load_dialog_manager",
+    "dialog_manager_from", "load_weights",
+]  # fmt: skip
 
 CHECKPOINT_FORMAT = "dialog-env-checkpoint"
 CHECKPOINT_VERSION = 1
+#: Entries of a checkpoint holding tensors (state dicts), stored as they are.
+_TENSOR_KEYS = frozenset({"model", "optimizer", "base"})
+#: What every checkpoint holds, with its type; training checkpoints hold more (``agents.training``).
+REQUIRED_KEYS: dict[str, type | tuple[type, ...]] = {"model_config": dict, "vocabulary": list, "model": dict}
 
 
 def save_checkpoint(path: str | os.PathLike[str], payload: dict[str, Any]) -> None:
@@ -20,7 +29,10 @@ def save_checkpoint(path: str | os.PathLike[str], payload: dict[str, Any]) -> No
 
     A reader never sees a half-written file: after a crash the previous checkpoint is intact.
     """
-    atomic_torch_save(path, {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **payload})
+    # Results and arguments are stored as plain Python values: the file is read back with
+    # ``torch.load(weights_only=True)``, which rebuilds tensors and plain containers only.
+    stored = {key: value if key in _TENSOR_KEYS else plain(value) for key, value in payload.items()}
+    atomic_torch_save(path, {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **stored})
 
 
 def load_checkpoint(
@@ -37,9 +49,11 @@ def load_checkpoint(
         ConfigurationError: missing, unreadable (truncated, corrupted), not a checkpoint of this
             project, or made for another feature dimension or vocabulary.
     """
-    payload = read_tagged_torch_file(path, "checkpoint", CHECKPOINT_FORMAT, CHECKPOINT_VERSION, ConfigurationError)
+    payload = read_tagged_torch_file(
+        path, "checkpoint", CHECKPOINT_FORMAT, CHECKPOINT_VERSION, ConfigurationError, required=REQUIRED_KEYS
+    )
     model_config = payload["model_config"]
-    if image_dim is not None and model_config["image_dim"] != image_dim:
+    if image_dim is not None and model_config.get("image_dim") != image_dim:
         raise ConfigurationError(
             f"checkpoint {str(path)!r} was made for {model_config['image_dim']}-d catalogue features, "
             f"this catalogue has {image_dim}-d features"
@@ -57,6 +71,26 @@ def load_dialog_manager(
 ) -> DialogManager:
     """The trained :class:`DialogManager` of a checkpoint (on the CPU, in evaluation mode)."""
     payload = load_checkpoint(path, image_dim, vocabulary_words)
-    model = DialogManager(DialogManagerConfig(**payload["model_config"]))
-    model.load_state_dict(payload["model"])
-    return model.eval()
+    return dialog_manager_from(payload, path).eval()
+
+
+def dialog_manager_from(payload: dict[str, Any], path: str | os.PathLike[str]) -> DialogManager:
+    """A :class:`DialogManager` built from a checkpoint's ``model_config``, with its ``model`` weights loaded.
+
+    Raises:
+        ConfigurationError: the config is not a :class:`DialogManagerConfig`, or the weights do not fit it.
+    """
+    try:
+        model = DialogManager(DialogManagerConfig(**payload["model_config"]))
+    except (TypeError, ValueError) as error:
+        raise ConfigurationError(f"checkpoint {str(path)!r}: model_config {payload['model_config']} is not a DialogManagerConfig: {error}") from error
+    load_weights(model, payload["model"], path, "model")
+    return model
+
+
+def load_weights(module: torch.nn.Module | torch.optim.Optimizer, state: Any, path: str | os.PathLike[str], key: str) -> None:
+    """``module.load_state_dict(state)``, with a :class:`ConfigurationError` naming the file and key when it does not fit."""
+    try:
+        module.load_state_dict(state)
+    except (RuntimeError, ValueError, KeyError, TypeError, AttributeError) as error:
+        raise ConfigurationError(f"checkpoint {str(path)!r}: {key!r} does not fit this model: {error}") from error

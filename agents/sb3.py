@@ -27,6 +27,8 @@ never evaluated on the training split.
 
 from __future__ import annotations
 
+import json
+
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -424,13 +426,50 @@ def make_model(agent: str, env: VecEnv | gym.Env, **hyperparameters: Any) -> Bas
         raise ConfigurationError(f"unknown hyper-parameters for {agent!r} ({builder.__name__}): {error}") from error
 
 
-def load_model(agent: str, path: str | Path, device: str = "auto") -> BaseAlgorithm:
-    """Load a model saved with ``model.save(path)`` (an SB3 ``.zip``) for ``agent``."""
+def load_model(agent: str, path: str | Path, env: VecEnv | gym.Env, device: str = "auto", **hyperparameters: Any) -> BaseAlgorithm:
+    """Load a model saved with ``model.save(path)`` (an SB3 ``.zip``) for ``agent``, without running its pickles.
+
+    An SB3 ``.zip`` stores some entries (the policy class, the spaces, schedules) as cloudpickle
+    blobs, which SB3's own ``load`` unpickles, and a crafted file could run code that way. Here
+    no blob of the file is unpickled: every such entry is replaced by the same entry of a fresh
+    ``agent`` model built on ``env`` (our builders set all of them), and SB3 reads the weights
+    with ``torch.load(weights_only=True)``. The saved weights must fit that fresh model, so a model
+    made with other shapes (``net_arch``) needs the same ``hyperparameters`` here; the schedules
+    (learning rate, clipping, exploration) are the builder's, which matters only to continued training.
+
+    Args:
+        agent: one of :data:`SB3_AGENTS`.
+        path: the ``.zip``.
+        env: an environment of the spaces the model was trained on (e.g. its
+            :func:`make_training_env`), plain for index agents, ``QueryAction`` for query agents.
+        device: torch device.
+        **hyperparameters: keyword arguments of the agent's builder the model was made with.
+
+    Raises:
+        ConfigurationError: a missing or unreadable file, not an SB3 model, or weights and spaces
+            that do not fit ``agent`` on ``env``.
+    """
+    import zipfile
+
     _check_agent(agent)
     path = Path(path)
-    if not path.exists():
+    if not path.is_file():
         raise ConfigurationError(f"no saved {agent!r} model at {str(path)!r}")
-    return _ALGORITHMS[agent].load(path, device=device)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            data = json.loads(archive.read("data"))
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as error:
+        raise ConfigurationError(f"{str(path)!r} is not a readable Stable-Baselines3 model (.zip with a 'data' entry): {error}") from error
+    if not isinstance(data, dict):
+        raise ConfigurationError(f"{str(path)!r}: its 'data' entry is not a JSON object")
+    small = {"buffer_size": 1} if agent in ("dqn", "sac-query", "td3-query") else {}  # only its pickled entries are used
+    fresh = make_model(agent, env, **{**hyperparameters, "seed": 0, "device": device, **small})
+    pickled = [key for key, value in data.items() if isinstance(value, dict) and ":serialized:" in value]
+    replacements = {key: getattr(fresh, key, None) for key in pickled}
+    try:
+        return _ALGORITHMS[agent].load(path, env=env, device=device, custom_objects=replacements)
+    except Exception as error:  # noqa: BLE001 - SB3 raises many types for a file that does not fit
+        raise ConfigurationError(f"saved {agent!r} model {str(path)!r} could not be loaded: {type(error).__name__}: {error}") from error
 
 
 class ProgressCallback(BaseCallback):

@@ -184,14 +184,15 @@ class Comparison:
                     model = load_dialog_manager(run_dir / "checkpoints" / checkpoint, self.image_dim, words)
                     name = f"{prefix}-{stage}"
                     add(name, f"paper {stage.replace('stage', 'stage ')} ({label})", self._evaluate(DialogManagerAgent(model, name=name), user, seed), seed)
-        from agents.sb3 import SB3Agent, load_model  # optional dependency, needed from here on
+        from agents.sb3 import SB3Agent, load_model, make_training_env  # optional dependency, needed from here on
 
         train_split = DialogRetrievalEnv(catalog=self.catalog_path, split="train").catalog
         for agent_name in SB3_AGENTS:
             print(f"Stable-Baselines3: {agent_name}", flush=True)
             for seed in seeds:
                 run_dir = self._train(agent_name, seed, f"{agent_name}-s{seed}", "rule")
-                model = load_model(agent_name, run_dir / "checkpoints" / "final.zip", device="cpu")
+                spaces_env = make_training_env(agent_name, {"catalog": self.catalog_path, "split": "train"}, n_envs=1)
+                model = load_model(agent_name, run_dir / "checkpoints" / "final.zip", spaces_env, device="cpu")
                 agent = SB3Agent(model, agent_name, action_catalog=train_split)
                 add(agent_name, f"SB3 {agent_name}", self._evaluate(agent, "rule", seed), seed)
         return entries

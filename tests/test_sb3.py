@@ -197,7 +197,7 @@ def test_tiny_learn_save_and_load(agent, tmp_path):
     actions, _ = model.predict(observations, deterministic=True)
     assert all(model.action_space.contains(np.asarray(a, dtype=model.action_space.dtype)) for a in actions)
     model.save(tmp_path / "model.zip")
-    again, _ = load_model(agent, tmp_path / "model.zip", device="cpu").predict(observations, deterministic=True)
+    again, _ = load_model(agent, tmp_path / "model.zip", model.get_env(), device="cpu").predict(observations, deterministic=True)
     np.testing.assert_array_equal(actions, again)
 
 

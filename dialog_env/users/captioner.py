@@ -34,7 +34,7 @@ from torch.nn import functional as F
 from dialog_env.catalog import Catalog
 from dialog_env.errors import ConfigurationError, UserSimulatorError
 from dialog_env.text import MAX_FEEDBACK_TOKENS, PAD_ID, UNK_ID, Vocabulary
-from dialog_env.torch_utils import atomic_torch_save, read_tagged_torch_file, resolve_device
+from dialog_env.torch_utils import atomic_torch_save, plain, read_tagged_torch_file, resolve_device
 from dialog_env.users.base import UserSimulator
 
 __all__ = [
@@ -294,10 +294,27 @@ def save_captioner(
         "config": asdict(model.config),
         "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "vocabulary": vocabulary.words,
-        "catalog": catalog_probe(catalog),
-        **(extra or {}),
+        "catalog": _probe_to_file(catalog_probe(catalog)),
+        **plain(extra or {}),
     }
     return atomic_torch_save(path, payload)
+
+
+def _probe_to_file(probe: dict[str, Any]) -> dict[str, Any]:
+    """A probe as the checkpoint stores it: features as a tensor (``weights_only`` loads no NumPy)."""
+    return {**probe, "ids": [str(i) for i in probe["ids"]], "features": torch.from_numpy(np.asarray(probe["features"], dtype=np.float32))}
+
+
+def _probe_from_file(probe: Any, where: str) -> dict[str, Any]:
+    """The probe of a loaded checkpoint, checked, with features back as a ``(k, D) float32`` array."""
+    if not isinstance(probe, dict) or not {"name", "dim", "ids", "features"} <= set(probe):
+        raise UserSimulatorError(f"{where}: 'catalog' must be a probe with keys name, dim, ids, features")
+    features, ids = probe["features"], probe["ids"]
+    if not isinstance(features, torch.Tensor) or features.ndim != 2 or features.dtype != torch.float32:
+        raise UserSimulatorError(f"{where}: the probe's features must be a 2-D float32 tensor, got {type(features).__name__}")
+    if not isinstance(ids, list) or len(ids) != features.shape[0] or not all(isinstance(i, str) for i in ids):
+        raise UserSimulatorError(f"{where}: the probe's ids must be {features.shape[0]} strings, one per feature row")
+    return {**probe, "features": features.numpy()}
 
 
 def load_captioner_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -308,11 +325,10 @@ def load_captioner_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
             of this project, or of an unsupported version; the message names the file.
     """
     payload = read_tagged_torch_file(
-        path, "captioner checkpoint", CAPTIONER_FORMAT, CAPTIONER_VERSION, UserSimulatorError, " (train one with train_captioner.py)"
+        path, "captioner checkpoint", CAPTIONER_FORMAT, CAPTIONER_VERSION, UserSimulatorError, " (train one with train_captioner.py)",
+        required={"config": dict, "model": dict, "vocabulary": list, "catalog": dict},
     )
-    for key in ("config", "model", "vocabulary", "catalog"):
-        if key not in payload:
-            raise UserSimulatorError(f"captioner checkpoint {str(path)!r} lacks {key!r}")
+    payload["catalog"] = _probe_from_file(payload["catalog"], f"captioner checkpoint {str(path)!r}")
     return payload
 
 
@@ -385,11 +401,14 @@ class CaptionerUser(UserSimulator):
                 raise ConfigurationError("give the captioner either a checkpoint or a model and its vocabulary, not both")
             self.source = str(checkpoint)
             payload = _cached_checkpoint(Path(checkpoint))
-            config = CaptionerConfig(**payload["config"])
-            model = RelativeCaptioner(config)
+            try:
+                model = RelativeCaptioner(CaptionerConfig(**payload["config"]))
+            except (TypeError, ValueError, RuntimeError) as error:
+                raise UserSimulatorError(f"captioner checkpoint {self.source!r}: its config {payload['config']} is not a "
+                                         f"CaptionerConfig: {error}") from error  # fmt: skip
             try:
                 model.load_state_dict(payload["model"])
-            except RuntimeError as error:
+            except (RuntimeError, TypeError, KeyError) as error:
                 raise UserSimulatorError(f"captioner checkpoint {self.source!r}: weights do not fit its config: {error}") from error
             vocabulary = Vocabulary(payload["vocabulary"])
             probe = payload["catalog"]
