@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import math
 import os
 import platform
 import signal
@@ -34,11 +35,12 @@ import torch
 import dialog_env
 from agents.base import Agent, EpisodeSet, evaluate, format_turn_table, save_json, summarize
 from agents.baselines import RandomAgent
-from agents.checkpoints import load_checkpoint, save_checkpoint
+from agents.checkpoints import load_checkpoint, load_weights, save_checkpoint
 from agents.dialog_manager import DialogManager, DialogManagerAgent, DialogManagerConfig, pretrain, resolve_device
 from agents.policy_improvement import improve
 from dialog_env.cli import dataclass_parser
 from dialog_env.errors import ConfigurationError, DialogEnvError
+from dialog_env.runs import RunFolder, check_folder_name, check_parent_folder
 
 #: Agents without Stable-Baselines3: the paper's agent and the random reference.
 CORE_AGENTS = ("paper", "random")
@@ -48,6 +50,21 @@ EVAL_ONLY_AGENTS = ("attribute-oracle",)
 #: without the optional stable-baselines3): catalogue-index actions, then query-vector actions.
 SB3_AGENTS = ("ppo", "a2c", "dqn", "ppo-query", "sac-query", "td3-query")
 AGENTS = CORE_AGENTS + EVAL_ONLY_AGENTS + SB3_AGENTS
+#: The largest seed (NumPy's legacy seeding and TensorBoard-friendly logs take 32-bit seeds).
+MAX_SEED = 2**32 - 1
+#: Options that change what a run trains or how it is evaluated: ``--resume`` refuses a change to
+#: any of them (without ``--allow-changed-args``), since the results would mix two settings.
+TRAINING_ARGS = (
+    "agent", "seed", "catalog", "train_split", "user", "user_kwargs", "train_turns", "batch_size", "pretrain_lr", "margin",
+    "improve_lr", "top_k", "tau", "num_negatives", "total_timesteps", "n_envs", "eval_split", "max_turns",
+    "eval_episodes", "eval_seed",
+)  # fmt: skip
+#: Iteration budgets a resumed run may raise (stage 1's only while stage 1 is still running).
+BUDGET_ARGS = ("pretrain_iterations", "improve_iterations")
+#: Options about how a command was invoked, not about its results (left out of ``metrics.json``).
+INVOCATION_ARGS = ("resume", "allow_changed_args", "progress")
+#: The stages a checkpoint of the paper's agent can be in.
+STAGES = ("pretrain", "improve", "done")
 
 
 @dataclass
@@ -112,15 +129,31 @@ class Args:
     checkpoint_every: int = 100
     """iterations between checkpoints"""
     resume: bool = False
-    """continue the run from its last checkpoint"""
+    """continue the run from its last checkpoint (refused if training arguments differ from the run's, except a larger
+    iteration budget); a finished run says so and exits"""
+    allow_changed_args: bool = False
+    """with --resume: continue even though training arguments differ from the run's (its results then mix settings)"""
     progress: bool = True
     """show progress bars"""
 
 
 def parse_args(argv: Sequence[str] | None = None) -> Args:
-    """Command-line options from :class:`Args` (``--flag-name``; booleans as ``--x/--no-x``)."""
+    """Command-line options from :class:`Args` (``--flag-name``; booleans as ``--x/--no-x``), validated."""
     parser = dataclass_parser(Args, __doc__.splitlines()[0])
     args = Args(**vars(parser.parse_args(argv)))
+    try:
+        validate_args(args)
+    except ConfigurationError as error:
+        parser.error(str(error))
+    return args
+
+
+def validate_args(args: Args) -> None:
+    """Check every option before anything is built or written.
+
+    Raises:
+        ConfigurationError: listing each bad option, what was given and what is allowed.
+    """
     problems = []
     if args.agent not in AGENTS:
         problems.append(
@@ -134,16 +167,28 @@ def parse_args(argv: Sequence[str] | None = None) -> Args:
     for name in ("pretrain_iterations", "improve_iterations", "torch_threads"):
         if getattr(args, name) < 0:
             problems.append(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
+    for name in ("seed", "eval_seed"):
+        if not 0 <= getattr(args, name) <= MAX_SEED:
+            problems.append(f"--{name.replace('_', '-')} must be in 0..{MAX_SEED} (2^32 - 1), got {getattr(args, name)}")
     for name in ("pretrain_lr", "improve_lr", "tau"):
-        if not getattr(args, name) > 0:
-            problems.append(f"--{name.replace('_', '-')} must be > 0, got {getattr(args, name)}")
-    try:
-        user_kwargs_of(args)
-    except ConfigurationError as error:
-        problems.append(str(error))
+        if not (math.isfinite(getattr(args, name)) and getattr(args, name) > 0):
+            problems.append(f"--{name.replace('_', '-')} must be a finite number > 0, got {getattr(args, name)}")
+    if not (math.isfinite(args.margin) and args.margin >= 0):
+        problems.append(f"--margin must be a finite number >= 0, got {args.margin}")
+    if args.allow_changed_args and not args.resume:
+        problems.append("--allow-changed-args only applies with --resume")
+    for check in (
+        lambda: user_kwargs_of(args),
+        lambda: resolve_device(args.device),
+        lambda: check_parent_folder(args.runs_dir, "--runs-dir"),
+        lambda: args.run_name is None or check_folder_name(args.run_name),
+    ):
+        try:
+            check()
+        except ConfigurationError as error:
+            problems.append(str(error))
     if problems:
-        parser.error("; ".join(problems))
-    return args
+        raise ConfigurationError("; ".join(problems))
 
 
 def user_kwargs_of(args: Args) -> dict[str, Any]:
@@ -181,33 +226,62 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run(args: Args) -> int:
+    """Train and evaluate as ``args`` say, in the locked run folder; returns the exit status."""
+    validate_args(args)
     start_time = time.perf_counter()
     run_name = args.run_name or f"{args.agent}-s{args.seed}"
-    run_dir = Path(args.runs_dir) / run_name
+    run_dir = Path(args.runs_dir) / check_folder_name(run_name)
+    with RunFolder(run_dir, "train_agent.py") as folder:
+        return _run_in(folder, args, run_name, start_time)
+
+
+def _run_in(folder: RunFolder, args: Args, run_name: str, start_time: float) -> int:
+    run_dir = folder.path
     checkpoint_dir = run_dir / "checkpoints"
-    if run_dir.exists() and not args.resume and any((checkpoint_dir / name).exists() for name in ("last.pt", "final.zip")):
+    last = checkpoint_dir / "last.pt"
+    if not args.resume and any((checkpoint_dir / name).exists() for name in ("last.pt", "final.zip")):
         raise ConfigurationError(
             f"run folder {str(run_dir)!r} already holds a checkpoint: pass --resume to continue it, or choose "
             f"another --run-name"
         )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if args.resume and checkpoint_dir.is_dir():
+    resumed: dict[str, Any] | None = None
+    if args.resume:
+        if (run_dir / "metrics.json").is_file():
+            print(f"run {run_name} is complete: its results are in {run_dir / 'metrics.json'} (delete that file to "
+                  f"evaluate it again)")  # fmt: skip
+            return 0
+        if args.agent == "paper":
+            if not last.exists():
+                raise ConfigurationError(f"--resume: no checkpoint at {str(last)!r}")
+            resumed = read_training_checkpoint(last)
+            previous_args = resumed["args"]
+        else:
+            if args.agent in SB3_AGENTS and not (checkpoint_dir / "final.zip").exists():
+                raise ConfigurationError(
+                    f"--resume: no finished SB3 model at {str(checkpoint_dir / 'final.zip')!r} (SB3 training is not "
+                    f"checkpointed midway; start the run again without --resume)"
+                )
+            previous_args = _previous_args(run_dir)
+        refuse_changed_args(args, previous_args, resumed)
         # Temporary files of writes cut short by a crash (kill -9, power loss): the checkpoints
-        # they were replacing are intact, so they only take space.
-        for stale in [*checkpoint_dir.glob(".*.tmp-*"), *checkpoint_dir.glob(".tmp-*")]:
-            stale.unlink(missing_ok=True)
-    save_json(run_dir / "config.json", {"args": dataclasses.asdict(args), "command": " ".join(["python", "train_agent.py", *sys.argv[1:]])})
+        # they were replacing are intact, so they only take space. The folder's lock guarantees
+        # that no live process is writing them.
+        if checkpoint_dir.is_dir():
+            for stale in [*checkpoint_dir.glob(".*.tmp-*"), *checkpoint_dir.glob(".tmp-*")]:
+                stale.unlink(missing_ok=True)
 
     threads = args.torch_threads or (1 if args.agent in SB3_AGENTS else 0)
     if threads > 0:
         torch.set_num_threads(threads)
     torch.manual_seed(args.seed)
-    np.random.seed(args.seed % 2**32)  # nothing here draws from it; pinned for third-party code
+    np.random.seed(args.seed)  # nothing here draws from it; pinned for third-party code
     device = resolve_device(args.device)
     env_kwargs = {"catalog": args.catalog, "user": args.user, "user_kwargs": user_kwargs_of(args)}
     eval_envs_probe = dialog_env.DialogRetrievalEnv(split=args.eval_split, **env_kwargs)
     episodes = EpisodeSet.draw(eval_envs_probe.catalog.num_images, args.eval_episodes, args.eval_seed)
     eval_kwargs = {**env_kwargs, "split": args.eval_split}
+    save_json(run_dir / "config.json", {"args": dataclasses.asdict(args), "command": " ".join(["python", "train_agent.py", *sys.argv[1:]])})
+    folder.started()
     print(
         f"run {run_name}: agent={args.agent} device={device} train split={args.train_split} "
         f"eval split={args.eval_split} ({eval_envs_probe.catalog.num_images} images, {len(episodes)} episodes)",
@@ -218,7 +292,7 @@ def run(args: Args) -> int:
     results: dict[str, Any] = {}
     agents_to_eval: list[Agent] = []
     if args.agent == "paper":
-        final_model, results = train_paper_agent(args, env_kwargs, checkpoint_dir, device, writer, episodes, eval_kwargs)
+        final_model, results = train_paper_agent(args, env_kwargs, checkpoint_dir, device, writer, episodes, eval_kwargs, resumed)
         agents_to_eval.append(DialogManagerAgent(final_model, device, name="paper-stage2" if args.improve_iterations else "paper-stage1"))
     elif args.agent in SB3_AGENTS:
         agents_to_eval.append(train_sb3_agent(args, env_kwargs, run_dir, device))
@@ -243,7 +317,7 @@ def run(args: Args) -> int:
         writer.close()
     metrics = {
         "run": run_name,
-        "args": dataclasses.asdict(args),
+        "args": {key: value for key, value in dataclasses.asdict(args).items() if key not in INVOCATION_ARGS},
         "episodes": {"count": len(episodes), "seed": episodes.seed, "split": args.eval_split},
         "results": results,
         "versions": _versions(),
@@ -254,6 +328,87 @@ def run(args: Args) -> int:
     return 0
 
 
+def read_training_checkpoint(path: Path) -> dict[str, Any]:
+    """A training checkpoint of the paper's agent (``last.pt``), with every key ``--resume`` needs checked.
+
+    Raises:
+        ConfigurationError: unreadable, not a checkpoint, a missing key, or an unknown stage.
+    """
+    payload = load_checkpoint(path)
+    needed = {"stage": str, "iteration": int, "optimizer": dict, "base": (dict, type(None)), "args": dict, "results": dict}
+    for key, kind in needed.items():
+        if key not in payload:
+            raise ConfigurationError(f"checkpoint {str(path)!r} lacks the key {key!r}, which --resume needs (it holds {sorted(payload)})")
+        if not isinstance(payload[key], kind) or isinstance(payload[key], bool):
+            raise ConfigurationError(f"checkpoint {str(path)!r}: {key!r} is a {type(payload[key]).__name__}")
+    if payload["stage"] not in STAGES:
+        raise ConfigurationError(f"checkpoint {str(path)!r} is at stage {payload['stage']!r}; this code knows the stages {list(STAGES)}")
+    if payload["iteration"] < 0:
+        raise ConfigurationError(f"checkpoint {str(path)!r} is at iteration {payload['iteration']}, expected >= 0")
+    if payload["stage"] != "pretrain" and payload["base"] is None:
+        raise ConfigurationError(f"checkpoint {str(path)!r} is at stage {payload['stage']!r} but holds no stage-1 model ('base')")
+    return payload
+
+
+def _previous_args(run_dir: Path) -> dict[str, Any] | None:
+    """The arguments a run folder was started with (``config.json``), or ``None`` without one."""
+    path = run_dir / "config.json"
+    if not path.is_file():
+        return None
+    try:
+        previous = json.loads(path.read_text())["args"]
+    except (ValueError, KeyError, TypeError) as error:
+        raise ConfigurationError(f"--resume: {str(path)!r} is not a config.json of train_agent.py: {error}") from error
+    if not isinstance(previous, dict):
+        raise ConfigurationError(f"--resume: {str(path)!r} holds no arguments")
+    return previous
+
+
+def refuse_changed_args(args: Args, previous: dict[str, Any] | None, checkpoint: dict[str, Any] | None) -> None:
+    """Refuse to resume with options that change training or evaluation, listing each difference.
+
+    Iteration budgets may grow (:data:`BUDGET_ARGS`), stage 1's only while stage 1 runs; options
+    outside :data:`TRAINING_ARGS` (device, threads, progress...) may change freely.
+    ``--allow-changed-args`` turns the refusal into a warning.
+
+    Raises:
+        ConfigurationError: a difference, without ``--allow-changed-args``.
+    """
+    if previous is None:
+        return
+    current = dataclasses.asdict(args)
+    differences = []
+    for key in TRAINING_ARGS:
+        before, now = previous.get(key), current[key]
+        if key == "user_kwargs":  # compare the objects, not their spelling
+            before, now = (json.loads(v) if v else {} for v in (before, now))
+        if before != now:
+            differences.append(f"--{key.replace('_', '-')}: {previous.get(key)!r} -> {current[key]!r}")
+    stage = checkpoint["stage"] if checkpoint else None
+    iteration = checkpoint["iteration"] if checkpoint else 0
+    for key in BUDGET_ARGS:
+        before, now = previous.get(key), current[key]
+        if before is None or before == now:
+            continue
+        flag = f"--{key.replace('_', '-')}"
+        if now < before:
+            differences.append(f"{flag}: {before} -> {now} (a budget may grow, not shrink)")
+        elif key == "pretrain_iterations" and stage not in (None, "pretrain"):
+            differences.append(f"{flag}: {before} -> {now} (stage 1 already finished after {before} iterations)")
+        elif key == "pretrain_iterations" and now < iteration:
+            differences.append(f"{flag}: {before} -> {now} (the checkpoint is at iteration {iteration})")
+    if not differences:
+        return
+    listing = "; ".join(differences)
+    if args.allow_changed_args:
+        print(f"warning: resuming with changed arguments (--allow-changed-args): {listing}", file=sys.stderr, flush=True)
+        return
+    raise ConfigurationError(
+        f"--resume with arguments that differ from the run's: {listing}. Resume with the run's own arguments "
+        f"(see its config.json), start another --run-name, or pass --allow-changed-args to continue anyway"
+    )
+
+
 def train_paper_agent(
     args: Args,
     env_kwargs: dict[str, Any],
@@ -262,8 +417,13 @@ def train_paper_agent(
     writer: Any,
     episodes: EpisodeSet,
     eval_kwargs: dict[str, Any],
+    resumed: dict[str, Any] | None = None,
 ) -> tuple[DialogManager, dict[str, Any]]:
-    """Stage 1 then stage 2, with checkpoints; returns the final model and the stage-1 evaluation."""
+    """Stage 1 then stage 2, with checkpoints; returns the final model and the stage-1 evaluation.
+
+    ``resumed`` is the checked ``last.pt`` of an interrupted run (:func:`read_training_checkpoint`):
+    training continues from its stage and iteration, with its optimizer state.
+    """
     envs = gym.make_vec(
         "DialogRetrieval-v0", num_envs=args.batch_size, split=args.train_split, max_turns=args.train_turns,
         expose_target=True, vectorization_mode="vector_entry_point", **env_kwargs,
@@ -278,18 +438,19 @@ def train_paper_agent(
     optimizer: torch.optim.Optimizer = torch.optim.Adam(model.parameters(), lr=args.pretrain_lr)
 
     last = checkpoint_dir / "last.pt"
-    if args.resume:
-        if not last.exists():
-            raise ConfigurationError(f"--resume: no checkpoint at {str(last)!r}")
-        payload = load_checkpoint(last, config.image_dim, vocabulary_words)
-        stage, iteration, results = payload["stage"], payload["iteration"], payload.get("results", {})
-        model.load_state_dict(payload["model"])
-        if stage == "improve":
+    if resumed is not None:
+        payload = load_checkpoint(last, config.image_dim, vocabulary_words)  # checks the fit to this catalogue and user
+        stage, iteration, results = payload["stage"], payload["iteration"], payload["results"]
+        load_weights(model, payload["model"], last, "model")
+        if stage in ("improve", "done"):
             base = DialogManager(config).to(device)
-            base.load_state_dict(payload["base"])
+            load_weights(base, payload["base"], last, "base")
+            # Stage 2 trains all but the image encoder: its optimizer holds fewer parameter groups' state.
             optimizer = _stage2_optimizer(model, args.improve_lr)
-        optimizer.load_state_dict(payload["optimizer"])
-        print(f"resumed from {last}: stage {stage}, iteration {iteration}", flush=True)
+        load_weights(optimizer, payload["optimizer"], last, "optimizer")
+        if stage == "done" and iteration < args.improve_iterations:
+            stage = "improve"  # a larger stage-2 budget: continue stage 2 where it ended
+        print(f"resumed from {last}: stage {payload['stage']}, iteration {iteration}", flush=True)
 
     def checkpoint(next_iteration: int, path: Path = last) -> None:
         save_checkpoint(path, {
@@ -371,13 +532,8 @@ def train_sb3_agent(args: Args, env_kwargs: dict[str, Any], run_dir: Path, devic
     env = make_training_env(args.agent, {**env_kwargs, "split": args.train_split}, n_envs=args.n_envs, seed=args.seed,
                             max_turns=args.train_turns)  # fmt: skip
     train_catalog = env.get_attr("catalog")[0]
-    if args.resume:
-        if not final.exists():
-            raise ConfigurationError(
-                f"--resume: no finished SB3 model at {str(final)!r} (SB3 training is not checkpointed midway; "
-                f"start the run again without --resume)"
-            )
-        model = load_model(args.agent, final, device=str(device))
+    if args.resume:  # the run's final.zip exists: checked before the run started
+        model = load_model(args.agent, final, env, device=str(device))
         print(f"resumed from {final}: training finished, evaluating", flush=True)
     else:
         model = make_model(args.agent, env, seed=args.seed, device=str(device), tensorboard_log=str(run_dir / "tensorboard"))

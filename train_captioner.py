@@ -34,6 +34,7 @@ from dialog_env.catalog import Catalog
 from dialog_env.cli import dataclass_parser
 from dialog_env.env import make_catalog
 from dialog_env.errors import ConfigurationError, DialogEnvError
+from dialog_env.runs import RunFolder, check_parent_folder
 from dialog_env.synthetic import draw_pairs
 from dialog_env.text import MAX_FEEDBACK_TOKENS, Vocabulary, corpus_bleu, tokenize
 from dialog_env.torch_utils import resolve_device
@@ -102,8 +103,10 @@ def parse_args(argv: Sequence[str] | None = None) -> Args:
         problems.append("--bleu-pairs and --torch-threads must be >= 0")
     if not 0 < args.val_fraction < 1:
         problems.append(f"--val-fraction must be in (0, 1), got {args.val_fraction}")
-    if not args.lr > 0:
-        problems.append(f"--lr must be > 0, got {args.lr}")
+    if not (math.isfinite(args.lr) and args.lr > 0):
+        problems.append(f"--lr must be a finite number > 0, got {args.lr}")
+    if not 0 <= args.seed <= 2**32 - 1:
+        problems.append(f"--seed must be in 0..{2**32 - 1} (2^32 - 1), got {args.seed}")
     if not 0 <= args.dropout < 1:
         problems.append(f"--dropout must be in [0, 1), got {args.dropout}")
     if args.attention not in ("auto", "on", "off"):
@@ -112,6 +115,11 @@ def parse_args(argv: Sequence[str] | None = None) -> Args:
         problems.append("--relative-captions/--image-captions need the --catalog their image names refer to")
     if args.image_captions and not args.relative_captions:
         problems.append("--image-captions needs --relative-captions too (single-image captions only complement them)")
+    for check in (lambda: resolve_device(args.device), lambda: check_parent_folder(args.output, "--output")):
+        try:
+            check()
+        except ConfigurationError as error:
+            problems.append(str(error))
     if problems:
         parser.error("; ".join(problems))
     return args
@@ -279,14 +287,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run(args: Args) -> dict[str, Any]:
-    """Build the pairs, train, select the best epoch, measure BLEU; returns the metrics written."""
+    """Build the pairs, train, select the best epoch, measure BLEU, in the locked ``--output`` folder; returns the metrics written."""
+    output = check_parent_folder(args.output, "--output")
+    with RunFolder(output, "train_captioner.py") as folder:
+        return _train_in(folder, args)
+
+
+def _train_in(folder: RunFolder, args: Args) -> dict[str, Any]:
     from tqdm import tqdm
 
     start_time = time.perf_counter()
-    output = Path(args.output)
+    output = folder.path
     if (output / "best.pt").exists() and not args.overwrite:
         raise ConfigurationError(f"{str(output / 'best.pt')!r} exists: pass --overwrite to replace it, or another --output")
-    output.mkdir(parents=True, exist_ok=True)
     if args.torch_threads:
         torch.set_num_threads(args.torch_threads)
     torch.manual_seed(args.seed)
@@ -315,6 +328,7 @@ def run(args: Args) -> dict[str, Any]:
     )  # fmt: skip
     model = RelativeCaptioner(config).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+    folder.started()
     print(
         f"{source}: {len(train)} training / {len(val)} validation pairs on {catalog.name} ({catalog.num_images} images), "
         f"{len(vocabulary)} token ids, attention {'on ' + str(config.spatial_shape) if attends else 'off'}, device {device}",

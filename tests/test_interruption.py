@@ -230,3 +230,47 @@ def test_a_torch_file_that_is_not_a_checkpoint_is_refused_by_name(tmp_path):
     with pytest.raises(ConfigurationError, match="weights.pt.* is not a checkpoint .*expected .dialog-env-checkpoint.") as error:
         load_checkpoint(path)
     assert repr(str(path)) in str(error.value)
+
+
+# ---------------------------------------------------------------------------- every stage resumes
+SHORT = ["--pretrain-iterations", "10", "--improve-iterations", "4", "--eval-episodes", "1500"]
+
+
+def _metrics(run_dir: Path) -> dict:
+    """``metrics.json`` without its wall time, the one entry that differs between two runs."""
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    metrics.pop("wall_seconds")
+    return metrics
+
+
+def test_sigkill_during_the_final_evaluation_then_resume_gives_the_uninterrupted_metrics(tmp_path, catalog_file):
+    run_dir = tmp_path / "killed"
+    process, log = _start(tmp_path, "killed", catalog_file, *SHORT)
+    deadline = time.monotonic() + TIMEOUT_S
+    try:
+        while "evaluating paper-stage2" not in log.read_text():
+            assert process.poll() is None, f"the run ended before its final evaluation:\n{log.read_text()}"
+            assert time.monotonic() < deadline, "no final evaluation"
+            time.sleep(0.002)
+        os.kill(process.pid, signal.SIGKILL)
+    finally:
+        if process.poll() is None:  # a failed check above: do not leave the run behind
+            process.kill()
+    assert process.wait(timeout=60) == -signal.SIGKILL
+    assert not (run_dir / "metrics.json").exists(), "killed too late: the evaluation had finished"
+    assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["stage"] == "done"
+
+    output = _finish(*_start(tmp_path, "killed", catalog_file, *SHORT, "--resume"))
+    assert "resumed from" in output and "stage done" in output
+    _finish(*_start(tmp_path, "straight", catalog_file, *SHORT))
+    killed, straight = _metrics(run_dir), _metrics(tmp_path / "straight")
+    for metrics, name in ((killed, "killed"), (straight, "straight")):  # the two runs' names differ, nothing else
+        assert metrics.pop("run") == metrics["args"].pop("run_name") == name
+    assert set(straight["results"]) == {"paper-stage1", "paper-stage2"}
+    assert killed == straight  # every per-turn number, the arguments, the episodes, the versions
+
+    # A finished run: --resume says so and exits 0, leaving its results as they are.
+    before = (run_dir / "metrics.json").read_bytes()
+    output = _finish(*_start(tmp_path, "killed", catalog_file, *SHORT, "--resume"))
+    assert "run killed is complete" in output and "metrics.json" in output
+    assert (run_dir / "metrics.json").read_bytes() == before

@@ -424,7 +424,7 @@ class RuleBasedUser(UserSimulator):
         missing = [name for name in _ATTRIBUTES if name not in catalog.attribute_schema]
         if missing:
             raise UserSimulatorError(
-                f"the rule-based user describes the shoe attributes {list(_ATTRIBUTES)}, but catalogue "
+                f"user simulator {self.name!r} describes the shoe attributes {list(_ATTRIBUTES)}, but catalogue "
                 f"{catalog.name!r} lacks {missing}. Use a catalogue with these attributes (e.g. the synthetic "
                 f"default) or another user simulator"
             )
@@ -432,7 +432,7 @@ class RuleBasedUser(UserSimulator):
             if catalog.attribute_schema[name].values != _SCHEMA[name].values:
                 raise UserSimulatorError(
                     f"catalogue {catalog.name!r}: attribute {name!r} has values "
-                    f"{list(catalog.attribute_schema[name].values)}, the rule-based user expects "
+                    f"{list(catalog.attribute_schema[name].values)}, user simulator {self.name!r} expects "
                     f"{list(_SCHEMA[name].values)}"
                 )
 
