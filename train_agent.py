@@ -246,10 +246,6 @@ def _run_in(folder: RunFolder, args: Args, run_name: str, start_time: float) -> 
         )
     resumed: dict[str, Any] | None = None
     if args.resume:
-        if (run_dir / "metrics.json").is_file():
-            print(f"run {run_name} is complete: its results are in {run_dir / 'metrics.json'} (delete that file to "
-                  f"evaluate it again)")  # fmt: skip
-            return 0
         if args.agent == "paper":
             if not last.exists():
                 raise ConfigurationError(f"--resume: no checkpoint at {str(last)!r}")
@@ -262,7 +258,12 @@ def _run_in(folder: RunFolder, args: Args, run_name: str, start_time: float) -> 
                     f"checkpointed midway; start the run again without --resume)"
                 )
             previous_args = _previous_args(run_dir)
-        refuse_changed_args(args, previous_args, resumed)
+        changed = refuse_changed_args(args, previous_args, resumed)
+        trained = resumed is None or (resumed["stage"] == "done" and resumed["iteration"] >= args.improve_iterations)
+        if (run_dir / "metrics.json").is_file() and trained and not changed:
+            print(f"run {run_name} is complete: its results are in {run_dir / 'metrics.json'} (delete that file to "
+                  f"evaluate it again)")  # fmt: skip
+            return 0
         # Temporary files of writes cut short by a crash (kill -9, power loss): the checkpoints
         # they were replacing are intact, so they only take space. The folder's lock guarantees
         # that no live process is writing them.
@@ -364,18 +365,21 @@ def _previous_args(run_dir: Path) -> dict[str, Any] | None:
     return previous
 
 
-def refuse_changed_args(args: Args, previous: dict[str, Any] | None, checkpoint: dict[str, Any] | None) -> None:
+def refuse_changed_args(args: Args, previous: dict[str, Any] | None, checkpoint: dict[str, Any] | None) -> list[str]:
     """Refuse to resume with options that change training or evaluation, listing each difference.
 
     Iteration budgets may grow (:data:`BUDGET_ARGS`), stage 1's only while stage 1 runs; options
     outside :data:`TRAINING_ARGS` (device, threads, progress...) may change freely.
     ``--allow-changed-args`` turns the refusal into a warning.
 
+    Returns:
+        The differences that ``--allow-changed-args`` let through (none when nothing changed).
+
     Raises:
         ConfigurationError: a difference, without ``--allow-changed-args``.
     """
     if previous is None:
-        return
+        return []
     current = dataclasses.asdict(args)
     differences = []
     for key in TRAINING_ARGS:
@@ -398,11 +402,11 @@ def refuse_changed_args(args: Args, previous: dict[str, Any] | None, checkpoint:
         elif key == "pretrain_iterations" and now < iteration:
             differences.append(f"{flag}: {before} -> {now} (the checkpoint is at iteration {iteration})")
     if not differences:
-        return
+        return []
     listing = "; ".join(differences)
     if args.allow_changed_args:
         print(f"warning: resuming with changed arguments (--allow-changed-args): {listing}", file=sys.stderr, flush=True)
-        return
+        return differences
     raise ConfigurationError(
         f"--resume with arguments that differ from the run's: {listing}. Resume with the run's own arguments "
         f"(see its config.json), start another --run-name, or pass --allow-changed-args to continue anyway"

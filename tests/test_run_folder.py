@@ -172,7 +172,6 @@ def test_resume_refuses_changed_training_arguments_and_lists_each(tmp_path, cata
 
 def test_resume_may_extend_stage_2_of_a_finished_training(tmp_path, catalog_file, capsys):
     assert _train(tmp_path, catalog_file) == 0
-    (tmp_path / "run" / "metrics.json").unlink()
     assert _train(tmp_path, catalog_file, "--resume", "--improve-iterations", "5") == 0
     output = capsys.readouterr().out
     assert "resumed from" in output and "stage done, iteration 2" in output
@@ -182,6 +181,6 @@ def test_resume_may_extend_stage_2_of_a_finished_training(tmp_path, catalog_file
 
 def test_allow_changed_args_continues_with_a_warning(tmp_path, catalog_file, capsys):
     assert _train(tmp_path, catalog_file) == 0
-    (tmp_path / "run" / "metrics.json").unlink()
     assert _train(tmp_path, catalog_file, "--resume", "--tau", "0.3", "--allow-changed-args") == 0
     assert "warning: resuming with changed arguments (--allow-changed-args): --tau: 0.2 -> 0.3" in capsys.readouterr().err
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["args"]["tau"] == 0.3  # evaluated again
