@@ -7,7 +7,7 @@ one of them is built:
 
 | name | FAISS index | exact? | settings (keyword arguments of :func:`make_knn_index`) |
 | --- | --- | --- | --- |
-| ``"exact"`` | none (the project's ranker) | yes | ``max_chunk_bytes`` |
+| ``"exact"`` | none (the project's ranker) | yes (float64 order, ties by index) | ``max_chunk_bytes`` |
 | ``"faiss-flat"`` | ``IndexFlatL2`` | yes, up to float32 rounding and tie order | none |
 | ``"faiss-ivf"`` | ``IndexIVFFlat`` (k-means coarse quantiser) | no | ``nlist`` (default ``4 sqrt(N)``), ``nprobe`` (default 16) |
 | ``"faiss-hnsw"`` | ``IndexHNSWFlat`` (graph) | no | ``hnsw_m`` (32), ``ef_construction`` (80), ``ef_search`` (64) |
@@ -18,6 +18,13 @@ by ``python benchmarks/ann_recall.py`` and recorded in ``benchmarks/results/ann_
 Every index answers :meth:`KnnIndex.search` with ``(B, k) int64`` indices and ``(B, k) float32``
 squared distances, nearest first. An approximate index may find fewer than ``k`` neighbours
 (IVF with few probed lists): the missing entries are index ``-1`` with distance ``inf``.
+
+Features of extreme magnitude (a row norm outside ``[2**-40, 2**40]``, e.g. every feature times
+``1e19`` or ``1e-30``) are given to FAISS multiplied by a power of two that brings them into
+``[0.5, 1)`` (:func:`~dialog_env.ranking.feature_scale`; exact, so neighbours are unchanged), and
+queries likewise, so that FAISS's float32 distances neither overflow nor underflow; a FAISS
+search refuses a query so far out that they would (``ConfigurationError``; the exact backend
+handles any finite query).
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from dialog_env.errors import ConfigurationError, DependencyNotInstalled
-from dialog_env.ranking import DEFAULT_MAX_CHUNK_BYTES, Ranker
+from dialog_env.ranking import _MAX_REACH, DEFAULT_MAX_CHUNK_BYTES, Ranker, feature_scale
 
 __all__ = ["KNN_BACKENDS", "KnnIndex", "ExactKnnIndex", "FaissKnnIndex", "make_knn_index", "import_faiss"]
 
@@ -161,6 +168,12 @@ class FaissKnnIndex(KnnIndex):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ConfigurationError(f"{label} must be an integer >= 1, got {value!r}")
         faiss = import_faiss()
+        # FAISS computes float32 distances: features of extreme magnitude go in scaled by a power
+        # of two (exact), so that those neither overflow nor underflow.
+        self._scale = feature_scale(self.features)
+        data = self.features if self._scale == 1.0 else np.ldexp(self.features, np.int32(math.log2(self._scale)))
+        with np.errstate(under="ignore"):
+            self._max_norm = math.sqrt(float(np.einsum("nd,nd->n", data, data, dtype=np.float64).max()))
         self.kind = kind
         self.name = f"faiss-{kind}"
         self.exact = kind == "flat"
@@ -176,7 +189,7 @@ class FaissKnnIndex(KnnIndex):
             index = faiss.IndexIVFFlat(quantizer, dim, int(nlist), faiss.METRIC_L2)
             index.cp.seed = int(seed)
             index.cp.min_points_per_centroid = 1  # small catalogues: no warning, still trains
-            index.train(self.features)
+            index.train(data)
             index.nprobe = min(int(nprobe), int(nlist))
             self._quantizer = quantizer  # FAISS does not own it: keep it alive
             self.nlist = int(nlist)
@@ -185,15 +198,28 @@ class FaissKnnIndex(KnnIndex):
             index = faiss.IndexHNSWFlat(dim, int(hnsw_m))
             index.hnsw.efConstruction = int(ef_construction)
             self.ef_search = int(ef_search)
-        index.add(self.features)
+        index.add(data)
         self.index = index
 
     def _search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         if self.kind == "hnsw":
             self.index.hnsw.efSearch = max(self.ef_search, k)
+        scaled = queries.astype(np.float64) * self._scale
+        reach = float(np.sqrt(np.einsum("bd,bd->b", scaled, scaled)).max(initial=0.0)) + self._max_norm
+        if reach > _MAX_REACH:
+            raise ConfigurationError(
+                f"a query of norm {(reach - self._max_norm) / self._scale:.3g} is too far from these features for "
+                f"FAISS's float32 distances (at most {(_MAX_REACH - self._max_norm) / self._scale:.3g}); "
+                f"use the 'exact' backend, which handles any finite query"
+            )
+        if self._scale != 1.0:
+            with np.errstate(under="ignore"):
+                queries = scaled.astype(np.float32)
         distances, indices = self.index.search(queries, k)
         indices = indices.astype(np.int64, copy=False)
-        distances = np.where(indices >= 0, np.maximum(distances, 0.0), np.inf).astype(np.float32)
+        distances = np.maximum(distances, 0.0).astype(np.float64) / self._scale**2
+        with np.errstate(over="ignore"):
+            distances = np.where(indices >= 0, distances, np.inf).astype(np.float32)
         return indices, distances
 
     def __getstate__(self) -> dict:

@@ -6,7 +6,7 @@ read-only, so one catalogue can be shared by many environments without copies.
 HDF5 layout (schema version 1, see also the README)::
 
     /                      attrs: format = "dialog-retrieval-catalog", schema_version = 1, name
-    /features              (N, D) float32, finite
+    /features              (N, D) float32, finite, |value| <= MAX_ABS_FEATURE (1e15)
     /ids                   (N,) variable-length UTF-8 strings, unique
     /splits/<split>        (n,) integer indices into 0..N-1, unique; splits do not overlap
     /attributes/<name>     (N,) integer codes into the attribute's values (optional group)
@@ -38,6 +38,7 @@ __all__ = [
     "AttributeSchema",
     "Catalog",
     "FORMAT_NAME",
+    "MAX_ABS_FEATURE",
     "SCHEMA_VERSION",
     "SPATIAL_DATASET",
     "SpatialFeatures",
@@ -54,6 +55,16 @@ SPATIAL_DATASET = "spatial_features"
 SPATIAL_STORAGE_DTYPES = (np.dtype(np.float32), np.dtype(np.float16))
 #: Rows read or written at once when spatial features are streamed (save, comparison).
 _STREAM_BYTES = 64 * 2**20
+#: The safe range of catalogue features: every value must satisfy ``|value| <= MAX_ABS_FEATURE``.
+#: With coordinates bounded by ``B``, every squared norm, squared distance and ``|x|^2 - 2 x.y``
+#: score over ``D`` dimensions is at most ``4 D B**2``; ``B = 1e15`` keeps that below the float32
+#: maximum (3.4e38) for any ``D`` up to 8.5e7, so the float32 arithmetic of the ranker's filter,
+#: of :attr:`Catalog.squared_norms` and of agents and users over the features cannot overflow,
+#: and float32 keeps its full relative precision there. Real embeddings are many orders of
+#: magnitude smaller (ResNet features are below 1e3); features beyond it are refused (rescale
+#: them) instead of being ranked through overflowing arithmetic. Small values need no bound:
+#: the ranker scales features of tiny magnitude by a power of two (exact) before its products.
+MAX_ABS_FEATURE = 1e15
 
 
 @dataclass(frozen=True)
@@ -95,6 +106,30 @@ def nonfinite_rows(array: np.ndarray) -> np.ndarray:
     if array.size == 0:
         return np.empty(0, dtype=np.int64)
     return np.flatnonzero(~np.isfinite(array.reshape(array.shape[0], -1)).all(axis=1))
+
+
+def oversized_rows(array: np.ndarray, bound: float = MAX_ABS_FEATURE) -> np.ndarray:
+    """Indices of the rows (first axis) of finite ``array`` holding a value with ``|value| > bound``.
+
+    The one magnitude check of catalogue features (:data:`MAX_ABS_FEATURE`); two passes
+    (``max`` and ``min``) when every value is in range.
+    """
+    if array.size == 0 or (float(array.max()) <= bound and float(array.min()) >= -bound):
+        return np.empty(0, dtype=np.int64)
+    return np.flatnonzero((np.abs(array.reshape(array.shape[0], -1)) > bound).any(axis=1))
+
+
+def _oversized_message(features: np.ndarray, rows: np.ndarray, ids: Sequence[str] | np.ndarray) -> str:
+    """What :func:`oversized_rows` found: the first row, its id, the value, and the safe range."""
+    row = int(rows[0])
+    column = int(np.argmax(np.abs(features[row])))
+    value = float(features[row, column])
+    return (
+        f"row {row} (id {str(ids[row])!r}) holds {value:.7g} at column {column}, outside the safe range "
+        f"|value| <= {MAX_ABS_FEATURE:.0e} (dialog_env.catalog.MAX_ABS_FEATURE: beyond it float32 squared "
+        f"distances overflow); {rows.size} row(s) exceed it. Rescale the features (e.g. divide them by their "
+        f"largest magnitude)"
+    )
 
 
 def _index_array(indices: np.ndarray | Sequence[int] | int, size: int, what: str) -> np.ndarray:
@@ -434,8 +469,8 @@ class Catalog:
     """An immutable image catalogue.
 
     Args:
-        features: ``(N, D) float32`` image features, all finite. Ranking uses squared L2 distance
-            between rows.
+        features: ``(N, D) float32`` image features, all finite, with ``|value| <=``
+            :data:`MAX_ABS_FEATURE` (``1e15``). Ranking uses squared L2 distance between rows.
         ids: ``N`` unique image ids (strings), e.g. file names.
         splits: split name -> ``(n,)`` integer indices into ``0..N-1``; unique within a split and
             disjoint across splits. Default: one split ``"all"`` with every image.
@@ -487,6 +522,9 @@ class Catalog:
             raise CatalogError(
                 f"{where}: ids must be unique, found {duplicates.size} duplicated id(s), e.g. {str(duplicates[0])!r}"
             )
+        big_rows = oversized_rows(features)
+        if big_rows.size:
+            raise CatalogError(f"{where}: features {_oversized_message(features, big_rows, ids_array)}")
 
         if splits is None:
             splits = {"all": np.arange(n_images)}
@@ -803,6 +841,9 @@ class Catalog:
         if ids_ds.shape[0] != features.shape[0]:
             raise fail("ids", f"has {ids_ds.shape[0]} entries, expected {features.shape[0]} (one per feature row)")
         ids = [item.decode("utf-8") if isinstance(item, bytes) else str(item) for item in ids_ds[()]]
+        big_rows = oversized_rows(features)
+        if big_rows.size:
+            raise fail("features", _oversized_message(features, big_rows, ids))
 
         splits_group = handle["splits"]
         if not isinstance(splits_group, h5py.Group):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping, SupportsFloat
+from typing import Any, Mapping, Sequence, SupportsFloat
 
 import gymnasium as gym
 import numpy as np
@@ -16,12 +16,121 @@ from dialog_env.synthetic import default_catalog, make_synthetic_shoes
 from dialog_env.text import MAX_FEEDBACK_TOKENS
 from dialog_env.users.base import UserSimulator, make_user
 
-__all__ = ["DialogRetrievalEnv", "make_catalog", "REWARD_MODES", "validate_action"]
+__all__ = ["DialogRetrievalEnv", "make_catalog", "REWARD_MODES", "transcript_frame", "validate_action"]
 
 #: Reward modes: ``percentile`` (default), ``improvement``, ``success``.
 REWARD_MODES = ("percentile", "improvement", "success")
 
 CatalogSpec = Catalog | str | os.PathLike | Mapping[str, Any] | None
+
+
+# ---------------------------------------------------------------------------- rgb_array frames
+# A 5x7 bitmap font for printable ASCII (" " to "~"), so that ``render_mode="rgb_array"`` needs
+# nothing beyond NumPy. Each glyph is 5 columns, left to right, written as 2 hex digits each;
+# bit ``r`` of a column is row ``r`` of the glyph, counted from the top (the classic HD44780
+# layout, lower case squeezed into the 7 rows).
+_FONT_5X7 = (
+    # space ! " # $ % & '
+    "0000000000", "00005f0000", "0007000700", "147f147f14", "242a7f2a12", "2313086462", "3649552250", "0005030000",
+    # ( ) * + , - . /
+    "001c224100", "0041221c00", "082a1c2a08", "08083e0808", "0050300000", "0808080808", "0060600000", "2010080402",
+    # 0 - 7
+    "3e5149453e", "00427f4000", "4261514946", "2141454b31", "1814127f10", "2745454539", "3c4a494930", "0171090503",
+    # 8 9 : ; < = > ?
+    "3649494936", "064949291e", "0036360000", "0056360000", "0008142241", "1414141414", "4122140800", "0201510906",
+    # @ A - G
+    "324979413e", "7e1111117e", "7f49494936", "3e41414122", "7f4141221c", "7f49494941", "7f09090101", "3e41415132",
+    # H - O
+    "7f0808087f", "00417f4100", "2040413f01", "7f08142241", "7f40404040", "7f0204027f", "7f0408107f", "3e4141413e",
+    # P - W
+    "7f09090906", "3e4151215e", "7f09192946", "4649494931", "01017f0101", "3f4040403f", "1f2040201f", "7f2018207f",
+    # X Y Z [ \ ] ^ _
+    "6314081463", "0304780403", "6151494543", "00007f4141", "0204081020", "41417f0000", "0402010204", "4040404040",
+    # ` a - g
+    "0001020400", "2054545478", "7f48444438", "3844444420", "384444487f", "3854545418", "087e090102", "081454543c",
+    # h - o
+    "7f08040478", "00447d4000", "2040443d00", "007f102844", "00417f4000", "7c04180478", "7c08040478", "3844444438",
+    # p - w
+    "7c14141408", "081414187c", "7c08040408", "4854545420", "043f444020", "3c4040207c", "1c2040201c", "3c4030403c",
+    # x y z { | } ~
+    "4428102844", "0c5050503c", "4464544c44", "0008364100", "00007f0000", "0041360800", "1008081008",
+)
+#: ``(95, 7, 5) bool`` glyphs of the printable ASCII characters, indexed by ``ord(c) - 32``.
+_GLYPHS = (
+    np.frombuffer(bytes.fromhex("".join(_FONT_5X7)), dtype=np.uint8).reshape(-1, 1, 5)
+    >> np.arange(7, dtype=np.uint8)[:, None]
+    & 1
+).astype(bool)
+_UNKNOWN_GLYPH = ord("?") - 32
+_CELL_WIDTH, _CELL_HEIGHT = 6, 9  # a glyph plus 1 column and 2 rows of spacing
+_FRAME_SCALE = 2  # each font pixel is a 2x2 block: readable in videos
+_FRAME_MARGIN = 4  # font pixels around the text
+#: Characters per line of an ``rgb_array`` frame; longer transcript lines end with "...".
+FRAME_COLUMNS = 120
+_BACKGROUND = (250, 250, 245)
+_TEXT_COLOR = (20, 20, 20)
+_HEADER_COLOR = (30, 60, 160)
+_FOUND_COLOR = (0, 120, 0)
+_RULE_COLOR = (150, 150, 150)
+
+
+def _frame_size(rows: int, columns: int = FRAME_COLUMNS) -> tuple[int, int]:
+    """``(height, width)`` in pixels of a frame of ``rows`` text lines, rounded up to multiples of 16
+    (what video encoders want)."""
+    height = (2 * _FRAME_MARGIN + rows * _CELL_HEIGHT) * _FRAME_SCALE
+    width = (2 * _FRAME_MARGIN + columns * _CELL_WIDTH) * _FRAME_SCALE
+    return -(-height // 16) * 16, -(-width // 16) * 16
+
+
+def _text_frame(
+    lines: Sequence[tuple[str, tuple[int, int, int]]], rows: int, columns: int = FRAME_COLUMNS
+) -> np.ndarray:
+    """Draw ``(text, rgb colour)`` lines, one per row, into an ``(H, W, 3) uint8`` frame.
+
+    The frame size depends only on ``rows`` and ``columns``: lines beyond ``rows`` are dropped,
+    text beyond ``columns`` characters is cut and ends with "...", and characters outside
+    printable ASCII are drawn as "?".
+    """
+    codes = np.zeros((rows, columns), dtype=np.intp)  # 0 is the space
+    colors = np.zeros((rows, 3), dtype=np.uint8)
+    for row, (text, color) in enumerate(lines[:rows]):
+        if len(text) > columns:
+            text = text[: columns - 3] + "..."
+        points = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32).astype(np.intp) - 32
+        codes[row, : len(points)] = np.where((points >= 0) & (points < len(_GLYPHS)), points, _UNKNOWN_GLYPH)
+        colors[row] = color
+    # (rows, columns, 7, 5) glyphs -> (rows, cell height, columns, cell width) cells -> pixel rows/columns.
+    cells = np.zeros((rows, _CELL_HEIGHT, columns, _CELL_WIDTH), dtype=bool)
+    cells[:, :7, :, :5] = _GLYPHS[codes].transpose(0, 2, 1, 3)
+    ink = cells.reshape(rows * _CELL_HEIGHT, columns * _CELL_WIDTH)
+    ink_colors = np.repeat(colors, _CELL_HEIGHT, axis=0)[:, None, :]
+    text = np.where(ink[..., None], ink_colors, np.array(_BACKGROUND, dtype=np.uint8))
+    text = text.repeat(_FRAME_SCALE, axis=0).repeat(_FRAME_SCALE, axis=1)
+    frame = np.empty((*_frame_size(rows, columns), 3), dtype=np.uint8)
+    frame[:] = _BACKGROUND
+    offset = _FRAME_MARGIN * _FRAME_SCALE
+    frame[offset : offset + text.shape[0], offset : offset + text.shape[1]] = text
+    return frame
+
+
+def transcript_frame(
+    transcript: Sequence[str], *, split: str, num_images: int, turn: int, max_turns: int
+) -> np.ndarray:
+    """The ``rgb_array`` frame of a dialog: a header line, a rule, then one line per turn.
+
+    Args:
+        transcript: the dialog's transcript lines so far (what ``render_mode="ansi"`` joins),
+            at most ``max_turns + 1`` of them (turn 0 to ``max_turns``).
+        split, num_images, turn, max_turns: shown in the header.
+
+    Returns:
+        ``(H, W, 3) uint8``, ``W = 1456`` and ``H = 18 (max_turns + 3) + 16`` rounded up to a
+        multiple of 16: the same for every frame of an environment, whatever the transcript.
+    """
+    header = f"DialogRetrieval-v0 | split {split!r}: {num_images} images | turn {turn}/{max_turns}"
+    lines = [(header, _HEADER_COLOR), ("-" * FRAME_COLUMNS, _RULE_COLOR)]
+    lines += [(line, _FOUND_COLOR if line.endswith("<- target found") else _TEXT_COLOR) for line in transcript]
+    return _text_frame(lines, rows=max_turns + 3)
 
 
 def make_catalog(catalog: CatalogSpec = None) -> Catalog:
@@ -52,6 +161,18 @@ def make_catalog(catalog: CatalogSpec = None) -> Catalog:
         f"catalog must be None, a Catalog, a path to an HDF5 catalogue or a mapping of synthetic settings; "
         f"got {type(catalog).__name__}"
     )
+
+
+def _check_bool(value: Any, name: str, meaning: str) -> None:
+    """:class:`ConfigurationError` unless ``value`` is a bool (``1`` or ``"yes"`` are refused, not guessed)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ConfigurationError(
+            f"{name} must be a bool (True to {meaning}, False otherwise), got {value!r} of type {type(value).__name__}"
+        )
+
+
+def _user_name(user: Any) -> str:
+    return repr(user) if isinstance(user, str) else type(user).__name__
 
 
 def validate_action(action: Any, num_images: int) -> int:
@@ -140,6 +261,23 @@ class DialogRetrievalEnv(gym.Env):
     ``target_index`` (int) only when ``expose_target=True``, for supervised training and
     model-based look-ahead, never for evaluation.
 
+    ``feedback_text`` is the only value that is not a number. ``feedback_text_in_info=False``
+    leaves it out (the caption stays in the observation as token ids, and in the rendered
+    transcript) for libraries that turn every info value into a tensor, such as TorchRL's
+    batched ``GymEnv(..., num_envs=B)`` and ``GymWrapper`` of a ``SAME_STEP`` vector env, which
+    cannot read strings (see ``tests/test_clients.py``).
+
+    ## Rendering
+
+    - ``"ansi"``: ``render()`` returns the transcript so far, one line per turn.
+    - ``"human"``: every ``reset`` and ``step`` prints the transcript's newest line.
+    - ``"rgb_array"``: ``render()`` returns the transcript drawn into an ``(H, W, 3) uint8``
+      frame (a built-in 5x7 bitmap font, dark text on a light background, the line that found
+      the target in green) under a header with the split, its size and the turn. ``W = 1456``;
+      ``H`` depends only on ``max_turns`` (``256`` for 10 turns), so the frames of an
+      environment (and of a vector environment) have one shape and make a video; lines longer
+      than 120 characters end with "...".
+
     ## Model access (for planning agents)
 
     ``env.unwrapped.catalog`` (the catalogue of the split; action indices index it),
@@ -161,16 +299,17 @@ class DialogRetrievalEnv(gym.Env):
     | ``user_kwargs`` | ``None`` | keyword arguments of the named user simulator |
     | ``max_turns`` | ``10`` | actions per episode before truncation (at least 1) |
     | ``reward_mode`` | ``"percentile"`` | ``"percentile"``, ``"improvement"`` or ``"success"`` |
-    | ``expose_target`` | ``False`` | add ``target_index`` to ``info`` |
+    | ``expose_target`` | ``False`` | add ``target_index`` to ``info`` (a bool) |
     | ``max_feedback_tokens`` | ``16`` | length of the ``feedback`` observation |
-    | ``render_mode`` | ``None`` | ``"ansi"`` (transcript string) or ``"human"`` (printed) |
+    | ``render_mode`` | ``None`` | ``"ansi"`` (transcript), ``"human"`` (printed) or ``"rgb_array"`` (frame) |
+    | ``feedback_text_in_info`` | ``True`` | the caption in ``info["feedback_text"]``; ``False``: numeric infos only |
 
     ## Version History
 
     - v0: initial version.
     """
 
-    metadata = {"render_modes": ["ansi", "human"], "render_fps": 1}
+    metadata = {"render_modes": ["ansi", "human", "rgb_array"], "render_fps": 1}
 
     def __init__(
         self,
@@ -183,7 +322,17 @@ class DialogRetrievalEnv(gym.Env):
         expose_target: bool = False,
         max_feedback_tokens: int = MAX_FEEDBACK_TOKENS,
         render_mode: str | None = None,
+        feedback_text_in_info: bool = True,
     ) -> None:
+        _check_bool(expose_target, "expose_target", "add target_index to info")
+        _check_bool(feedback_text_in_info, "feedback_text_in_info", "put the caption in info['feedback_text']")
+        if user_kwargs is not None and (
+            not isinstance(user_kwargs, Mapping) or not all(isinstance(key, str) for key in user_kwargs)
+        ):
+            raise ConfigurationError(
+                f"user_kwargs must be None or a mapping of keyword arguments of user simulator {_user_name(user)} "
+                f"(e.g. {{'vague_rate': 0.2}}), got {user_kwargs!r} of type {type(user_kwargs).__name__}"
+            )
         if isinstance(max_turns, bool) or not isinstance(max_turns, (int, np.integer)) or max_turns < 1:
             raise ConfigurationError(f"max_turns must be an integer >= 1, got {max_turns!r}")
         if reward_mode not in REWARD_MODES:
@@ -213,6 +362,7 @@ class DialogRetrievalEnv(gym.Env):
         self.max_turns = int(max_turns)
         self.reward_mode = reward_mode
         self.expose_target = bool(expose_target)
+        self.feedback_text_in_info = bool(feedback_text_in_info)
         self.max_feedback_tokens = int(max_feedback_tokens)
         self.render_mode = render_mode
 
@@ -286,13 +436,21 @@ class DialogRetrievalEnv(gym.Env):
             self.render()
         return self._get_obs(), float(reward), terminated, truncated, self._get_info()
 
-    def render(self) -> str | None:
-        """``"ansi"``: the transcript so far as a string; ``"human"``: print its newest line."""
+    def render(self) -> str | np.ndarray | None:
+        """``"ansi"``: the transcript so far as a string; ``"human"``: print its newest line;
+        ``"rgb_array"``: the transcript as an ``(H, W, 3) uint8`` frame (see "Rendering")."""
         if self.render_mode is None:
-            gym.logger.warn("render() called without a render_mode; pass render_mode='ansi' or 'human' to gym.make")
+            gym.logger.warn(
+                "render() called without a render_mode; pass render_mode='ansi', 'human' or 'rgb_array' to gym.make"
+            )
             return None
         if self.render_mode == "ansi":
             return "\n".join(self._transcript) + "\n"
+        if self.render_mode == "rgb_array":
+            return transcript_frame(
+                self._transcript, split=self.split, num_images=self.catalog.num_images, turn=self._turn,
+                max_turns=self.max_turns,
+            )  # fmt: skip
         if self._transcript:
             print(self._transcript[-1])
         return None
@@ -339,6 +497,8 @@ class DialogRetrievalEnv(gym.Env):
             "shown_index": self._shown,
             "turn": self._turn,
         }
+        if not self.feedback_text_in_info:
+            del info["feedback_text"]
         if self.expose_target:
             info["target_index"] = self._target
         return info

@@ -17,6 +17,26 @@ computed in float64); the few images whose float32 score lies within that bound 
 are recomputed in float64 with the reference formula. The result therefore equals the float64
 brute-force reference exactly, ties included, at the cost of one float32 GEMM.
 
+**Any finite magnitude.** The error bound is relative, ``gamma_{D+2} (|q| + max_i |x_i|)^2``
+(Higham, *Accuracy and Stability of Numerical Algorithms*, 3.1), plus an absolute term for
+products that underflow, so it holds only while nothing overflows and underflow stays
+negligible. Ordinary features (largest row norm within ``[2**-40, 2**40]``) are used as they are.
+Other catalogues (e.g. every feature times ``1e19``, or ``1e-30``, or subnormal values) are
+multiplied, in a private float32 copy, by the power of two that brings their largest magnitude
+into ``[0.5, 1)``, and queries by the same power: scaling by a power of two is exact (short of
+underflow, which the absolute term covers), so every comparison, and therefore every rank, is
+unchanged. A reference so far from the catalogue that its float32 scores could overflow
+(``|q| + max_i |x_i| > 2**63`` after scaling) skips the float32 product and is compared with every
+image in float64. So ranks and neighbours equal the float64 reference for every finite input; a
+catalogue whose rows span a huge range of magnitudes (one row at ``3e38``, the others near 1) is
+still exact but slow, since float32 cannot tell its small rows apart and most pairs are
+rechecked (:class:`~dialog_env.catalog.Catalog` refuses features beyond
+:data:`~dialog_env.catalog.MAX_ABS_FEATURE` anyway).
+
+**Neighbours** use the same bound: the float32 scores keep every image that could be among the
+``k`` nearest (within twice the bound of the ``k``-th float32 score), and those few are ordered by
+their float64 reference distance, ties by the smaller index.
+
 **Ties.** An image at exactly the target's float64 distance (a duplicate of the target, or a
 tie) is not counted: only strictly closer images are. Both distances of a recheck are computed
 with the same float64 expression, so duplicates of the target tie exactly.
@@ -29,24 +49,39 @@ computation takes about 1.2-1.4x the bare product (``benchmarks/env_speed.py`` m
 **Memory.** The catalogue is processed in chunks of rows so that the temporary arrays of one
 chunk (float32 scores and two bool masks, 6 bytes per reference and row: 7/8 of the budget) and
 the float64 rechecks (blocks of pairs: 1/8) take at most about ``max_chunk_bytes`` (256 MiB by
-default), whatever ``N`` is. These scratch arrays are kept between calls (one set per thread) so that steps do not pay
+default), whatever ``N`` is (features of extreme magnitude add one scaled ``(N, D)`` float32
+copy, made once at construction). These scratch arrays are kept between calls (one set per thread) so that steps do not pay
 page faults for fresh arrays; they are not pickled.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 
 import numpy as np
 
 from dialog_env.errors import ConfigurationError
 
-__all__ = ["Ranker", "rank_percentile", "DEFAULT_MAX_CHUNK_BYTES"]
+__all__ = ["Ranker", "rank_percentile", "feature_scale", "DEFAULT_MAX_CHUNK_BYTES"]
 
 DEFAULT_MAX_CHUNK_BYTES = 256 * 2**20
 _FLOAT32_UNIT_ROUNDOFF = float(np.finfo(np.float32).eps) / 2
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+# Largest row norms used as they are; outside, the features are scaled by a power of two.
+_PLAIN_MAX_NORM = 2.0**40
+_PLAIN_MIN_NORM = 2.0**-40
+# |q| + max |x| (after scaling) up to which float32 scores and their bounds stay below 2**127.
+_MAX_REACH = 2.0**63
+# Absolute error of one float32 product that underflows is at most 2**-150 (half the smallest
+# subnormal); sums of subnormals are exact. 2**-147 (D + 2) (1 + |q| + max |x|) bounds the
+# underflow of the D + D products of a score, and the rounding of scaled features, queries and
+# bounds into the subnormal range (each at most 2**-150 per value).
+_UNDERFLOW_UNIT = 2.0**-147
 # Bytes of temporaries per (reference, catalogue row) pair: the float32 score and two bool masks.
 _BYTES_PER_PAIR = 4 + 1 + 1
+# For nearest(): the float32 score, its partitioned copy and one bool mask.
+_NEAREST_BYTES_PER_PAIR = 4 + 4 + 1
 _HAVE_BITWISE_COUNT = hasattr(np, "bitwise_count")
 
 
@@ -62,14 +97,58 @@ def rank_percentile(ranks: np.ndarray | int, num_images: int) -> np.ndarray | fl
     return 1.0 - np.asarray(ranks, dtype=np.float64) / float(num_images - 1)
 
 
+def feature_scale(features: np.ndarray, squared_norms: np.ndarray | None = None) -> float:
+    """The power of two by which float32 products over ``features`` should scale them (and queries).
+
+    ``1.0`` when the largest row norm is within ``[2**-40, 2**40]`` (ordinary features: nothing
+    to do) or every feature is 0; otherwise the power of two ``s`` with ``s max|x_ij|`` in
+    ``[0.5, 1)``, so that float32 squared norms and products neither overflow nor underflow.
+    Multiplying by a power of two is exact, so distances scale by ``s**2`` exactly and every
+    comparison between them is unchanged.
+
+    Args:
+        features: ``(N, D) float32``.
+        squared_norms: their ``(N,) float32`` squared norms, if known (saves a pass).
+
+    Raises:
+        ConfigurationError: the features hold NaN or inf.
+    """
+    if squared_norms is None:
+        with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+            squared_norms = np.einsum("nd,nd->n", features, features, dtype=np.float32)
+    top = float(np.max(squared_norms, initial=0.0))  # NaN if a feature is NaN, inf if inf or overflowed
+    if _PLAIN_MIN_NORM**2 <= top <= _PLAIN_MAX_NORM**2:
+        return 1.0
+    if features.size == 0:
+        return 1.0
+    largest = max(float(features.max()), -float(features.min()))
+    if not math.isfinite(largest):
+        bad = np.flatnonzero(~np.isfinite(features).all(axis=1))
+        raise ConfigurationError(
+            f"features contain NaN or inf in {bad.size} row(s), first at row {int(bad[0])}; expected finite values"
+        )
+    if largest == 0.0:
+        return 1.0
+    _, exponent = math.frexp(largest)  # largest = m * 2**exponent with 0.5 <= m < 1
+    return math.ldexp(1.0, -exponent)
+
+
 class Ranker:
     """Exact ranks and k-nearest neighbours over ``(N, D) float32`` features.
 
+    Exact for any finite features and queries (see the module docstring for how extreme
+    magnitudes are handled).
+
     Args:
-        features: ``(N, D) float32`` catalogue features (not copied; keep them unchanged).
+        features: ``(N, D) float32`` catalogue features, finite (not copied; keep them unchanged;
+            features of extreme magnitude are also kept in a scaled private copy).
         squared_norms: optional precomputed ``(N,) float32`` squared norms (e.g.
             :attr:`Catalog.squared_norms`).
         max_chunk_bytes: bound on the temporary memory of one chunk of the catalogue.
+
+    Raises:
+        ConfigurationError: features that are not ``(N, D) float32`` or hold NaN/inf, squared
+            norms of the wrong shape, or a non-positive ``max_chunk_bytes``.
     """
 
     def __init__(
@@ -87,17 +166,38 @@ class Ranker:
             raise ConfigurationError(f"max_chunk_bytes must be positive, got {max_chunk_bytes}")
         self.features = np.ascontiguousarray(features)
         if squared_norms is None:
-            squared_norms = np.einsum("nd,nd->n", self.features, self.features, dtype=np.float32)
+            with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+                squared_norms = np.einsum("nd,nd->n", self.features, self.features, dtype=np.float32)
         self.squared_norms = np.asarray(squared_norms, dtype=np.float32)
+        if self.squared_norms.shape != (self.num_images,):
+            raise ConfigurationError(
+                f"squared_norms must have shape ({self.num_images},), one per feature row, got {self.squared_norms.shape}"
+            )
         self.max_chunk_bytes = int(max_chunk_bytes)
-        self._max_norm = float(np.sqrt(self.squared_norms.max(initial=0.0, where=np.isfinite(self.squared_norms))))
+        # The float32 products run on features scaled by this power of two (1.0: the features
+        # themselves); the float64 rechecks always use the features as given.
+        self._scale = feature_scale(self.features, self.squared_norms)
+        if self._scale == 1.0:
+            self._gemm_features, self._gemm_norms = self.features, self.squared_norms
+        else:
+            exponent = int(math.log2(self._scale))
+            self._gemm_features = np.ldexp(self.features, np.int32(exponent))  # exact (float32 out)
+            with np.errstate(under="ignore"):
+                self._gemm_norms = np.einsum("nd,nd->n", self._gemm_features, self._gemm_features, dtype=np.float32)
+        n_terms = self.dim + 2
+        unit = _FLOAT32_UNIT_ROUNDOFF
+        # An upper bound of the largest row norm: float32 squared norms err by gamma_D (and underflow).
+        gamma_dim = self.dim * unit / (1.0 - self.dim * unit)
+        top = float(self._gemm_norms.max(initial=0.0))
+        self._max_norm = math.sqrt((top + n_terms * _UNDERFLOW_UNIT) / (1.0 - gamma_dim))
         # |float32 error| <= gamma_{D+2} * (|q| + |x|)^2 for the score |x|^2 - 2 q.x computed from
         # float32 norms and a float32 product, gamma_n = n u / (1 - n u) (Higham, Accuracy and
-        # Stability of Numerical Algorithms, 3.1). The target's score is computed in float64, so
-        # only the catalogue side errs; the 1% slack covers float64 error and rounding the bounds.
-        n_terms = self.dim + 2
-        gamma = n_terms * _FLOAT32_UNIT_ROUNDOFF / (1.0 - n_terms * _FLOAT32_UNIT_ROUNDOFF)
-        self._error_factor = gamma * 1.01
+        # Stability of Numerical Algorithms, 3.1), plus the underflow term. The target's score is
+        # computed in float64, so only the catalogue side errs; the 1% slack covers float64 error,
+        # 2 u the rounding of the bounds to float32.
+        gamma = n_terms * unit / (1.0 - n_terms * unit)
+        self._error_factor = gamma * 1.01 + 2.0 * unit
+        self._underflow_error = n_terms * _UNDERFLOW_UNIT
         self._local = threading.local()
 
     @property
@@ -110,11 +210,11 @@ class Ranker:
         """Feature dimension ``D``."""
         return int(self.features.shape[1])
 
-    def chunk_rows(self, batch_size: int) -> int:
+    def chunk_rows(self, batch_size: int, bytes_per_pair: int = _BYTES_PER_PAIR) -> int:
         """Catalogue rows processed at once for ``batch_size`` references (at least 1)."""
         # 7/8 of the budget for the chunk's scores and masks, 1/8 for the float64 rechecks.
         chunk_bytes = self.max_chunk_bytes - self.max_chunk_bytes // 8
-        return max(1, min(self.num_images, chunk_bytes // (_BYTES_PER_PAIR * max(1, batch_size))))
+        return max(1, min(self.num_images, chunk_bytes // (bytes_per_pair * max(1, batch_size))))
 
     # ------------------------------------------------------------------ ranks
     def target_ranks(self, shown: np.ndarray, targets: np.ndarray) -> np.ndarray:
@@ -128,13 +228,14 @@ class Ranker:
             ``(B,) int64`` ranks in ``0..N-1``.
         """
         shown = self._check_indices(shown, "shown")
-        return self._ranks(self.features[shown], self._check_indices(targets, "targets"))
+        # Catalogue images are never far from the catalogue: no overflow check needed.
+        return self._ranks(self.features[shown], self._check_indices(targets, "targets"), may_be_far=False)
 
     def query_target_ranks(self, queries: np.ndarray, targets: np.ndarray) -> np.ndarray:
         """Rank of each target w.r.t. an arbitrary query vector (e.g. an agent's query).
 
         Args:
-            queries: ``(B, D)`` float query vectors (cast to float32).
+            queries: ``(B, D)`` float query vectors (cast to float32), finite.
             targets: ``(B,)`` integer target indices.
 
         Returns:
@@ -143,7 +244,39 @@ class Ranker:
         queries = self._check_queries(queries)
         return self._ranks(queries, self._check_indices(targets, "targets"))
 
-    def _ranks(self, queries: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    def _scaled_references(
+        self, queries: np.ndarray, may_be_far: bool = True
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
+        """The float32 product's view of ``(B, D) float32`` references (``may_be_far=False``:
+        catalogue rows, whose reach is at most ``2 max |s x| <= 2**41 sqrt(D)``).
+
+        Returns:
+            ``(queries64, margins, far, gemm_queries)``: the references in float64 (as given);
+            the bound on the float32 error of each reference's scores (float64, scaled units);
+            ``None``, or a ``(B,)`` bool mask of the references so far from the catalogue that
+            float32 scores could overflow (``|s q| + max |s x| > 2**63``: compared in float64
+            only); and ``-2 s q`` in float32 for the product (zero for far references).
+        """
+        queries64 = queries.astype(np.float64)
+        scaled64 = queries64 if self._scale == 1.0 else queries64 * self._scale
+        reach = np.sqrt(np.einsum("bd,bd->b", scaled64, scaled64)) + self._max_norm
+        # gamma (|q| + max |x|)^2 (1.01 + 2 u / gamma) + the underflow term (module docstring).
+        margins = (self._error_factor * reach + self._underflow_error) * reach + self._underflow_error
+        far = None
+        if may_be_far and reach.max(initial=0.0) > _MAX_REACH:  # rare: a query much farther out than the catalogue
+            far = reach > _MAX_REACH
+            scaled64 = np.where(far[:, None], 0.0, scaled64)
+            queries = np.where(far[:, None], np.float32(0.0), queries)
+        if self._scale == 1.0:
+            # Scaling by -2 is exact in binary floating point, so (-2 q) @ X.T rounds exactly like
+            # -2 (q @ X.T) and the error bound still holds, without a pass over the scores.
+            gemm_queries = queries * np.float32(-2.0)
+        else:
+            with np.errstate(under="ignore"):
+                gemm_queries = (scaled64 * -2.0).astype(np.float32)
+        return queries64, margins, far, gemm_queries
+
+    def _ranks(self, queries: np.ndarray, targets: np.ndarray, may_be_far: bool = True) -> np.ndarray:
         if queries.shape[0] != targets.shape[0]:
             raise ConfigurationError(
                 f"need one target per reference, got {queries.shape[0]} references and {targets.shape[0]} targets"
@@ -152,16 +285,20 @@ class Ranker:
         ranks = np.zeros(batch, dtype=np.int64)
         if batch == 0:
             return ranks
+        queries64, margins, far, scaled_queries = self._scaled_references(queries, may_be_far)
         target_features = self.features[targets].astype(np.float64)
-        queries64 = queries.astype(np.float64)
-        target_scores = np.einsum("bd,bd->b", target_features, target_features - 2.0 * queries64)
-        query_norms = np.sqrt(np.einsum("bd,bd->b", queries64, queries64))
-        margins = self._error_factor * (query_norms + self._max_norm) ** 2
-        lower = (target_scores - margins).astype(np.float32)[:, None]
-        upper = (target_scores + margins).astype(np.float32)[:, None]
-        # Scaling by -2 is exact in binary floating point, so (-2 q) @ X.T rounds exactly like
-        # -2 (q @ X.T) and the error bound above still holds, without a pass over the scores.
-        scaled_queries = queries * np.float32(-2.0)
+        if self._scale == 1.0:
+            target_scores = np.einsum("bd,bd->b", target_features, target_features - 2.0 * queries64)
+        else:
+            target_features *= self._scale
+            target_scores = np.einsum("bd,bd->b", target_features, target_features - (2.0 * self._scale) * queries64)
+        lower = target_scores - margins
+        upper = target_scores + margins
+        if far is not None:  # every image of a far reference goes to the float64 recheck
+            lower[far] = -np.inf
+            upper[far] = np.inf
+        lower = lower.astype(np.float32)[:, None]
+        upper = upper.astype(np.float32)[:, None]
 
         step = self.chunk_rows(batch)
         # Width rounded up to a multiple of 8 so that 8 booleans can be counted as one uint64.
@@ -177,8 +314,8 @@ class Ranker:
                 within[:, size:] = False
             # A C-contiguous output, so that matmul writes into it without a temporary copy.
             scores = scores_buffer[: batch * size].reshape(batch, size)
-            np.matmul(scaled_queries, self.features[start:stop].T, out=scores)
-            scores += self.squared_norms[start:stop]
+            np.matmul(scaled_queries, self._gemm_features[start:stop].T, out=scores)
+            scores += self._gemm_norms[start:stop]
             np.less(scores, lower, out=below[:, :size])
             np.less_equal(scores, upper, out=within[:, :size])
             num_below = _count_per_row(below)
@@ -197,7 +334,7 @@ class Ranker:
             candidates = items != targets[rows]  # the target is never counted
             rows, items = rows[candidates], items[candidates]
             # Blocks of pairs keep the float64 temporaries within an eighth of max_chunk_bytes.
-            block = max(64, self.max_chunk_bytes // (8 * 40 * self.dim))
+            block = self._recheck_block()
             for begin in range(0, rows.size, block):
                 block_rows, block_items = rows[begin : begin + block], items[begin : begin + block]
                 pair_queries = queries64[block_rows]
@@ -207,6 +344,10 @@ class Ranker:
                 target_distances = _squared_distances64(self.features[targets[block_rows]], pair_queries)
                 ranks += np.bincount(block_rows[item_distances < target_distances], minlength=batch)
         return ranks
+
+    def _recheck_block(self) -> int:
+        """Pairs rechecked in float64 at once (temporaries within an eighth of max_chunk_bytes)."""
+        return max(64, self.max_chunk_bytes // (8 * 40 * self.dim))
 
     def _workspace(self, batch: int, rows: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Scratch memory: a flat float32 buffer for ``(batch, rows)`` scores and two
@@ -244,34 +385,61 @@ class Ranker:
     def nearest(self, queries: np.ndarray, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` catalogue images nearest to each query, exact, nearest first.
 
-        Ties in distance are broken by the smaller index.
+        Nearest by the float64 reference distance of the module docstring; ties in distance are
+        broken by the smaller index.
 
         Args:
-            queries: ``(B, D)`` float query vectors.
+            queries: ``(B, D)`` float query vectors (cast to float32), finite.
             k: number of neighbours, ``1..N``.
 
         Returns:
-            ``(indices, squared_distances)``: ``(B, k) int64`` and ``(B, k) float32``.
+            ``(indices, squared_distances)``: ``(B, k) int64`` and ``(B, k) float32`` (the float64
+            distances rounded to float32: ``inf`` where they exceed the float32 range).
         """
         queries = self._check_queries(queries)
         if not 1 <= k <= self.num_images:
             raise ConfigurationError(f"k must be in 1..{self.num_images}, got {k}")
         batch = queries.shape[0]
-        query_norms = np.einsum("bd,bd->b", queries, queries, dtype=np.float32)[:, None]
-        best_scores = np.full((batch, 0), np.inf, dtype=np.float32)
-        best_items = np.zeros((batch, 0), dtype=np.int64)
-        step = self.chunk_rows(batch)
+        queries64, margins, far, scaled_queries = self._scaled_references(queries)
+        # An image can be among the k nearest only if its float32 score is within twice the
+        # error bound of the k-th smallest float32 score (each errs by at most one bound).
+        slack = 2.0 * margins
+        kept = np.empty((batch, 0), dtype=np.float32)  # the k smallest float32 scores so far
+        found_rows: list[np.ndarray] = []
+        found_items: list[np.ndarray] = []
+        found_scores: list[np.ndarray] = []
+        step = self.chunk_rows(batch, _NEAREST_BYTES_PER_PAIR)
+        bound = np.full(batch, np.inf, dtype=np.float32)
         for start in range(0, self.num_images, step):
             stop = min(start + step, self.num_images)
-            scores = queries @ self.features[start:stop].T
-            scores *= -2.0
-            scores += self.squared_norms[start:stop]
-            items = np.broadcast_to(np.arange(start, stop, dtype=np.int64), scores.shape)
-            best_scores, best_items = _smallest_k(
-                np.concatenate([best_scores, scores], axis=1), np.concatenate([best_items, items], axis=1), k
-            )
-        distances = np.maximum(best_scores + query_norms, 0.0).astype(np.float32)
-        return best_items, distances
+            scores = np.matmul(scaled_queries, self._gemm_features[start:stop].T)
+            scores += self._gemm_norms[start:stop]
+            best = scores if stop - start <= k else np.partition(scores, k - 1, axis=1)[:, :k].copy()
+            kept = np.concatenate([kept, best], axis=1)
+            if kept.shape[1] > k:
+                kept = np.partition(kept, k - 1, axis=1)[:, :k]
+            if kept.shape[1] == k:  # until k images are seen, every image is a candidate
+                bound = _bound_above(kept.max(axis=1), slack, far)
+            rows, cols = np.nonzero(scores <= bound[:, None])
+            found_rows.append(rows)
+            found_items.append(cols + start)
+            found_scores.append(scores[rows, cols])
+        rows = np.concatenate(found_rows)
+        items = np.concatenate(found_items)
+        keep = np.concatenate(found_scores) <= bound[rows]  # the final, tightest bound
+        rows, items = rows[keep], items[keep]
+        distances = np.empty(rows.size, dtype=np.float64)
+        block = self._recheck_block()
+        for begin in range(0, rows.size, block):
+            part = slice(begin, begin + block)
+            distances[part] = _squared_distances64(self.features[items[part]], queries64[rows[part]])
+        order = np.lexsort((items, distances, rows))
+        sorted_rows = rows[order]
+        position_in_row = np.arange(sorted_rows.size) - np.searchsorted(sorted_rows, np.arange(batch))[sorted_rows]
+        selected = order[position_in_row < k]
+        with np.errstate(over="ignore"):
+            nearest_distances = distances[selected].astype(np.float32).reshape(batch, k)
+        return items[selected].reshape(batch, k), nearest_distances
 
     # ------------------------------------------------------------------ validation
     def _check_indices(self, indices: np.ndarray, name: str) -> np.ndarray:
@@ -286,10 +454,25 @@ class Ranker:
         queries = np.asarray(queries)
         if queries.ndim != 2 or queries.shape[1] != self.dim:
             raise ConfigurationError(f"queries must have shape (B, {self.dim}), got {queries.shape}")
-        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        if queries.dtype == np.float32:
+            queries = np.ascontiguousarray(queries)
+        else:
+            with np.errstate(over="ignore"):  # values beyond the float32 range become inf: refused below
+                queries = np.ascontiguousarray(queries, dtype=np.float32)
         if not np.isfinite(queries).all():
-            raise ConfigurationError("queries contain NaN or inf")
+            raise ConfigurationError(
+                f"queries contain NaN or inf (or values beyond the float32 range +-{_FLOAT32_MAX:.8g}); expected finite values"
+            )
         return queries
+
+
+def _bound_above(kth: np.ndarray, slack: np.ndarray, far: np.ndarray | None) -> np.ndarray:
+    """``kth + slack`` as float32, never below the exact sum (``inf`` for far references)."""
+    bound = kth.astype(np.float64) + slack
+    if far is not None:
+        bound[far] = np.inf
+    # The slack holds 2 u (|q| + max |x|)^2 beyond the error bound, more than the rounding here.
+    return bound.astype(np.float32)
 
 
 def _count_per_row(mask: np.ndarray) -> np.ndarray:
@@ -307,31 +490,3 @@ def _squared_distances64(items: np.ndarray, queries64: np.ndarray) -> np.ndarray
     """Row-wise ``sum((items - queries) ** 2)`` in float64: ``(K, D), (K, D) -> (K,)``."""
     difference = items.astype(np.float64) - queries64
     return np.einsum("kd,kd->k", difference, difference)
-
-
-def _smallest_k(scores: np.ndarray, items: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per row, the ``k`` entries of smallest score, ordered by (score, item).
-
-    Args:
-        scores: ``(B, M) float32``.
-        items: ``(B, M) int64`` item index of each score.
-        k: how many to keep; at most ``M`` are returned.
-
-    Returns:
-        ``(B, min(k, M))`` scores and items.
-    """
-    batch, width = scores.shape
-    keep = min(k, width)
-    if keep < width:
-        kth = np.partition(scores, keep - 1, axis=1)[:, keep - 1 : keep]
-        rows, cols = np.nonzero(scores <= kth)  # the k smallest and any ties with the k-th
-    else:
-        rows, cols = np.nonzero(np.ones_like(scores, dtype=bool))
-    candidate_scores = scores[rows, cols]
-    candidate_items = items[rows, cols]
-    order = np.lexsort((candidate_items, candidate_scores, rows))
-    rows = rows[order]
-    row_starts = np.searchsorted(rows, np.arange(batch))
-    position_in_row = np.arange(rows.size) - row_starts[rows]
-    selected = order[position_in_row < keep]
-    return candidate_scores[selected].reshape(batch, keep), candidate_items[selected].reshape(batch, keep)

@@ -222,7 +222,7 @@ class SyntheticShoesConfig:
     """Settings of the synthetic catalogue.
 
     Attributes:
-        seed: seed of every random draw.
+        seed: seed of every random draw: a non-negative integer (``numpy.random.default_rng``).
         num_train: images in the ``train`` split.
         num_test: images in the ``test`` split.
         dim: feature dimension ``D``.
@@ -247,6 +247,11 @@ class SyntheticShoesConfig:
     spatial_channels: int = 0
 
     def __post_init__(self) -> None:
+        # NumPy seeds are non-negative integers; refused here, not deep inside numpy.random.
+        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
+            raise ConfigurationError(
+                f"seed of the synthetic catalogue must be a non-negative integer, got {self.seed!r}"
+            )
         for field_name in ("num_train", "num_test"):
             if getattr(self, field_name) < 0:
                 raise ConfigurationError(f"{field_name} must be >= 0, got {getattr(self, field_name)}")

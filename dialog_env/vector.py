@@ -10,7 +10,7 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from dialog_env.env import CatalogSpec, DialogRetrievalEnv
+from dialog_env.env import CatalogSpec, DialogRetrievalEnv, transcript_frame
 from dialog_env.errors import ConfigurationError, InvalidActionError, ResetNeeded
 from dialog_env.ranking import rank_percentile
 from dialog_env.text import MAX_FEEDBACK_TOKENS
@@ -19,6 +19,19 @@ from dialog_env.users.base import UserSimulator
 __all__ = ["DialogRetrievalVectorEnv"]
 
 _SeedSpec = int | Sequence[int | None] | None
+_AUTORESET_VALUES = [mode.value for mode in AutoresetMode]
+
+
+def _autoreset_mode(value: Any) -> AutoresetMode:
+    """The :class:`AutoresetMode` that ``value`` (the enum or its string value) names."""
+    if isinstance(value, AutoresetMode):
+        return value
+    if isinstance(value, str) and value in _AUTORESET_VALUES:
+        return AutoresetMode(value)
+    raise ConfigurationError(
+        f"unknown autoreset_mode {value!r}; choose a gymnasium.vector.AutoresetMode or one of its values "
+        f"{_AUTORESET_VALUES}"
+    )
 
 
 class DialogRetrievalVectorEnv(VectorEnv):
@@ -51,12 +64,39 @@ class DialogRetrievalVectorEnv(VectorEnv):
 
     ## Autoreset
 
-    ``metadata["autoreset_mode"]`` is ``AutoresetMode.NEXT_STEP``, Gymnasium's default: when
-    dialog ``i`` terminates or is truncated, the next ``step`` ignores ``actions[i]`` and resets
-    that dialog instead (new target and first image from its generator), returning its first
-    observation with reward 0.0 and ``terminated = truncated = False``. The other dialogs step
-    normally. ``reset(options={"reset_mask": mask})`` resets only the dialogs where ``mask`` is
-    True, as in Gymnasium's vector environments.
+    ``autoreset_mode`` (constructor argument, also ``envs.autoreset_mode`` and
+    ``envs.metadata["autoreset_mode"]``) chooses what happens when dialog ``i`` terminates or is
+    truncated, with Gymnasium's three modes; in each, every dialog equals dialog ``i`` of
+    ``SyncVectorEnv`` in the same mode, step for step (``tests/test_vector.py``,
+    ``tests/test_properties.py``). A new dialog draws its target and first image from that
+    dialog's generator, as a single environment's ``reset()`` without a seed does.
+
+    - ``AutoresetMode.NEXT_STEP`` (``"NextStep"``, the default): the next ``step`` ignores
+      ``actions[i]`` and resets that dialog instead, returning its first observation with
+      reward 0.0 and ``terminated = truncated = False``. The other dialogs step normally.
+    - ``AutoresetMode.SAME_STEP`` (``"SameStep"``): the step that ends dialog ``i`` also resets
+      it. It returns the ending reward, ``terminated`` and ``truncated``, but the new dialog's
+      first observation and info; the last observation and info of the ended dialog are in
+      ``infos["final_obs"]`` (a ``(B,)`` object array: dialog ``i``'s observation dict, ``None``
+      for the others) and ``infos["final_info"]`` (a dict of ``(B,)`` arrays with their
+      ``"_key"`` masks, zero/None for the other dialogs), masked by ``infos["_final_obs"]`` and
+      ``infos["_final_info"]``, exactly as ``SyncVectorEnv`` builds them. Those keys are present
+      only in steps where some dialog ended. Such steps rank twice: the ``B`` shown images, then
+      the new first images of the ended dialogs.
+    - ``AutoresetMode.DISABLED`` (``"Disabled"``): nothing is reset automatically; call
+      ``reset(options={"reset_mask": mask})`` with ``mask`` covering the ended dialogs before
+      the next ``step``, which otherwise raises :class:`~dialog_env.errors.ResetNeeded` (where
+      ``SyncVectorEnv`` fails an ``assert``) and changes nothing.
+
+    ``reset(options={"reset_mask": mask})`` resets only the dialogs where ``mask`` is True, in
+    every mode, as in Gymnasium's vector environments. Gymnasium 1.4's ``gym.make_vec`` refuses
+    ``vector_kwargs`` for a ``vector_entry_point``; pass the mode with the other arguments:
+    ``gym.make_vec("DialogRetrieval-v0", num_envs=B, autoreset_mode="SameStep")``
+    (``vector_kwargs={"autoreset_mode": ...}`` is for ``vectorization_mode="sync"``).
+
+    TorchRL's ``GymWrapper`` takes ``SAME_STEP`` (with ``feedback_text_in_info=False``: it cannot
+    read string infos) and ``DISABLED`` (it then resets with ``reset_mask`` and reads no infos),
+    and refuses ``NEXT_STEP`` for every environment (``tests/test_clients.py``).
 
     ## Spaces
 
@@ -78,9 +118,10 @@ class DialogRetrievalVectorEnv(VectorEnv):
     of ``(B,)`` arrays, each key ``k`` paired with a bool mask ``"_k"`` saying which dialogs have
     it (all of them, except after a partial ``reset`` with ``reset_mask``, where only the reset
     dialogs have entries and the others hold 0/None): ``target_rank`` int64, ``rank_percentile`` float64, ``is_success``
-    bool, ``feedback_text`` object (str), ``shown_index`` int64, ``turn`` int64, and
-    ``target_index`` int64 only with ``expose_target=True``. After an autoreset the entries of a
-    reset dialog are its reset info.
+    bool, ``feedback_text`` object (str; absent with ``feedback_text_in_info=False``),
+    ``shown_index`` int64, ``turn`` int64, and ``target_index`` int64 only with
+    ``expose_target=True``. After an autoreset the entries of a reset dialog are its reset info;
+    in ``SAME_STEP`` mode the ended dialog's last info is in ``infos["final_info"]``.
 
     ## Arguments
 
@@ -91,22 +132,30 @@ class DialogRetrievalVectorEnv(VectorEnv):
     observations, rewards, terminations, truncations, infos = envs.step(envs.action_space.sample())
     ```
 
-    ``num_envs`` (default 1) plus every argument of :class:`DialogRetrievalEnv` (``catalog``,
-    ``split``, ``user``, ``user_kwargs``, ``max_turns``, ``reward_mode``, ``expose_target``,
-    ``max_feedback_tokens``, ``render_mode``), with the same meaning and validation.
+    ``num_envs`` (default 1), ``autoreset_mode`` (default ``AutoresetMode.NEXT_STEP``; the enum
+    or its value ``"NextStep"``, ``"SameStep"`` or ``"Disabled"``, see "Autoreset"), plus every
+    argument of :class:`DialogRetrievalEnv` (``catalog``, ``split``, ``user``, ``user_kwargs``,
+    ``max_turns``, ``reward_mode``, ``expose_target``, ``max_feedback_tokens``, ``render_mode``,
+    ``feedback_text_in_info``), with the same meaning and validation.
     ``catalog``, ``user``, ``ranker`` and ``vocabulary`` are public as on the single environment.
 
     ## Rendering
 
-    ``render()`` returns a tuple with each dialog's transcript (``"ansi"``) or prints each
-    dialog's newest line (``"human"``), like ``SyncVectorEnv`` over single environments.
+    ``render()`` returns a tuple with each dialog's transcript (``"ansi"``) or each dialog's
+    ``(H, W, 3) uint8`` transcript frame (``"rgb_array"``, all of one shape, so they stack), or
+    prints each dialog's newest line (``"human"``), like ``SyncVectorEnv`` over single
+    environments.
 
     ## Version History
 
     - v0: initial version.
     """
 
-    metadata = {"render_modes": ["ansi", "human"], "render_fps": 1, "autoreset_mode": AutoresetMode.NEXT_STEP}
+    metadata = {
+        "render_modes": ["ansi", "human", "rgb_array"],
+        "render_fps": 1,
+        "autoreset_mode": AutoresetMode.NEXT_STEP,
+    }
 
     def __init__(
         self,
@@ -120,9 +169,14 @@ class DialogRetrievalVectorEnv(VectorEnv):
         expose_target: bool = False,
         max_feedback_tokens: int = MAX_FEEDBACK_TOKENS,
         render_mode: str | None = None,
+        feedback_text_in_info: bool = True,
+        autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
     ) -> None:
         if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
             raise ConfigurationError(f"num_envs must be an integer >= 1, got {num_envs!r}")
+        self.autoreset_mode = _autoreset_mode(autoreset_mode)
+        # An instance copy: the class dict keeps the default mode.
+        self.metadata = {**type(self).metadata, "autoreset_mode": self.autoreset_mode}
         # One validation path: the single environment checks the arguments and builds the
         # catalogue split, user, vocabulary and ranker, which every dialog of the batch shares.
         template = DialogRetrievalEnv(
@@ -135,6 +189,7 @@ class DialogRetrievalVectorEnv(VectorEnv):
             expose_target=expose_target,
             max_feedback_tokens=max_feedback_tokens,
             render_mode=render_mode,
+            feedback_text_in_info=feedback_text_in_info,
         )
         self.num_envs = int(num_envs)
         self.catalog = template.catalog
@@ -145,6 +200,7 @@ class DialogRetrievalVectorEnv(VectorEnv):
         self.max_turns = template.max_turns
         self.reward_mode = template.reward_mode
         self.expose_target = template.expose_target
+        self.feedback_text_in_info = template.feedback_text_in_info
         self.max_feedback_tokens = template.max_feedback_tokens
         self.render_mode = render_mode
 
@@ -218,22 +274,33 @@ class DialogRetrievalVectorEnv(VectorEnv):
     def step(
         self, actions: Any
     ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
-        """Show one image in each dialog (or autoreset the dialogs that ended last step).
+        """Show one image in each dialog (in ``NEXT_STEP`` mode, autoreset those that ended last step).
 
         Args:
             actions: ``(B,)`` integer image indices in ``0..N-1``.
 
         Returns:
             ``(observations, rewards (B,) float64, terminations (B,) bool, truncations (B,) bool,
-            infos)``.
+            infos)``; in ``SAME_STEP`` mode ``infos`` also holds ``final_obs``/``final_info``
+            when a dialog ended (see "Autoreset").
 
         Raises:
             InvalidActionError: ``actions`` of the wrong shape or dtype, or out of range.
-            ResetNeeded: ``step`` before the first ``reset``.
+            ResetNeeded: ``step`` before the first ``reset``, or, in ``DISABLED`` mode, while a
+                dialog that ended has not been reset.
         """
         if not self._has_reset:
             raise ResetNeeded("step() called before the first reset(); call reset() first")
         actions = self._check_actions(actions)
+        if self.autoreset_mode == AutoresetMode.DISABLED and self._needs_reset.any():
+            ended = np.flatnonzero(self._needs_reset).tolist()
+            raise ResetNeeded(
+                f"step() called while dialog(s) {ended} have ended and autoreset_mode is "
+                f"{self.autoreset_mode.value!r}; call reset(options={{'reset_mask': mask}}) with mask True "
+                f"for them first"
+            )
+        # Only NEXT_STEP leaves dialogs pending a reset here: SAME_STEP resets them in the step
+        # that ends them, DISABLED refuses to step them (above).
         resetting = self._needs_reset
         stepping = ~resetting
         previous = self._percentiles
@@ -253,21 +320,43 @@ class DialogRetrievalVectorEnv(VectorEnv):
         else:
             rewards = terminated.astype(np.float64)
         rewards[resetting] = 0.0
-        self._needs_reset = terminated | truncated
+        ended = terminated | truncated
+        self._needs_reset = ended
         if self.render_mode == "human":
             self.render()
-        return self._get_obs(), rewards, terminated, truncated, self._get_info()
+        if self.autoreset_mode != AutoresetMode.SAME_STEP or not ended.any():
+            return self._get_obs(), rewards, terminated, truncated, self._get_info()
 
-    def render(self) -> tuple[str, ...] | None:
-        """``"ansi"``: each dialog's transcript; ``"human"``: print each dialog's newest line."""
+        # SAME_STEP: keep the ended dialogs' last observation and info, start them again.
+        final_observations, final_info = self._get_obs(), self._get_info(ended)
+        self._start(ended, None, None)
+        if self.render_mode == "human":
+            self._print_newest(ended)
+        infos = self._get_info()
+        final_obs = np.full(self.num_envs, None, dtype=object)
+        for i in np.flatnonzero(ended):
+            final_obs[i] = {key: value[i].copy() for key, value in final_observations.items()}
+        infos["final_obs"], infos["_final_obs"] = final_obs, ended.copy()
+        infos["final_info"], infos["_final_info"] = final_info, ended.copy()
+        return self._get_obs(), rewards, terminated, truncated, infos
+
+    def render(self) -> tuple[str, ...] | tuple[np.ndarray, ...] | None:
+        """``"ansi"``: each dialog's transcript; ``"rgb_array"``: each dialog's ``(H, W, 3) uint8``
+        transcript frame; ``"human"``: print each dialog's newest line."""
         if self.render_mode is None:
-            gym.logger.warn("render() called without a render_mode; pass render_mode='ansi' or 'human' to gym.make_vec")
+            gym.logger.warn(
+                "render() called without a render_mode; pass render_mode='ansi', 'human' or 'rgb_array' to gym.make_vec"
+            )
             return None
         if self.render_mode == "ansi":
             return tuple("\n".join(lines) + "\n" for lines in self._transcripts)
-        for i, lines in enumerate(self._transcripts):
-            if lines:
-                print(f"dialog {i}: {lines[-1]}")
+        if self.render_mode == "rgb_array":
+            return tuple(
+                transcript_frame(lines, split=self.split, num_images=self.catalog.num_images, turn=int(turn),
+                                 max_turns=self.max_turns)  # fmt: skip
+                for lines, turn in zip(self._transcripts, self._turns)
+            )
+        self._print_newest(np.ones(self.num_envs, dtype=np.bool_))
         return None
 
     def close_extras(self, **kwargs: Any) -> None:
@@ -282,14 +371,19 @@ class DialogRetrievalVectorEnv(VectorEnv):
         return tuple(self._rngs)
 
     # ------------------------------------------------------------------ helpers
+    def _print_newest(self, which: np.ndarray) -> None:
+        """``"human"`` rendering: print the newest transcript line of the dialogs in ``which``."""
+        for i in np.flatnonzero(which):
+            if self._transcripts[i]:
+                print(f"dialog {i}: {self._transcripts[i][-1]}")
+
     def _start(self, mask: np.ndarray, targets: np.ndarray | None, initials: np.ndarray | None) -> None:
         """Begin new dialogs where ``mask`` is True (the others keep their state)."""
         self._draw_starts(mask, targets, initials)
         self._turns = np.where(mask, 0, self._turns)
         self._needs_reset = self._needs_reset & ~mask
-        # Only the reset dialogs need a rank and a caption, but ranking all B costs one product
-        # either way; the user is asked only about the reset ones, so the others' generators
-        # are not advanced.
+        # Only the reset dialogs are ranked and described, so the others' generators are not
+        # advanced (and a SAME_STEP autoreset ranks only the dialogs that ended).
         self._show(np.where(mask, self._initials, self._shown), only=None if mask.all() else mask)
 
     def _draw_starts(self, mask: np.ndarray, targets: np.ndarray | None, initials: np.ndarray | None) -> None:
@@ -321,9 +415,13 @@ class DialogRetrievalVectorEnv(VectorEnv):
             shown: ``(B,) int64`` image shown in each dialog.
             only: optional ``(B,) bool``: update only these dialogs (a partial reset).
         """
-        ranks = self.ranker.target_ranks(shown, self._targets)
-        percentiles = rank_percentile(ranks, self.catalog.num_images)
         which = np.arange(self.num_envs) if only is None else np.flatnonzero(only)
+        if only is None:
+            ranks = self.ranker.target_ranks(shown, self._targets)
+        else:  # the ranks are exact, so ranking a subset gives the same numbers as ranking all B
+            ranks = self._ranks.copy()
+            ranks[which] = self.ranker.target_ranks(shown[which], self._targets[which])
+        percentiles = rank_percentile(ranks, self.catalog.num_images)
         assert self._rngs is not None
         texts = self.user.describe(self.catalog, self._targets[which], shown[which], [self._rngs[i] for i in which])
         ids = self.vocabulary.encode_batch(texts, self.max_feedback_tokens)
@@ -336,7 +434,7 @@ class DialogRetrievalVectorEnv(VectorEnv):
             self._feedback_ids = ids
         else:
             self._shown = np.where(only, shown, self._shown)
-            self._ranks = np.where(only, ranks, self._ranks)
+            self._ranks = ranks
             self._percentiles = np.where(only, percentiles, self._percentiles)
             self._feedback_texts = self._feedback_texts.copy()
             self._feedback_texts[which] = texts
@@ -369,6 +467,8 @@ class DialogRetrievalVectorEnv(VectorEnv):
             "shown_index": self._shown.copy(),
             "turn": self._turns.copy(),
         }
+        if not self.feedback_text_in_info:
+            del values["feedback_text"]
         if self.expose_target:
             values["target_index"] = self._targets.copy()
         info: dict[str, Any] = {}

@@ -42,15 +42,18 @@ def nearest_image(ranker: Ranker, queries: np.ndarray) -> np.ndarray:
     return indices[:, 0]
 
 
-class QueryAction(gym.Wrapper):
+class QueryAction(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Act with a query vector; the environment shows the catalogue image nearest to it.
 
     ## Action Space
 
     ``Box(low, high, shape=(D,), dtype=float32)``, where ``low`` and ``high`` are the per-dimension
     minimum and maximum of the split's catalogue features (``env.unwrapped.catalog.features``).
-    Any finite ``(D,)`` vector is accepted (queries outside the box are not clipped: the nearest
-    image of any point is well defined); SB3 clips or squashes its actions into the box anyway.
+    Any finite ``(D,)`` float32 vector is accepted (queries outside the box are not clipped: the
+    nearest image of any point is well defined, and the ranker computes it and the query's rank
+    exactly whatever the magnitude, in float64 where float32 would overflow); SB3 clips or squashes
+    its actions into the box anyway. NaN, inf and values beyond the float32 range (``|value| >
+    3.4e38``) are refused with :class:`~dialog_env.errors.InvalidActionError`.
 
     ## Dynamics
 
@@ -85,6 +88,10 @@ class QueryAction(gym.Wrapper):
         >>> info["query_index"] == info["shown_index"]
         True
 
+    The wrapper records its constructor arguments (``gym.utils.RecordConstructorArgs``), so the
+    wrapped environment's ``spec`` lists it and ``gym.make(env.spec)`` rebuilds the wrapped
+    environment.
+
     Args:
         env: a ``DialogRetrieval-v0`` environment (possibly wrapped, e.g. by ``gym.make``).
 
@@ -93,7 +100,9 @@ class QueryAction(gym.Wrapper):
     """
 
     def __init__(self, env: gym.Env) -> None:
-        super().__init__(env)
+        # Recorded before gym.Wrapper.__init__, as Gymnasium's own wrappers do (first call wins).
+        gym.utils.RecordConstructorArgs.__init__(self)
+        gym.Wrapper.__init__(self, env)
         from dialog_env.env import DialogRetrievalEnv
 
         if not isinstance(env.unwrapped, DialogRetrievalEnv):
@@ -125,11 +134,20 @@ class QueryAction(gym.Wrapper):
     def _check_query(self, action: Any) -> np.ndarray:
         dim = self.action_space.shape[0]
         try:
-            query = np.asarray(action, dtype=np.float32)
+            # Checked in float64 first, so that a value beyond the float32 range is named, not cast to inf.
+            query = np.asarray(action, dtype=np.float64)
         except (TypeError, ValueError) as error:
             raise InvalidActionError(f"a query action must be a float vector of shape ({dim},), got {action!r}") from error
         if query.shape != (dim,):
             raise InvalidActionError(f"a query action must have shape ({dim},), got shape {query.shape}")
-        if not np.isfinite(query).all():
-            raise InvalidActionError("a query action must be finite, got NaN or inf")
-        return query
+        magnitude = np.abs(query)
+        position = int(np.argmax(magnitude))  # NaN counts as the largest
+        if not magnitude[position] <= _FLOAT32_MAX:
+            raise InvalidActionError(
+                f"a query action must be finite float32 values (|value| <= {_FLOAT32_MAX:.8g}), got "
+                f"{query[position]:.7g} at index {position}"
+            )
+        return query.astype(np.float32)
+
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)

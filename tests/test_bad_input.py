@@ -166,6 +166,71 @@ def captioner_checkpoint(folder: Path, dim: int = 8) -> Path:
     return save_captioner(folder / "captioner.pt", model, vocabulary, source)
 
 
+def planted_checkpoint(folder: Path) -> Path:
+    """A torch file whose pickle would create a file when unpickled."""
+
+    class Plant:
+        def __reduce__(self):
+            return (open, (str(folder / "MARKER"), "w"))
+
+    path = folder / "planted.pt"
+    torch.save({"format": "dialog-env-checkpoint", "version": 1, "evil": Plant()}, path)
+    return path
+
+
+def checkpoint_without(folder: Path, key: str) -> Path:
+    path = agent_checkpoint(folder)
+    payload = torch.load(path, weights_only=True)
+    del payload[key]
+    torch.save(payload, path)
+    return path
+
+
+def run_with_checkpoint(folder: Path, **changes) -> Path:  # noqa: ANN003
+    """``runs/bad/checkpoints/last.pt``: a training checkpoint with ``changes``, for ``--resume``."""
+    import train_agent
+
+    last = folder / "bad" / "checkpoints" / "last.pt"
+    payload = {"stage": "pretrain", "iteration": 2, "model": {}, "optimizer": {}, "base": None, "results": {},
+               "model_config": {"image_dim": 8, "vocab_size": 20}, "vocabulary": ["a", "b"],
+               "args": __import__("dataclasses").asdict(train_agent.Args()), **changes}  # fmt: skip
+    save_checkpoint(last, payload)
+    return last
+
+
+def resume(folder: Path, **arguments) -> int:  # noqa: ANN003
+    import train_agent
+
+    return train_agent.run(train_agent.Args(run_name="bad", runs_dir=str(folder), resume=True, eval_episodes=5, progress=False, **arguments))
+
+
+def train_args(**arguments) -> None:  # noqa: ANN003
+    import train_agent
+
+    train_agent.validate_args(train_agent.Args(**arguments))
+
+
+def a_file(folder: Path) -> Path:
+    path = folder / "notes.txt"
+    path.write_text("a file, not a folder\n")
+    return path
+
+
+def locked_run(folder: Path) -> int:
+    """``train_agent.py`` into a folder another process holds (simulated by holding its lock here)."""
+    from dialog_env.runs import RunFolder
+
+    with RunFolder(folder / "busy", "train_agent.py"):
+        import train_agent
+
+        return train_agent.run(train_agent.Args(run_name="busy", runs_dir=str(folder), eval_episodes=5, progress=False))
+
+
+def bare_catalogue() -> Catalog:
+    full = catalogue()
+    return Catalog(full.features, full.ids, full.splits, name="no-attributes")
+
+
 # ---------------------------------------------------------------------------- the cases
 @dataclass(frozen=True)
 class Case:
@@ -212,6 +277,31 @@ CASES: list[Case] = [
          CatalogError, ("split 'test'", "has 1 image", "at least 2")),
     Case("catalog-argument", "Environment", "`catalog=` of an unsupported type", lambda d: dialog_env.DialogRetrievalEnv(catalog=5),
          ConfigurationError, ("catalog must be", "got int")),
+    Case("relative-attribute-without-attributes", "Environment", "`user=\"relative-attribute\"` on a catalogue without attributes",
+         lambda d: dialog_env.DialogRetrievalEnv(catalog=bare_catalogue(), user="relative-attribute"),
+         UserSimulatorError, ("user simulator 'relative-attribute'", "no-attributes", "lacks")),
+    Case("expose-target-not-bool", "Environment", "`expose_target` that is not a bool (`\"yes\"`, `1`)", lambda d: env(expose_target="yes"),
+         ConfigurationError, ("expose_target", "must be a bool", "got 'yes' of type str")),
+    Case("user-kwargs-not-mapping", "Environment", "`user_kwargs` that is not a mapping (a list, a string)", lambda d: env(user_kwargs=["vague_rate", 0.2]),
+         ConfigurationError, ("user_kwargs", "mapping of keyword arguments of user simulator 'rule'", "got \\['vague_rate', 0.2\\] of type list")),
+    Case("feedback-text-in-info-not-bool", "Environment", "`feedback_text_in_info` that is not a bool", lambda d: env(feedback_text_in_info="no"),
+         ConfigurationError, ("feedback_text_in_info", "must be a bool", "got 'no' of type str")),
+    Case("unknown-autoreset-mode", "Environment", "vector env: unknown `autoreset_mode`",
+         lambda d: dialog_env.DialogRetrievalVectorEnv(num_envs=2, catalog=catalogue(), autoreset_mode="same_step"),
+         ConfigurationError, ("autoreset_mode 'same_step'", "AutoresetMode", "'NextStep', 'SameStep', 'Disabled'")),
+    Case("step-ended-dialog-disabled", "Environment", "vector env with `autoreset_mode=\"Disabled\"`: `step` before resetting an ended dialog",
+         lambda d: (lambda e: (e.reset(seed=0), e.step(np.zeros(3, dtype=np.int64)), e.step(np.zeros(3, dtype=np.int64))))(
+             dialog_env.DialogRetrievalVectorEnv(num_envs=3, catalog=catalogue(), max_turns=1, autoreset_mode="Disabled")),
+         ResetNeeded, ("dialog\\(s\\) \\[0, 1, 2\\] have ended", "'Disabled'", "reset\\(options=\\{'reset_mask': mask\\}\\)")),
+    Case("catalog-seed-negative", "Environment", "negative seed of the synthetic catalogue",
+         lambda d: dialog_env.DialogRetrievalEnv(catalog={"seed": -1}),
+         ConfigurationError, ("seed of the synthetic catalogue", "non-negative integer", "got -1")),
+    Case("query-beyond-float32", "Environment", "`QueryAction` query beyond the float32 range",
+         lambda d: dialog_env.QueryAction(started_env()).step(np.full(8, 1e39)),
+         InvalidActionError, ("query action", "\\|value\\| <= 3.4028235e\\+38", "got 1e\\+39 at index 0")),
+    Case("query-nan", "Environment", "`QueryAction` query with NaN",
+         lambda d: dialog_env.QueryAction(started_env()).step(np.full(8, np.nan)),
+         InvalidActionError, ("query action", "finite float32 values", "got nan at index 0")),
     # catalogue files
     Case("catalog-missing-file", "Catalogue files", "missing file", lambda d: Catalog.load(d / "absent.h5"),
          CatalogNotFoundError, ("absent.h5", "does not exist")),
@@ -232,6 +322,12 @@ CASES: list[Case] = [
          CatalogFormatError, ("bad.h5", "'features'", "shape \\(N, D\\)", "got shape \\(26,\\)")),
     Case("catalog-nan", "Catalogue files", "NaN/inf features", lambda d: Catalog.load(edited_file(d, with_nan)),
          CatalogFormatError, ("bad.h5", "'features'", "NaN or inf", "row 3")),
+    Case("catalog-extreme-row", "Catalogue files", "a feature beyond the safe range |value| <= 1e15 (one row at 3e38)",
+         lambda d: Catalog.load(edited_file(d, replace("features", np.vstack([catalogue().features[:3], np.full((1, 8), 3e38, np.float32), catalogue().features[4:]])))),
+         CatalogFormatError, ("bad.h5", "'features'", "row 3 \\(id 'syn_", "holds 3e\\+38", "\\|value\\| <= 1e\\+15")),
+    Case("catalog-extreme-scale", "Catalogue files", "features scaled far beyond the safe range (all times 1e19)",
+         lambda d: Catalog.load(edited_file(d, replace("features", catalogue().features * np.float32(1e19)))),
+         CatalogFormatError, ("bad.h5", "'features'", "row 0 \\(id 'syn_", "\\|value\\| <= 1e\\+15", "26 row\\(s\\) exceed it")),
     Case("catalog-duplicate-ids", "Catalogue files", "duplicate ids", lambda d: Catalog.load(edited_file(d, with_duplicate_id)),
          CatalogFormatError, ("bad.h5", "ids must be unique", "duplicated")),
     Case("catalog-split-out-of-range", "Catalogue files", "split index out of range",
@@ -274,6 +370,21 @@ CASES: list[Case] = [
     Case("checkpoint-other-vocabulary", "Checkpoints", "agent checkpoint made for another vocabulary",
          lambda d: load_checkpoint(agent_checkpoint(d), vocabulary_words=["a", "b", "c"]),
          ConfigurationError, ("last.pt", "another vocabulary", "2 words", "has 3")),
+    Case("checkpoint-payload", "Checkpoints", "a checkpoint holding a pickled object (code that would run when unpickled)",
+         lambda d: load_checkpoint(planted_checkpoint(d)),
+         ConfigurationError, ("planted.pt", "other than tensors and plain containers", "could run code")),
+    Case("checkpoint-missing-key", "Checkpoints", "agent checkpoint missing a key",
+         lambda d: load_checkpoint(checkpoint_without(d, "model")),
+         ConfigurationError, ("last.pt", "lacks the key 'model'", "it holds")),
+    Case("checkpoint-unknown-stage", "Checkpoints", "`--resume` from a checkpoint with an unknown stage",
+         lambda d: resume(d) if run_with_checkpoint(d, stage="warmup") else None,
+         ConfigurationError, ("last.pt", "stage 'warmup'", "'pretrain', 'improve', 'done'")),
+    Case("checkpoint-resume-missing-key", "Checkpoints", "`--resume` from a checkpoint without its optimizer state",
+         lambda d: resume(d) if run_with_checkpoint(d, optimizer=None) else None,
+         ConfigurationError, ("last.pt", "'optimizer' is a NoneType")),
+    Case("resume-changed-args", "Checkpoints", "`--resume` with other training arguments",
+         lambda d: resume(d, seed=5, tau=0.5) if run_with_checkpoint(d) else None,
+         ConfigurationError, ("--seed: 1 -> 5", "--tau: 0.2 -> 0.5", "--allow-changed-args")),
     Case("resume-without-checkpoint", "Checkpoints", "`train_agent.py --resume` without a checkpoint",
          lambda d: __import__("train_agent").run(__import__("train_agent").Args(run_name="none", runs_dir=str(d), resume=True, eval_episodes=5)),
          ConfigurationError, ("--resume", "no checkpoint", "last.pt")),
@@ -291,6 +402,29 @@ CASES: list[Case] = [
          lambda d: dialog_env.DialogRetrievalEnv(catalog=shifted_catalogue(), user="captioner",
                                                  user_kwargs={"checkpoint": str(captioner_checkpoint(d))}),
          UserSimulatorError, ("captioner.pt", "other features", "retrain the captioner")),
+    Case("captioner-payload", "Checkpoints", "a captioner checkpoint holding a pickled object",
+         lambda d: dialog_env.make_user("captioner", checkpoint=str(planted_checkpoint(d))),
+         UserSimulatorError, ("planted.pt", "could run code")),
+    # commands
+    Case("seed-negative", "Commands", "`train_agent.py --seed -1`", lambda d: train_args(seed=-1),
+         ConfigurationError, ("--seed", "0..4294967295", "got -1")),
+    Case("seed-too-large", "Commands", "`train_agent.py --seed 4294967296` (2^32)", lambda d: train_args(eval_seed=2**32),
+         ConfigurationError, ("--eval-seed", "0..4294967295", "got 4294967296")),
+    Case("hyperparameter-nan", "Commands", "`--margin nan`, `--tau inf`, `--pretrain-lr nan`",
+         lambda d: train_args(margin=float("nan"), tau=float("inf"), pretrain_lr=float("nan")),
+         ConfigurationError, ("--margin must be a finite number >= 0, got nan", "--tau must be a finite number > 0, got inf",
+                              "--pretrain-lr .* got nan")),
+    Case("device-without-cuda", "Commands", "`--device cuda` on a CPU-only torch", lambda d: train_args(device="cuda"),
+         ConfigurationError, ("device 'cuda'", "no CUDA device", "'cpu' or 'auto'")),
+    Case("runs-dir-file", "Commands", "a file given as `--runs-dir`", lambda d: train_args(runs_dir=str(a_file(d))),
+         ConfigurationError, ("--runs-dir", "notes.txt", "is a file, expected a folder")),
+    Case("output-file", "Commands", "a file given as `train_captioner.py --output`",
+         lambda d: __import__("train_captioner").run(__import__("train_captioner").Args(output=str(a_file(d)))),
+         ConfigurationError, ("--output", "notes.txt", "is a file, expected a folder")),
+    Case("run-name-path", "Commands", "`--run-name` that is a path", lambda d: train_args(run_name="../elsewhere"),
+         ConfigurationError, ("--run-name must be one folder name", "'../elsewhere'")),
+    Case("run-folder-in-use", "Commands", "a run folder another process is writing", locked_run,
+         ConfigurationError, ("busy", "is in use by process \\d+", "choose another run name")),
 ]  # fmt: skip
 
 

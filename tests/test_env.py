@@ -187,7 +187,13 @@ def test_integer_like_actions_are_accepted():
         ({"split": "val"}, ConfigurationError, "unknown split 'val'.*\\['test', 'train'\\]"),
         ({"user": "robot"}, ConfigurationError, "unknown user simulator 'robot'"),
         ({"max_turns": 0}, ConfigurationError, "max_turns must be an integer >= 1"),
-        ({"render_mode": "rgb_array"}, ConfigurationError, "unknown render_mode"),
+        ({"render_mode": "rgb"}, ConfigurationError, "unknown render_mode 'rgb'.*'rgb_array'"),
+        ({"expose_target": "yes"}, ConfigurationError, "expose_target must be a bool .*got 'yes' of type str"),
+        ({"expose_target": 1}, ConfigurationError, "expose_target must be a bool .*got 1 of type int"),
+        ({"feedback_text_in_info": "no"}, ConfigurationError, "feedback_text_in_info must be a bool .*got 'no'"),
+        ({"user_kwargs": ["vague_rate", 0.2]}, ConfigurationError, "user_kwargs must be .*'rule'.*list"),
+        ({"user_kwargs": "vague_rate=0.2"}, ConfigurationError, "user_kwargs must be None or a mapping .*of type str"),
+        ({"user_kwargs": {1: 0.2}}, ConfigurationError, "user_kwargs must be None or a mapping .*got \\{1: 0.2\\}"),
         ({"catalog": 3}, ConfigurationError, "catalog must be"),
         ({"catalog": {"colour": 1}}, ConfigurationError, "unknown synthetic catalogue settings"),
     ],
@@ -263,3 +269,23 @@ def test_stable_baselines3_multi_input_policy_learns_a_few_steps():
     observation, _ = env.reset(seed=0)
     action, _ = model.predict(observation, deterministic=True)
     assert env.action_space.contains(int(action))
+
+
+def test_feedback_text_in_info_false_keeps_every_info_value_numeric():
+    env = make(feedback_text_in_info=False, expose_target=True, render_mode="ansi")
+    reference = make(expose_target=True)
+    observation, info = env.reset(seed=3)
+    expected_observation, expected_info = reference.reset(seed=3)
+    assert expected_info.pop("feedback_text") in env.render()  # the caption is still in the transcript
+    assert info == expected_info and all(isinstance(value, (bool, int, float)) for value in info.values())
+    np.testing.assert_array_equal(observation["feedback"], expected_observation["feedback"])
+    step, expected = env.step(5), reference.step(5)
+    assert "feedback_text" not in step[4] and step[1:4] == expected[1:4]
+
+
+def test_vector_env_shares_the_constructor_validation():
+    for kwargs, message in (({"expose_target": "yes"}, "expose_target must be a bool"),
+                            ({"user_kwargs": ["a"]}, "user_kwargs must be None or a mapping")):  # fmt: skip
+        with pytest.raises(ConfigurationError, match=message):
+            dialog_env.DialogRetrievalVectorEnv(num_envs=2, catalog=SMALL, **kwargs)
+    assert dialog_env.DialogRetrievalEnv(catalog=SMALL, expose_target=np.bool_(True)).expose_target is True

@@ -6,8 +6,10 @@ termination and truncation from their definitions in the env docstring, the obse
 catalogue and the vocabulary. The native vector env is checked the same way and, dialog by dialog,
 against single environments: dialog ``i`` of a vector env reset with seed ``s`` is a single env
 reset with seed ``s + i``, and a dialog that ended is reset by the next ``step`` (``NEXT_STEP``
-autoreset), which ignores its action and continues that dialog's generator. The last test shows
-that each check can fail.
+autoreset), which ignores its action and continues that dialog's generator. In each of Gymnasium's
+three autoreset modes, the vector env also equals ``SyncVectorEnv`` in that mode step for step,
+``final_obs``/``final_info`` of ``SAME_STEP`` and the masked resets of ``DISABLED`` included. The
+last tests show that each check can fail.
 """
 
 from __future__ import annotations
@@ -17,12 +19,14 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import pytest
+from gymnasium.vector import AutoresetMode, SyncVectorEnv
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 import dialog_env  # noqa: F401 - registers DialogRetrieval-v0
 from dialog_env import DialogRetrievalEnv, DialogRetrievalVectorEnv
 from dialog_env.catalog import Catalog
+from dialog_env.errors import ResetNeeded
 from dialog_env.ranking import rank_percentile
 from dialog_env.synthetic import make_synthetic_shoes
 
@@ -263,6 +267,126 @@ def test_vector_env_invariants_and_equality_with_single_envs(
             assert_same_dialog(dialog, expected, expose_target)
 
 
+# ---------------------------------------------------------------------------- every autoreset mode
+def assert_same_structure(native: Any, reference: Any, path: str = "result") -> None:
+    """Identical values, types and dtypes, through tuples, dicts (``final_info``) and object arrays
+    (``feedback_text``, ``final_obs``)."""
+    if isinstance(reference, tuple):
+        assert isinstance(native, tuple) and len(native) == len(reference), path
+        for k, (value, expected) in enumerate(zip(native, reference)):
+            assert_same_structure(value, expected, f"{path}[{k}]")
+    elif isinstance(reference, dict):
+        assert isinstance(native, dict) and native.keys() == reference.keys(), path
+        for key, expected in reference.items():
+            assert_same_structure(native[key], expected, f"{path}[{key!r}]")
+    elif isinstance(reference, np.ndarray):
+        assert isinstance(native, np.ndarray), path
+        assert (native.dtype, native.shape) == (reference.dtype, reference.shape), path
+        if reference.dtype == object:
+            for k, (value, expected) in enumerate(zip(native, reference)):
+                assert_same_structure(value, expected, f"{path}[{k}]")
+        else:
+            np.testing.assert_array_equal(native, reference, err_msg=path)
+    else:
+        assert type(native) is type(reference) and native == reference, path
+
+
+def check_same_step_finals(result: tuple, ended: np.ndarray, max_turns: int) -> None:
+    """``SAME_STEP``: the ended dialogs' last turn is in ``final_obs``/``final_info``, the returned
+    entries are their new dialogs' first turn; nothing else is there."""
+    observations, _, terminations, _, infos = result
+    if not ended.any():
+        assert not {"final_obs", "_final_obs", "final_info", "_final_info"} & infos.keys()
+        return
+    assert infos["_final_obs"].tolist() == infos["_final_info"].tolist() == ended.tolist()
+    final_info = infos["final_info"]
+    for i, is_ended in enumerate(ended):
+        final = infos["final_obs"][i]
+        if not is_ended:
+            assert final is None and not any(final_info[key][i] for key in final_info if key.startswith("_"))
+            continue
+        assert observations["turn"][i].tolist() == [0] and infos["turn"][i] == 0
+        assert final["turn"].tolist() == [final_info["turn"][i]] and 1 <= final_info["turn"][i] <= max_turns
+        assert final_info["is_success"][i] == terminations[i]
+        assert (final_info["target_rank"][i] == 0) == terminations[i]
+
+
+@settings(max_examples=120, deadline=None)
+@given(
+    autoreset_mode=st.sampled_from([mode.value for mode in AutoresetMode]),
+    catalogue=st.sampled_from(sorted(CATALOGUES)),
+    split=st.sampled_from(["train", "test"]),
+    user=st.sampled_from(sorted(USERS)),
+    num_envs=st.integers(1, MAX_ENVS),
+    seed=st.integers(0, 2**31 - 1 - MAX_ENVS),
+    reward_mode=st.sampled_from(REWARD_MODES),
+    max_turns=st.integers(1, 3),
+    expose_target=st.booleans(),
+    feedback_text_in_info=st.booleans(),
+    steps=st.lists(
+        st.tuples(
+            st.lists(ACTION_CODES, min_size=MAX_ENVS, max_size=MAX_ENVS),
+            st.none() | st.lists(st.booleans(), min_size=MAX_ENVS, max_size=MAX_ENVS),  # an optional reset_mask
+        ),
+        min_size=1,
+        max_size=12,
+    ),
+    step_an_ended_dialog=st.booleans(),
+)
+def test_vector_env_equals_sync_vector_env_in_every_autoreset_mode(
+    autoreset_mode, catalogue, split, user, num_envs, seed, reward_mode, max_turns, expose_target,
+    feedback_text_in_info, steps, step_an_ended_dialog,
+):  # fmt: skip
+    kwargs = env_kwargs(catalogue, split, user, reward_mode=reward_mode, max_turns=max_turns,
+                        expose_target=expose_target, feedback_text_in_info=feedback_text_in_info)  # fmt: skip
+    vector = gym.make_vec("DialogRetrieval-v0", num_envs=num_envs, vectorization_mode="vector_entry_point",
+                          autoreset_mode=autoreset_mode, **kwargs)  # fmt: skip
+    reference = gym.make_vec("DialogRetrieval-v0", num_envs=num_envs, vectorization_mode="sync",
+                             vector_kwargs={"autoreset_mode": autoreset_mode}, **kwargs)  # fmt: skip
+    assert isinstance(vector, DialogRetrievalVectorEnv) and isinstance(reference, SyncVectorEnv)
+    assert vector.autoreset_mode is reference.autoreset_mode is AutoresetMode(autoreset_mode)
+    assert vector.metadata["autoreset_mode"] is vector.autoreset_mode
+    disabled = vector.autoreset_mode is AutoresetMode.DISABLED
+    num_images = vector.catalog.num_images
+
+    assert_same_structure(vector.reset(seed=seed), reference.reset(seed=seed))
+    ended = np.zeros(num_envs, dtype=np.bool_)
+    for step_codes, reset_codes in steps:
+        if disabled and ended.any() and step_an_ended_dialog:
+            # Stepping a dialog that ended: the native env raises, SyncVectorEnv fails its assert.
+            with pytest.raises(ResetNeeded, match="reset_mask"):
+                vector.step(np.zeros(num_envs, dtype=np.int64))
+            with pytest.raises(AssertionError):
+                reference.step(np.zeros(num_envs, dtype=np.int64))
+            event("DISABLED: step of an ended dialog refused")
+            return
+        mask = np.array(reset_codes[:num_envs]) if reset_codes is not None else np.zeros(num_envs, dtype=np.bool_)
+        if disabled:
+            mask |= ended  # DISABLED: the user resets the ended dialogs
+        if mask.any():
+            # In every mode: a masked reset (of ended or running dialogs; in NEXT_STEP it also
+            # cancels a pending autoreset).
+            result = vector.reset(options={"reset_mask": mask})
+            assert_same_structure(result, reference.reset(options={"reset_mask": mask.copy()}))
+            assert vector.observation_space.contains(result[0])
+            event(f"{autoreset_mode}: masked reset")
+        # The targets, read from the reference's single envs, so that terminations happen.
+        targets = [env.unwrapped._target for env in reference.envs]
+        actions = np.array([action_of(code, target, num_images) for code, target in zip(step_codes, targets)])
+        result = vector.step(actions)
+        assert_same_structure(result, reference.step(actions))
+        observations, rewards, terminations, truncations, infos = result
+        assert vector.observation_space.contains(observations)
+        assert rewards.dtype == np.float64 and terminations.dtype == truncations.dtype == np.bool_
+        assert ("feedback_text" in infos) == feedback_text_in_info
+        ended = terminations | truncations
+        if vector.autoreset_mode is AutoresetMode.SAME_STEP:
+            check_same_step_finals(result, ended, max_turns)
+        else:
+            assert "final_obs" not in infos
+        event(f"{autoreset_mode}: {'ended' if ended.any() else 'ongoing'}")
+
+
 # ---------------------------------------------------------------------------- the checks can fail
 def _replace(step: tuple, *, observation: dict | None = None, info: dict | None = None, **values: Any) -> tuple:
     """``step`` with some observation entries, info entries, ``reward``, ``terminated`` or ``truncated`` replaced."""
@@ -330,3 +454,26 @@ def test_the_equality_check_rejects_another_dialog_and_a_missing_target_flag():
     result[1]["_turn"][1] = False
     with pytest.raises(AssertionError):
         dialog_of(result, 1)
+
+
+def test_the_structure_check_rejects_any_difference():
+    kwargs = env_kwargs("seed1-n12-d4", "train", "rule-noisy", max_turns=1)
+    envs = gym.make_vec("DialogRetrieval-v0", num_envs=2, autoreset_mode="SameStep", **kwargs)
+    envs.reset(seed=3)
+    result = envs.step(np.array([1, 2]))
+    assert "final_obs" in result[4]
+    assert_same_structure(result, result)
+    check_same_step_finals(result, result[2] | result[3], max_turns=1)
+    mutations = [
+        lambda r: (r[0], r[1].astype(np.float32), *r[2:]),  # dtype
+        lambda r: (*r[:4], {**r[4], "extra": np.zeros(2)}),  # key
+        lambda r: (*r[:4], {**r[4], "final_info": {**r[4]["final_info"], "turn": r[4]["final_info"]["turn"] + 1}}),
+        lambda r: (*r[:4], {**r[4], "final_obs": np.array([None, r[4]["final_obs"][1]], dtype=object)}),
+        lambda r: (*r[:4], {**r[4], "feedback_text": np.array(["x", "y"], dtype=object)}),
+    ]
+    for mutate in mutations:
+        with pytest.raises(AssertionError):
+            assert_same_structure(mutate(result), result)
+    with pytest.raises(AssertionError):  # the final turn is not the returned one
+        unchanged = {**result[4], "turn": result[4]["final_info"]["turn"]}
+        check_same_step_finals((*result[:4], unchanged), result[2] | result[3], max_turns=1)

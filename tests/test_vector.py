@@ -17,6 +17,26 @@ from dialog_env.ranking import Ranker
 NOISY_USER = {"vague_rate": 0.2, "irrelevant_rate": 0.3, "mistake_rate": 0.2}
 
 
+def assert_same_info(native: dict, reference: dict, path: str = "info") -> None:
+    """Vector infos are identical: keys, dtypes, values; nested dicts (``final_info``) and object
+    arrays of observation dicts (``final_obs``) included."""
+    assert isinstance(native, dict) and native.keys() == reference.keys(), path
+    for key, expected in reference.items():
+        value = native[key]
+        if isinstance(expected, dict):
+            assert_same_info(value, expected, f"{path}[{key!r}]")
+            continue
+        assert value.dtype == expected.dtype and value.shape == expected.shape, f"{path}[{key!r}]"
+        if expected.dtype == object and any(isinstance(item, dict) for item in expected):
+            for i, (item, expected_item) in enumerate(zip(value, expected)):
+                if expected_item is None:
+                    assert item is None, f"{path}[{key!r}][{i}]"
+                else:
+                    assert_same_step((item, {}), (expected_item, {}))
+        else:
+            np.testing.assert_array_equal(value, expected, err_msg=f"{path}[{key!r}]")
+
+
 def assert_same_step(native: tuple, reference: tuple) -> None:
     """Observations, rewards, terminations, truncations and infos are identical (dtypes too)."""
     *native_arrays, native_info = native
@@ -29,20 +49,25 @@ def assert_same_step(native: tuple, reference: tuple) -> None:
     for native_array, reference_array in zip(native_arrays[1:], reference_arrays[1:]):
         assert native_array.dtype == reference_array.dtype
         np.testing.assert_array_equal(native_array, reference_array)
-    assert native_info.keys() == reference_info.keys()
-    for key in reference_info:
-        assert native_info[key].dtype == reference_info[key].dtype, key
-        np.testing.assert_array_equal(native_info[key], reference_info[key], err_msg=key)
+    assert_same_info(native_info, reference_info)
 
 
-def make_pair(catalog, num_envs: int, **kwargs):
-    native = gym.make_vec("DialogRetrieval-v0", num_envs=num_envs, catalog=catalog, **kwargs)
-    reference = gym.make_vec(
-        "DialogRetrieval-v0", num_envs=num_envs, vectorization_mode="sync", catalog=catalog, **kwargs
-    )
+def make_pair(catalog, num_envs: int, autoreset_mode: str | None = None, **kwargs):
+    """The native vector env and ``SyncVectorEnv`` over single envs, in the same autoreset mode."""
+    mode = {} if autoreset_mode is None else {"autoreset_mode": autoreset_mode}
+    native = gym.make_vec("DialogRetrieval-v0", num_envs=num_envs, catalog=catalog, **mode, **kwargs)
+    # gym.make_vec passes vector_kwargs to SyncVectorEnv; a vector_entry_point takes them as kwargs.
+    reference = gym.make_vec("DialogRetrieval-v0", num_envs=num_envs, vectorization_mode="sync",
+                             vector_kwargs=mode, catalog=catalog, **kwargs)  # fmt: skip
     assert isinstance(native, DialogRetrievalVectorEnv)
     assert isinstance(reference, SyncVectorEnv)
+    assert native.autoreset_mode == reference.autoreset_mode == native.metadata["autoreset_mode"]
     return native, reference
+
+
+def targets_of(reference: SyncVectorEnv) -> np.ndarray:
+    """Each dialog's current target, read from the reference's single envs (tests only)."""
+    return np.array([env.unwrapped._target for env in reference.envs])
 
 
 def test_make_vec_uses_the_native_env_with_next_step_autoreset(small_shoes):
@@ -223,3 +248,158 @@ def test_render_ansi_matches_single_envs_and_pickle_round_trip(small_shoes):
     assert native.render() == reference.render()
     clone = pickle.loads(pickle.dumps(native))
     assert_same_step(clone.step(actions), native.step(actions))
+
+
+# ---------------------------------------------------------------------------- autoreset modes
+@pytest.mark.parametrize("reward_mode", ["percentile", "improvement", "success"])
+@pytest.mark.parametrize("autoreset_mode", ["NextStep", "SameStep", "Disabled"])
+def test_matches_sync_vector_env_step_for_step_in_every_autoreset_mode(small_shoes, autoreset_mode, reward_mode):
+    num_envs = 5
+    native, reference = make_pair(
+        small_shoes, num_envs, autoreset_mode, max_turns=3, reward_mode=reward_mode, user_kwargs=NOISY_USER
+    )
+    assert native.autoreset_mode == AutoresetMode(autoreset_mode)
+    assert_same_step(native.reset(seed=21), reference.reset(seed=21))
+    rng = np.random.default_rng(1)
+    ended = np.zeros(num_envs, dtype=bool)
+    counts = {"ended": 0, "final_obs": 0, "masked resets": 0}
+    for step in range(15):
+        if autoreset_mode == "Disabled" and ended.any():
+            # The user resets the ended dialogs (and now and then a running one too).
+            mask = ended | (rng.random(num_envs) < 0.2)
+            assert_same_step(
+                native.reset(options={"reset_mask": mask}), reference.reset(options={"reset_mask": mask.copy()})
+            )
+            counts["masked resets"] += 1
+        actions = rng.integers(small_shoes.select("train").num_images, size=num_envs)
+        actions = np.where(rng.random(num_envs) < 0.3, targets_of(reference), actions)
+        native_step = native.step(actions)
+        assert_same_step(native_step, reference.step(actions))
+        ended = native_step[2] | native_step[3]
+        counts["ended"] += int(ended.sum())
+        counts["final_obs"] += "final_obs" in native_step[4]
+    assert counts["ended"] >= num_envs  # terminations and truncations were exercised
+    assert (counts["final_obs"] > 0) == (autoreset_mode == "SameStep")
+    assert (counts["masked resets"] > 0) == (autoreset_mode == "Disabled")
+
+
+def test_same_step_returns_the_new_dialog_and_keeps_the_ended_one_in_final_obs(small_shoes):
+    envs = DialogRetrievalVectorEnv(
+        num_envs=3, catalog=small_shoes, max_turns=3, autoreset_mode="SameStep", expose_target=True
+    )
+    _, info = envs.reset(seed=0, options={"target": np.array([0, 5, 7]), "initial": np.array([1, 6, 8])})
+    observations, rewards, terminated, truncated, info = envs.step(np.array([0, 9, 9]))  # dialog 0 finds its target
+    assert terminated.tolist() == [True, False, False] and not truncated.any() and rewards[0] == 1.0
+    assert info["_final_obs"].tolist() == info["_final_info"].tolist() == [True, False, False]
+    final_obs, final_info = info["final_obs"], info["final_info"]
+    assert final_obs[1] is None and final_obs[2] is None
+    np.testing.assert_array_equal(final_obs[0]["image"], small_shoes.select("train").features[0])
+    assert final_obs[0]["turn"].tolist() == [1] and final_obs[0]["turn"].dtype == np.int64
+    assert final_info["is_success"].tolist() == [True, False, False] and final_info["target_rank"][0] == 0
+    assert final_info["target_index"][0] == 0 and final_info["_turn"].tolist() == [True, False, False]
+    assert final_info["feedback_text"][0] and final_info["feedback_text"][1] is None
+    # The returned entries of dialog 0 are its new dialog's first observation and info.
+    assert observations["turn"][:, 0].tolist() == [0, 1, 1] and info["turn"].tolist() == [0, 1, 1]
+    assert info["shown_index"][0] != info["target_index"][0]
+    assert info["_turn"].all()
+    _, _, terminated, truncated, info = envs.step(np.array([3, 9, 9]))
+    assert not (terminated | truncated).any()
+    assert "final_obs" not in info and "final_info" not in info  # nothing ended
+    _, _, terminated, truncated, info = envs.step(np.array([3, 9, 9]))  # dialogs 1 and 2 are truncated
+    assert truncated.tolist() == [False, True, True] and not terminated.any()
+    assert info["_final_obs"].tolist() == [False, True, True] and info["final_obs"][0] is None
+    assert info["turn"].tolist() == [2, 0, 0] and info["final_info"]["turn"].tolist() == [0, 3, 3]
+
+
+def test_disabled_mode_refuses_to_step_an_ended_dialog_like_sync_vector_env(small_shoes):
+    native, reference = make_pair(small_shoes, 3, "Disabled", max_turns=1)
+    assert_same_step(native.reset(seed=4), reference.reset(seed=4))
+    actions = np.array([5, 6, 7])
+    assert_same_step(native.step(actions), reference.step(actions))  # every dialog is truncated
+    with pytest.raises(ResetNeeded, match=r"dialog\(s\) \[0, 1, 2\] have ended.*'Disabled'.*reset_mask"):
+        native.step(actions)
+    with pytest.raises(AssertionError):  # SyncVectorEnv asserts (after stepping nothing here)
+        reference.step(actions)
+    mask = np.array([True, False, True])
+    assert_same_step(native.reset(options={"reset_mask": mask}), reference.reset(options={"reset_mask": mask.copy()}))
+    with pytest.raises(ResetNeeded, match=r"dialog\(s\) \[1\]"):
+        native.step(actions)
+    # The refused steps changed nothing: after resetting dialog 1 too, both continue identically.
+    reference = gym.make_vec("DialogRetrieval-v0", num_envs=3, vectorization_mode="sync",
+                             vector_kwargs={"autoreset_mode": "Disabled"}, catalog=small_shoes,
+                             max_turns=1)  # fmt: skip
+    reference.reset(seed=4)
+    reference.step(actions)
+    reference.reset(options={"reset_mask": mask.copy()})
+    last = np.array([False, True, False])
+    assert_same_step(native.reset(options={"reset_mask": last}), reference.reset(options={"reset_mask": last.copy()}))
+    assert_same_step(native.step(actions), reference.step(actions))
+
+
+@pytest.mark.parametrize(
+    "mode, expected",
+    [
+        (AutoresetMode.NEXT_STEP, AutoresetMode.NEXT_STEP),
+        ("NextStep", AutoresetMode.NEXT_STEP),
+        (AutoresetMode.SAME_STEP, AutoresetMode.SAME_STEP),
+        ("SameStep", AutoresetMode.SAME_STEP),
+        (AutoresetMode.DISABLED, AutoresetMode.DISABLED),
+        ("Disabled", AutoresetMode.DISABLED),
+    ],
+)
+def test_autoreset_mode_accepts_the_enum_and_its_values(small_shoes, mode, expected):
+    envs = gym.make_vec("DialogRetrieval-v0", num_envs=2, catalog=small_shoes, autoreset_mode=mode)
+    assert envs.autoreset_mode is expected and envs.metadata["autoreset_mode"] is expected
+    assert DialogRetrievalVectorEnv.metadata["autoreset_mode"] is AutoresetMode.NEXT_STEP  # the class dict is untouched
+    assert envs.metadata["render_modes"] == DialogRetrievalVectorEnv.metadata["render_modes"]
+    clone = pickle.loads(pickle.dumps(envs))
+    assert clone.autoreset_mode is expected
+
+
+@pytest.mark.parametrize("mode", ["same_step", "SAME_STEP", "nextstep", "", 1, None, True])
+def test_unknown_autoreset_mode_names_the_allowed_values(small_shoes, mode):
+    with pytest.raises(ConfigurationError, match=r"unknown autoreset_mode .*\['NextStep', 'SameStep', 'Disabled'\]"):
+        DialogRetrievalVectorEnv(num_envs=2, catalog=small_shoes, autoreset_mode=mode)
+
+
+def test_make_vec_takes_the_autoreset_mode_as_a_keyword_not_in_vector_kwargs(small_shoes):
+    """Gymnasium 1.4 refuses ``vector_kwargs`` for a vector entry point (the class docstring says so)."""
+    envs = gym.make_vec("DialogRetrieval-v0", num_envs=2, vectorization_mode="vector_entry_point",
+                        catalog=small_shoes, autoreset_mode="SameStep")  # fmt: skip
+    assert envs.autoreset_mode is AutoresetMode.SAME_STEP
+    assert envs.spec.kwargs["autoreset_mode"] == "SameStep"
+    with pytest.raises(gym.error.Error, match="only through kwargs"):
+        gym.make_vec("DialogRetrieval-v0", num_envs=2, catalog=small_shoes,
+                     vector_kwargs={"autoreset_mode": "SameStep"})  # fmt: skip
+
+
+def test_same_step_ranks_the_ended_dialogs_only_once_more(small_shoes, monkeypatch):
+    calls = []
+    original = Ranker.target_ranks
+
+    def counting(self, shown, targets):
+        calls.append(len(shown))
+        return original(self, shown, targets)
+
+    monkeypatch.setattr(Ranker, "target_ranks", counting)
+    envs = DialogRetrievalVectorEnv(num_envs=6, catalog=small_shoes, max_turns=2, autoreset_mode="SameStep")
+    envs.reset(seed=0)
+    calls.clear()
+    envs.step(np.arange(6))
+    assert calls == [6]
+    calls.clear()
+    envs.step(np.arange(6))  # all truncated and restarted
+    assert calls == [6, 6]
+
+
+@pytest.mark.parametrize("autoreset_mode", ["NextStep", "SameStep", "Disabled"])
+def test_feedback_text_in_info_false_leaves_out_only_the_caption(small_shoes, autoreset_mode):
+    native, reference = make_pair(small_shoes, 3, autoreset_mode, max_turns=1, feedback_text_in_info=False)
+    with_text = DialogRetrievalVectorEnv(num_envs=3, catalog=small_shoes, max_turns=1, autoreset_mode=autoreset_mode)
+    result, full = native.reset(seed=2), with_text.reset(seed=2)
+    assert_same_step(result, reference.reset(seed=2))
+    assert set(full[1]) - set(result[1]) == {"feedback_text", "_feedback_text"}
+    step = native.step(np.array([1, 2, 3]))
+    assert_same_step(step, reference.step(np.array([1, 2, 3])))
+    assert all(value.dtype != object for key, value in step[4].items() if key not in ("final_obs", "final_info"))
+    np.testing.assert_array_equal(step[0]["feedback"], with_text.step(np.array([1, 2, 3]))[0]["feedback"])
