@@ -117,7 +117,7 @@ def read_tagged_torch_file(
                 f"written by something else (or is a captioner checkpoint of an older version of this project, which stored "
                 f"NumPy arrays: train it again)"
             ) from None
-        # torch's message suggests weights_only=False, which is never right for an untrusted file: keep its diagnosis only.
+        # torch's message suggests turning weights-only loading off, never right for an untrusted file: keep its diagnosis only.
         detail = re.search(r"WeightsUnpickler error:\s*(.+?)\s*(?:\n\n|$)", str(cause), re.S)
         reason = detail.group(1) if detail else str(cause).splitlines()[0]
         raise error(f"{what} {str(path)!r} could not be read (truncated or corrupted?): {reason}") from None

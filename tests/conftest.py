@@ -6,6 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import settings
+
+# The same examples on every run (CI included): a property test that fails, fails every time.
+settings.register_profile("deterministic", derandomize=True, print_blob=True)
+settings.load_profile("deterministic")
 
 from dialog_env.catalog import AttributeSchema, Catalog
 from dialog_env.synthetic import make_synthetic_shoes

@@ -308,7 +308,8 @@ def check_same_step_finals(result: tuple, ended: np.ndarray, max_turns: int) -> 
         assert observations["turn"][i].tolist() == [0] and infos["turn"][i] == 0
         assert final["turn"].tolist() == [final_info["turn"][i]] and 1 <= final_info["turn"][i] <= max_turns
         assert final_info["is_success"][i] == terminations[i]
-        assert (final_info["target_rank"][i] == 0) == terminations[i]
+        if terminations[i]:  # rank 0 without termination happens too: a duplicate of the target was shown
+            assert final_info["target_rank"][i] == 0
 
 
 @settings(max_examples=120, deadline=None)
