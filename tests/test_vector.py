@@ -208,15 +208,21 @@ def test_step_before_reset_and_bad_constructor_arguments(small_shoes):
         DialogRetrievalVectorEnv(num_envs=2, catalog=small_shoes, reward_mode="rank")
 
 
-def test_one_rank_computation_per_step_for_all_dialogs(small_shoes, monkeypatch):
-    calls = []
+def _count_rank_calls(monkeypatch) -> list[int]:  # noqa: ANN001
+    """Record the batch size of every ``Ranker.target_ranks`` call from now on."""
+    calls: list[int] = []
     original = Ranker.target_ranks
 
-    def counting(self, shown, targets):
+    def counting(self, shown, targets):  # noqa: ANN001, ANN202
         calls.append(len(shown))
         return original(self, shown, targets)
 
     monkeypatch.setattr(Ranker, "target_ranks", counting)
+    return calls
+
+
+def test_one_rank_computation_per_step_for_all_dialogs(small_shoes, monkeypatch):
+    calls = _count_rank_calls(monkeypatch)
     envs = DialogRetrievalVectorEnv(num_envs=6, catalog=small_shoes, max_turns=2)
     envs.reset(seed=0)
     for _ in range(5):  # includes autoresets
@@ -374,14 +380,7 @@ def test_make_vec_takes_the_autoreset_mode_as_a_keyword_not_in_vector_kwargs(sma
 
 
 def test_same_step_ranks_the_ended_dialogs_only_once_more(small_shoes, monkeypatch):
-    calls = []
-    original = Ranker.target_ranks
-
-    def counting(self, shown, targets):
-        calls.append(len(shown))
-        return original(self, shown, targets)
-
-    monkeypatch.setattr(Ranker, "target_ranks", counting)
+    calls = _count_rank_calls(monkeypatch)
     envs = DialogRetrievalVectorEnv(num_envs=6, catalog=small_shoes, max_turns=2, autoreset_mode="SameStep")
     envs.reset(seed=0)
     calls.clear()
