@@ -9,7 +9,8 @@ import torch
 
 from agents.dialog_manager import DialogManager, DialogManagerConfig
 from dialog_env.errors import ConfigurationError
-from dialog_env.torch_utils import atomic_torch_save, plain, read_tagged_torch_file
+from dialog_env.io import atomic_torch_save
+from dialog_env.torch_utils import plain, read_tagged_torch_file
 
 __all__ = [
     "CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "REQUIRED_KEYS", "save_checkpoint", "load_checkpoint", "load_dialog_manager",

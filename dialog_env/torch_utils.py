@@ -13,7 +13,7 @@ import torch
 
 from dialog_env.errors import ConfigurationError, DialogEnvError
 
-__all__ = ["resolve_device", "atomic_torch_save", "read_tagged_torch_file", "plain"]
+__all__ = ["resolve_device", "read_tagged_torch_file", "plain"]
 
 #: The global that torch's weights-only unpickler refused, as its message names it.
 _UNSAFE_GLOBAL = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
@@ -47,30 +47,6 @@ def resolve_device(device: str | torch.device) -> torch.device:
     elif resolved.type == "mps" and not torch.backends.mps.is_available():
         raise ConfigurationError(f"device {device!r}: MPS is not available here; use device 'cpu' or 'auto'")
     return resolved
-
-
-def atomic_torch_save(path: str | os.PathLike[str], payload: Any) -> Path:
-    """Write ``payload`` with ``torch.save`` atomically: temporary file, flush to disk, rename.
-
-    A reader never sees a half-written file: after a crash (even ``kill -9``) the previous file at
-    ``path`` is intact, and the temporary file (``.NAME.tmp-PID``) is never mistaken for it.
-
-    Returns:
-        The path written.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(temporary, "wb") as handle:
-            torch.save(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    finally:
-        if temporary.exists():
-            temporary.unlink()
-    return path
 
 
 def read_tagged_torch_file(

@@ -34,7 +34,8 @@ from torch.nn import functional as F
 from dialog_env.catalog import Catalog
 from dialog_env.errors import ConfigurationError, UserSimulatorError
 from dialog_env.text import MAX_FEEDBACK_TOKENS, PAD_ID, UNK_ID, Vocabulary
-from dialog_env.torch_utils import atomic_torch_save, plain, read_tagged_torch_file, resolve_device
+from dialog_env.io import atomic_torch_save
+from dialog_env.torch_utils import plain, read_tagged_torch_file, resolve_device
 from dialog_env.users.base import UserSimulator
 
 __all__ = [
