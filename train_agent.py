@@ -33,13 +33,15 @@ import numpy as np
 import torch
 
 import dialog_env
-from agents.base import Agent, EpisodeSet, evaluate, format_turn_table, save_json, summarize
+from agents.base import Agent
 from agents.baselines import RandomAgent
 from agents.checkpoints import load_checkpoint, load_weights, save_checkpoint
 from agents.dialog_manager import DialogManager, DialogManagerAgent, DialogManagerConfig, pretrain, resolve_device
+from agents.evaluation import EpisodeSet, evaluate, format_turn_table, summarize
 from agents.policy_improvement import improve
 from dialog_env.cli import dataclass_parser
 from dialog_env.errors import ConfigurationError, DialogEnvError
+from dialog_env.io import atomic_write_json
 from dialog_env.runs import RunFolder, check_folder_name, check_parent_folder
 
 #: Agents without Stable-Baselines3: the paper's agent and the random reference.
@@ -281,7 +283,7 @@ def _run_in(folder: RunFolder, args: Args, run_name: str, start_time: float) -> 
     eval_envs_probe = dialog_env.DialogRetrievalEnv(split=args.eval_split, **env_kwargs)
     episodes = EpisodeSet.draw(eval_envs_probe.catalog.num_images, args.eval_episodes, args.eval_seed)
     eval_kwargs = {**env_kwargs, "split": args.eval_split}
-    save_json(run_dir / "config.json", {"args": dataclasses.asdict(args), "command": " ".join(["python", "train_agent.py", *sys.argv[1:]])})
+    atomic_write_json(run_dir / "config.json", {"args": dataclasses.asdict(args), "command": " ".join(["python", "train_agent.py", *sys.argv[1:]])})
     folder.started()
     print(
         f"run {run_name}: agent={args.agent} device={device} train split={args.train_split} "
@@ -324,7 +326,7 @@ def _run_in(folder: RunFolder, args: Args, run_name: str, start_time: float) -> 
         "versions": _versions(),
         "wall_seconds": time.perf_counter() - start_time,
     }
-    save_json(run_dir / "metrics.json", metrics)
+    atomic_write_json(run_dir / "metrics.json", metrics)
     print(f"\nwrote {run_dir / 'metrics.json'} ({metrics['wall_seconds']:.0f} s)")
     return 0
 

@@ -28,11 +28,11 @@ import numpy as np
 import torch
 
 import dialog_env
-from agents.base import save_json
 from dialog_env.catalog import Catalog
 from dialog_env.cli import dataclass_parser
 from dialog_env.env import make_catalog
 from dialog_env.errors import ConfigurationError, DialogEnvError
+from dialog_env.io import atomic_write_json
 from dialog_env.runs import RunFolder, check_parent_folder
 from dialog_env.synthetic import draw_pairs
 from dialog_env.text import MAX_FEEDBACK_TOKENS, Vocabulary, corpus_bleu, tokenize
@@ -390,7 +390,7 @@ def _train_in(folder: RunFolder, args: Args) -> dict[str, Any]:
         "wall_seconds": time.perf_counter() - start_time,
     }
     save_captioner(output / "best.pt", model, vocabulary, full, {**extra, "epoch": best_epoch, "val_loss": best_loss, "bleu": bleu})
-    save_json(output / "metrics.json", metrics)
+    atomic_write_json(output / "metrics.json", metrics)
     print(f"\nbest epoch {best_epoch}: validation loss {best_loss:.4f} per token")
     print(f"BLEU on {len(bleu_pairs)} held-out pairs (greedy, NLTK): " + ", ".join(f"BLEU-{n} {bleu[f'bleu{n}']:.1f}" for n in range(1, 5)))
     for sample in samples[:5]:

@@ -9,7 +9,7 @@ Six agents, named as on ``train_agent.py``'s command line:
 
 Every policy is SB3's ``MultiInputPolicy`` with :class:`DialogFeaturesExtractor` as its features
 extractor (passed through ``policy_kwargs``). :class:`SB3Agent` adapts a trained model to the
-:class:`~agents.base.Agent` protocol, so that it is evaluated by :func:`agents.base.evaluate`
+:class:`~agents.base.Agent` protocol, so that it is evaluated by :func:`agents.evaluation.evaluate`
 exactly like every other agent.
 
 **Train split vs evaluation split.** Models are trained on the ``train`` split and evaluated on
@@ -28,7 +28,6 @@ never evaluated on the training split.
 from __future__ import annotations
 
 import json
-
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -499,7 +498,7 @@ def _check_query_env(env: VecEnv | gym.Env, algorithm: str) -> spaces.Box:
 
 # ---------------------------------------------------------------------------- evaluation adapter
 class SB3Agent(Agent):
-    """A trained SB3 model as an :class:`~agents.base.Agent`, for :func:`agents.base.evaluate`.
+    """A trained SB3 model as an :class:`~agents.base.Agent`, for :func:`agents.evaluation.evaluate`.
 
     Each turn the batched observation of the native vector environment goes through
     ``model.predict(observations, deterministic=True)``; the predicted actions become images:

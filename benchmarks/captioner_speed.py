@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 import dialog_env
-from agents.base import save_json
+from dialog_env.io import atomic_write_json
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -71,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         *(f"| {r['batch']:,} | {r['rule_ms']:.1f} | {r['captioner_ms']:.1f} | {r['ratio']:.1f}x |" for r in rows),
     ]
     args.out.mkdir(parents=True, exist_ok=True)
-    save_json(args.out / "captioner_speed.json", report)
+    atomic_write_json(args.out / "captioner_speed.json", report)
     (args.out / "captioner_speed.md").write_text("\n".join(lines) + "\n")
     return 0
 

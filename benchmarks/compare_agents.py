@@ -42,10 +42,11 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere: train_agent.py l
     sys.path.insert(0, str(ROOT))
 
 import train_agent  # noqa: E402
-from agents.base import Agent, EpisodeSet, EvaluationResult, evaluate, metric_values  # noqa: E402
+from agents.base import Agent  # noqa: E402
 from agents.baselines import RandomAgent  # noqa: E402
 from agents.checkpoints import load_dialog_manager  # noqa: E402
 from agents.dialog_manager import DialogManagerAgent  # noqa: E402
+from agents.evaluation import EpisodeSet, EvaluationResult, evaluate, metric_values  # noqa: E402
 from agents.oracle import AttributeOracleAgent  # noqa: E402
 from dialog_env.env import DialogRetrievalEnv  # noqa: E402
 from dialog_env.synthetic import make_synthetic_shoes  # noqa: E402

@@ -22,11 +22,12 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from agents.base import EpisodeSet, evaluate, paired_difference, save_json, summarize
 from agents.checkpoints import load_checkpoint, load_dialog_manager
 from agents.dialog_manager import DialogManagerAgent
+from agents.evaluation import EpisodeSet, evaluate, paired_difference, summarize
 from dialog_env.env import DialogRetrievalEnv
 from dialog_env.errors import DialogEnvError
+from dialog_env.io import atomic_write_json
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TURNS = (5, 10)
@@ -50,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     report["command"] = "python benchmarks/policy_improvement.py " + " ".join(sys.argv[1:] if argv is None else argv)
     report["wall_seconds"] = time.perf_counter() - start
     args.out.mkdir(parents=True, exist_ok=True)
-    save_json(args.out / "policy_improvement.json", report)
+    atomic_write_json(args.out / "policy_improvement.json", report)
     (args.out / "policy_improvement.md").write_text(to_markdown(report))
     print(to_markdown(report))
     return 0

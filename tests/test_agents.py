@@ -14,9 +14,16 @@ import pytest
 import torch
 
 import dialog_env
-from agents.base import EpisodeSet, evaluate, format_turn_table, summarize
 from agents.baselines import RandomAgent
-from agents.dialog_manager import DialogManager, DialogManagerAgent, DialogManagerConfig, nearest_unseen, pretrain, top_unseen
+from agents.dialog_manager import (
+    DialogManager,
+    DialogManagerAgent,
+    DialogManagerConfig,
+    nearest_unseen,
+    pretrain,
+    top_unseen,
+)
+from agents.evaluation import EpisodeSet, evaluate, format_turn_table, summarize
 from agents.policy_improvement import improved_actions, rollout_values
 from dialog_env.ranking import Ranker
 
@@ -94,7 +101,7 @@ def test_evaluation_carries_values_after_the_target_is_found():
 
 
 def test_paired_difference_is_exact_for_identical_and_shifted_results():
-    from agents.base import EvaluationResult, paired_difference
+    from agents.evaluation import EvaluationResult, paired_difference
 
     rng = np.random.default_rng(0)
     success = rng.random((200, 3)) < 0.4

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from agents.base import EpisodeSet, evaluate
+from agents.evaluation import EpisodeSet, evaluate
 from agents.oracle import AttributeOracleAgent, read_caption
 from dialog_env.errors import UserSimulatorError
 from dialog_env.users import RuleBasedUser

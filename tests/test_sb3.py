@@ -18,7 +18,7 @@ from gymnasium import spaces
 from stable_baselines3.common.env_checker import check_env
 
 import dialog_env
-from agents.base import EpisodeSet, evaluate
+from agents.evaluation import EpisodeSet, evaluate
 from agents.sb3 import (
     INDEX_AGENTS,
     QUERY_AGENTS,

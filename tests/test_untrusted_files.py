@@ -26,7 +26,14 @@ import dialog_env
 from agents.checkpoints import load_checkpoint, load_dialog_manager, save_checkpoint
 from dialog_env.catalog import Catalog
 from dialog_env.data.captions import load_relative_captions, read_caption_texts
-from dialog_env.errors import CatalogFormatError, CaptionFormatError, ConfigurationError, DataFormatError, DialogEnvError, UserSimulatorError
+from dialog_env.errors import (
+    CaptionFormatError,
+    CatalogFormatError,
+    ConfigurationError,
+    DataFormatError,
+    DialogEnvError,
+    UserSimulatorError,
+)
 from dialog_env.synthetic import make_synthetic_shoes
 
 
