@@ -17,7 +17,8 @@ An agent plays ``B`` dialogs at once through the vector environment:
 from __future__ import annotations
 
 import abc
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -50,8 +51,10 @@ class Agent(abc.ABC):
         """
 
     def rank_targets(self, targets: np.ndarray) -> np.ndarray | None:
-        """Rank of each dialog's target in the agent's own ranking of the catalogue after the last
-        :meth:`act` (0 = ranked first), or ``None`` if the agent does not rank the catalogue.
+        """Where each dialog's target stands in the agent's own ranking of the catalogue.
+
+        The rank after the last :meth:`act` (0 = ranked first), or ``None`` if the agent does not
+        rank the catalogue.
 
         Args:
             targets: ``(B,)`` target indices (known to the evaluation loop, not to the agent).

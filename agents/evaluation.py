@@ -8,13 +8,15 @@ agents on the same episodes.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
 from agents.base import Agent
+from dialog_env.dynamics import uniform_except
 from dialog_env.errors import ConfigurationError
 from dialog_env.random_streams import stream
 from dialog_env.ranking import rank_percentile
@@ -49,7 +51,7 @@ class EpisodeSet:
     seed: int
 
     @classmethod
-    def draw(cls, num_images: int, num_episodes: int, seed: int) -> "EpisodeSet":
+    def draw(cls, num_images: int, num_episodes: int, seed: int) -> EpisodeSet:
         """Draw ``num_episodes`` episodes uniformly over a split of ``num_images`` images."""
         if num_images < 2:
             raise ConfigurationError(f"episodes need a split of at least 2 images, got {num_images}")
@@ -57,8 +59,7 @@ class EpisodeSet:
             raise ConfigurationError(f"num_episodes must be >= 1, got {num_episodes}")
         rng = stream(seed, "evaluation_episodes")  # a stream of its own, not the env's
         targets = rng.integers(num_images, size=num_episodes)
-        initials = rng.integers(num_images - 1, size=num_episodes)
-        initials += initials >= targets
+        initials = uniform_except(rng, num_images, targets, size=num_episodes)
         return cls(targets.astype(np.int64), initials.astype(np.int64), int(seed))
 
     def __len__(self) -> int:
@@ -92,6 +93,7 @@ class EvaluationResult:
 
     @property
     def num_turns(self) -> int:
+        """The number of turns ``T`` evaluated."""
         return int(self.success.shape[1])
 
 
@@ -133,7 +135,11 @@ def evaluate(
         size = stop - start
         if size not in envs_by_size:
             envs_by_size[size] = gym.make_vec(
-                "DialogRetrieval-v0", num_envs=size, max_turns=max_turns, vectorization_mode="vector_entry_point", **env_kwargs
+                "DialogRetrieval-v0",
+                num_envs=size,
+                max_turns=max_turns,
+                vectorization_mode="vector_entry_point",
+                **env_kwargs,
             )
         envs = envs_by_size[size]
         catalog = envs.unwrapped.catalog if hasattr(envs, "unwrapped") else envs.catalog
@@ -188,9 +194,11 @@ def _bootstrap_interval(values: np.ndarray, rng: np.random.Generator, resamples:
 
 
 def metric_values(result: EvaluationResult) -> dict[str, np.ndarray]:
-    """Every per-episode, per-turn metric of a result as ``(E, T) float64`` arrays, by name:
-    ``shown_percentile``, ``success`` and, for agents that rank the catalogue,
-    ``ranking_percentile``, ``recall@10``, ``recall@50``."""
+    """Every per-episode, per-turn metric of a result as ``(E, T) float64`` arrays, by name.
+
+    The names: ``shown_percentile``, ``success`` and, for agents that rank the catalogue,
+    ``ranking_percentile``, ``recall@10``, ``recall@50``.
+    """
     metrics: dict[str, np.ndarray] = {
         "shown_percentile": result.shown_percentile,
         "success": result.success.astype(np.float64),
@@ -205,9 +213,10 @@ def metric_values(result: EvaluationResult) -> dict[str, np.ndarray]:
 def paired_difference(
     a: EvaluationResult, b: EvaluationResult, metric: str, turn: int, resamples: int = 2000, seed: int = 0
 ) -> dict[str, float]:
-    """Mean of ``a - b`` for one metric at one turn (1-based) over the *same* episodes, with a 95%
-    paired bootstrap interval (episodes resampled jointly, which is tighter than comparing two
-    separate intervals).
+    """Mean of ``a - b`` for one metric at one turn (1-based) over the *same* episodes, with a 95% interval.
+
+    The interval is a paired bootstrap (episodes resampled jointly, which is tighter than
+    comparing two separate intervals).
 
     Raises:
         ConfigurationError: the results are not over the same number of episodes, or lack the metric.
@@ -239,7 +248,12 @@ def summarize(result: EvaluationResult, resamples: int = 1000, seed: int = 0) ->
             low, high = _bootstrap_interval(values[:, turn], rng, resamples)
             row[name] = {"mean": float(values[:, turn].mean()), "low": low, "high": high}
         turns.append(row)
-    return {"agent": result.agent, "episodes": int(result.success.shape[0]), "num_images": result.num_images, "turns": turns}
+    return {
+        "agent": result.agent,
+        "episodes": int(result.success.shape[0]),
+        "num_images": result.num_images,
+        "turns": turns,
+    }
 
 
 def format_turn_table(summary: Mapping[str, Any]) -> str:

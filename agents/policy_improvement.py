@@ -2,13 +2,14 @@
 
 A frozen copy of the pre-trained dialog manager is the *base policy*. At each turn of a training
 dialog, the base policy's top-K unseen candidates (K = 4) are each shown, in imagination, through
-the environment's own user simulator and ranker (the environment's model access), and the base
-policy is rolled forward over the remaining turns from each; the target's ranks along each rollout
-are summed. The *improved action* is the candidate with the smallest sum. The learner is trained
-to point its query at the improved action: cross-entropy of a softmax over negative squared
-distances / tau (tau = 0.2) between the query and {improved action, 5 random negatives}, plus the
-squared distance from the query to the target's embedding. The image encoder stays frozen, and
-the improved action is what the environment is shown next.
+the environment's turn model (``envs.model``, a :class:`~dialog_env.dynamics.DialogModel`: its user
+simulator, ranker and vocabulary), and the base policy is rolled forward over the remaining turns
+from each; the target's ranks along each rollout are summed. The *improved action* is the
+candidate with the smallest sum. The learner is trained to point its query at the improved
+action: cross-entropy of a softmax over negative squared distances / tau (tau = 0.2) between the
+query and {improved action, 5 random negatives}, plus the squared distance from the query to the
+target's embedding. The image encoder stays frozen, and the improved action is what the
+environment is shown next.
 
 All rollouts of a batch (``B`` dialogs x ``K`` candidates) advance together: one user call, one
 model step and one rank computation per rollout turn.
@@ -16,7 +17,8 @@ model step and one rank computation per rollout turn.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,9 +34,9 @@ from agents.dialog_manager import (
     top_unseen,
 )
 from dialog_env.catalog import Catalog
+from dialog_env.dynamics import DialogModel, uniform_except
+from dialog_env.random_streams import stream
 from dialog_env.ranking import Ranker
-from dialog_env.text import Vocabulary
-from dialog_env.users.base import UserSimulator
 
 __all__ = ["rollout_values", "improved_actions", "improve"]
 
@@ -42,10 +44,7 @@ __all__ = ["rollout_values", "improved_actions", "improve"]
 @torch.no_grad()
 def rollout_values(
     base: DialogManager,
-    catalog: Catalog,
-    user: UserSimulator,
-    vocabulary: Vocabulary,
-    env_ranker: Ranker,
+    model: DialogModel,
     embedding_ranker: Ranker,
     state: torch.Tensor,
     candidates: np.ndarray,
@@ -53,21 +52,20 @@ def rollout_values(
     shown: np.ndarray,
     horizon: int,
     rngs: Sequence[np.random.Generator],
-    max_feedback_tokens: int = 16,
     text_cache: TextEncodingCache | None = None,
 ) -> np.ndarray:
     """The summed target ranks of rolling the base policy forward from each candidate.
 
     Rollout ``(b, k)`` shows ``candidates[b, k]``, then lets the base policy choose ``horizon``
-    more images from the user's feedback; its value is the sum of the target's ranks w.r.t. every
-    image it shows (``1 + horizon`` ranks; 0 for every turn once the target is shown).
+    more images from the simulated shopper's feedback; its value is the sum of the target's ranks
+    w.r.t. every image it shows (``1 + horizon`` ranks; 0 for every turn once the target is shown).
+    The dialogs are imagined through the environment's turn model and nothing else of the
+    environment.
 
     Args:
         base: the base policy (its state after the dialog so far is ``state``).
-        catalog: the environment's split catalogue.
-        user: the environment's user simulator.
-        vocabulary: the environment's vocabulary.
-        env_ranker: the environment's ranker (target ranks w.r.t. shown images).
+        model: the environment's turn model (``envs.model``: its catalogue, user, ranker and
+            vocabulary play the imagined turns).
         embedding_ranker: ranker over the base policy's catalogue embeddings (candidate generation).
         state: ``(B, H)`` base-policy state.
         candidates: ``(B, K) int64`` candidate images.
@@ -75,7 +73,6 @@ def rollout_values(
         shown: ``(B, S) int64`` images already shown in each dialog.
         horizon: base-policy turns after the candidate (0: the candidate's own rank only).
         rngs: ``B * K`` generators for the user's randomness, rollout ``(b, k)`` at ``b * K + k``.
-        max_feedback_tokens: token length of the feedback.
         text_cache: optional cache of the base policy's caption encodings (same results, faster).
 
     Returns:
@@ -87,20 +84,24 @@ def rollout_values(
     current = candidates.reshape(-1).astype(np.int64)
     history = np.concatenate([np.repeat(shown, k, axis=0), current[:, None]], axis=1)
     state = state.repeat_interleave(k, dim=0)
-    ranks = env_ranker.target_ranks(current, flat_targets)
-    found = current == flat_targets
-    total = ranks.astype(np.float64)
-    for _ in range(horizon):
-        feedback = user.describe(catalog, flat_targets, current, rngs)
-        tokens = vocabulary.encode_batch(feedback, max_feedback_tokens)
+    found = np.zeros(current.shape, dtype=bool)
+    total = np.zeros(current.shape, dtype=np.float64)
+    for turn in range(horizon + 1):
+        if turn == horizon:  # the last image's rank counts; nobody reads its feedback
+            ranks = model.ranks(flat_targets, current)
+        else:
+            response = model.respond(flat_targets, current, rngs)
+            ranks = response.ranks
+        total += np.where(found, 0, ranks)
+        found |= current == flat_targets
+        if turn == horizon:
+            break
+        tokens = response.tokens
         text = text_cache(tokens) if text_cache is not None else base.encode_text(torch.from_numpy(tokens).to(device))
-        features = torch.from_numpy(catalog.features[current]).to(device)  # fancy indexing copies
+        features = torch.from_numpy(model.catalog.features[current]).to(device)  # fancy indexing copies
         query, state = base.respond(features, text, state)
         current = nearest_unseen(embedding_ranker, query.float().cpu().numpy(), history)
         history = np.concatenate([history, current[:, None]], axis=1)
-        ranks = env_ranker.target_ranks(current, flat_targets)
-        total += np.where(found, 0, ranks)
-        found |= current == flat_targets
     return total.reshape(batch, k)
 
 
@@ -139,11 +140,12 @@ def improve(
             without it).
         base: the frozen base policy (a copy of the pre-trained model).
         envs: the training vector environment (``expose_target=True``); its ``max_turns`` is the
-            dialog length, its ``user``, ``ranker`` and ``vocabulary`` the look-ahead model.
+            dialog length, its turn model ``envs.model`` the look-ahead model.
         iterations: last iteration (exclusive).
         optimizer: e.g. Adam, lr 1e-4 in the paper.
         seed: iteration ``i`` plays ``envs.reset(seed=seed + i * B)`` and draws from
-            ``default_rng([seed, 2, i])``, so a resumed run repeats the same numbers.
+            ``random_streams.stream(seed, "policy_improvement", i)``, so a resumed run repeats the
+            same numbers.
         start_iteration: first iteration (for resuming).
         top_k: candidates looked ahead per turn (K = 4 in the paper).
         tau: softmax temperature.
@@ -152,7 +154,8 @@ def improve(
         on_iteration: called with ``(iteration, metrics)`` after each iteration.
     """
     device = torch.device(device)
-    catalog: Catalog = envs.catalog
+    model: DialogModel = envs.model
+    catalog: Catalog = model.catalog
     batch = envs.num_envs
     num_images = catalog.num_images
     base.eval()
@@ -165,7 +168,7 @@ def improve(
     for iteration in range(start_iteration, iterations):
         learner.train()
         learner.image_encoder.eval()
-        rng = np.random.default_rng([seed, 2, iteration])
+        rng = stream(seed, "policy_improvement", iteration)
         observations, infos = envs.reset(seed=seed + iteration * batch)
         targets = np.asarray(infos["target_index"], dtype=np.int64)
         shown = np.asarray(infos["shown_index"], dtype=np.int64)[:, None]
@@ -184,16 +187,16 @@ def improve(
             candidates = top_unseen(embedding_ranker, base_query.cpu().numpy(), shown, k)
             rollout_rngs = [np.random.default_rng(s) for s in rng.integers(2**63, size=candidates.size)]
             values = rollout_values(
-                base, catalog, envs.user, envs.vocabulary, envs.ranker, embedding_ranker, base_state,
-                candidates, targets, shown, envs.max_turns - turn - 1, rollout_rngs, envs.max_feedback_tokens, text_cache,
+                base, model, embedding_ranker, base_state, candidates, targets, shown, envs.max_turns - turn - 1,
+                rollout_rngs, text_cache,
             )  # fmt: skip
             actions = improved_actions(candidates, values)
             gains.append(float(np.mean(values[:, 0] - values.min(axis=1))))
-            negatives = rng.integers(num_images - 1, size=(batch, num_negatives))
-            negatives += negatives >= actions[:, None]
+            negatives = uniform_except(rng, num_images, actions[:, None], size=(batch, num_negatives))
             choices = torch.from_numpy(np.concatenate([actions[:, None], negatives], axis=1)).to(device)
             distances = ((query[:, None, :] - embeddings[choices]) ** 2).sum(dim=2)  # (B, 1 + negatives)
-            cross_entropy = F.cross_entropy(-distances / tau, torch.zeros(batch, dtype=torch.long, device=device), reduction="none")
+            improved = torch.zeros(batch, dtype=torch.long, device=device)  # column 0 holds the improved action
+            cross_entropy = F.cross_entropy(-distances / tau, improved, reduction="none")
             to_target = ((query - target_embeddings) ** 2).sum(dim=1)
             losses.append(masked_mean(cross_entropy + to_target, active))
             observations, shown, active = roll_in(envs, actions, shown, active)

@@ -10,13 +10,14 @@ from gymnasium.envs.registration import register, registry
 
 from dialog_env.ann import KNN_BACKENDS, KnnIndex, make_knn_index
 from dialog_env.catalog import AttributeSchema, Catalog, SpatialFeatures
+from dialog_env.dynamics import REWARD_FUNCTIONS, DialogModel, Response, RewardFunction
 from dialog_env.env import REWARD_MODES, DialogRetrievalEnv, make_catalog
 from dialog_env.errors import (
+    CaptionFormatError,
+    CaptionNotFoundError,
     CatalogError,
     CatalogFormatError,
     CatalogNotFoundError,
-    CaptionFormatError,
-    CaptionNotFoundError,
     ConfigurationError,
     DataFileNotFoundError,
     DataFormatError,
@@ -49,6 +50,7 @@ __all__ = [
     "DataFormatError",
     "DependencyNotInstalled",
     "DialogEnvError",
+    "DialogModel",
     "DialogRetrievalEnv",
     "DialogRetrievalVectorEnv",
     "InvalidActionError",
@@ -56,9 +58,12 @@ __all__ = [
     "KnnIndex",
     "MAX_FEEDBACK_TOKENS",
     "QueryAction",
+    "REWARD_FUNCTIONS",
     "REWARD_MODES",
     "Ranker",
     "ResetNeeded",
+    "Response",
+    "RewardFunction",
     "RuleBasedUser",
     "SHOE_ATTRIBUTES",
     "SpatialFeatures",

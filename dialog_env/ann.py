@@ -25,7 +25,7 @@ Features of extreme magnitude (a row norm outside ``[2**-40, 2**40]``, e.g. ever
 queries likewise, so that FAISS's float32 distances neither overflow nor underflow; a FAISS
 search refuses a query so far out that they would (``ConfigurationError``; the exact backend
 handles any finite query).
-"""
+"""  # noqa: E501 - the table of backends
 
 from __future__ import annotations
 

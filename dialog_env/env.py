@@ -3,23 +3,39 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping, Sequence, SupportsFloat
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, SupportsFloat
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
 from dialog_env.catalog import Catalog
+from dialog_env.dynamics import REWARD_FUNCTIONS, DialogModel, RewardFunction, resolve_reward, uniform_except
 from dialog_env.errors import CatalogError, ConfigurationError, InvalidActionError, ResetNeeded
-from dialog_env.ranking import Ranker, rank_percentile
+from dialog_env.ranking import Ranker
 from dialog_env.synthetic import default_catalog, make_synthetic_shoes
-from dialog_env.text import MAX_FEEDBACK_TOKENS
+from dialog_env.text import MAX_FEEDBACK_TOKENS, Vocabulary
 from dialog_env.users.base import UserSimulator, make_user
 
-__all__ = ["DialogRetrievalEnv", "make_catalog", "REWARD_MODES", "transcript_frame", "validate_action"]
+__all__ = [
+    "DialogRetrievalEnv",
+    "DialogSettings",
+    "build_dialog",
+    "dialog_observation_space",
+    "make_catalog",
+    "REWARD_MODES",
+    "transcript_frame",
+    "transcript_line",
+    "validate_action",
+]
 
-#: Reward modes: ``percentile`` (default), ``improvement``, ``success``.
-REWARD_MODES = ("percentile", "improvement", "success")
+#: Named reward modes: ``percentile`` (default), ``improvement``, ``success`` (see :mod:`dialog_env.dynamics`).
+REWARD_MODES = tuple(REWARD_FUNCTIONS)
+
+#: Render modes of both environments.
+RENDER_MODES = ("ansi", "human", "rgb_array")
 
 CatalogSpec = Catalog | str | os.PathLike | Mapping[str, Any] | None
 
@@ -75,8 +91,10 @@ _RULE_COLOR = (150, 150, 150)
 
 
 def _frame_size(rows: int, columns: int = FRAME_COLUMNS) -> tuple[int, int]:
-    """``(height, width)`` in pixels of a frame of ``rows`` text lines, rounded up to multiples of 16
-    (what video encoders want)."""
+    """``(height, width)`` in pixels of a frame of ``rows`` text lines, rounded up to multiples of 16.
+
+    Multiples of 16 are what video encoders want.
+    """
     height = (2 * _FRAME_MARGIN + rows * _CELL_HEIGHT) * _FRAME_SCALE
     width = (2 * _FRAME_MARGIN + columns * _CELL_WIDTH) * _FRAME_SCALE
     return -(-height // 16) * 16, -(-width // 16) * 16
@@ -121,7 +139,10 @@ def transcript_frame(
     Args:
         transcript: the dialog's transcript lines so far (what ``render_mode="ansi"`` joins),
             at most ``max_turns + 1`` of them (turn 0 to ``max_turns``).
-        split, num_images, turn, max_turns: shown in the header.
+        split: the split's name, shown in the header.
+        num_images: the split's size, shown in the header.
+        turn: the dialog's turn, shown in the header.
+        max_turns: the dialog's last turn (also fixes the frame's height).
 
     Returns:
         ``(H, W, 3) uint8``, ``W = 1456`` and ``H = 18 (max_turns + 3) + 16`` rounded up to a
@@ -198,6 +219,119 @@ def validate_action(action: Any, num_images: int) -> int:
     return index
 
 
+@dataclass(frozen=True)
+class DialogSettings:
+    """The validated per-dialog settings shared by the single and the vector environment.
+
+    Attributes mirror the constructor arguments of :class:`DialogRetrievalEnv`.
+    """
+
+    split: str
+    max_turns: int
+    reward_mode: str | RewardFunction
+    expose_target: bool
+    feedback_text_in_info: bool
+    max_feedback_tokens: int
+    render_mode: str | None
+
+
+def build_dialog(
+    catalog: CatalogSpec = None,
+    split: str = "train",
+    user: str | UserSimulator = "rule",
+    user_kwargs: Mapping[str, Any] | None = None,
+    max_turns: int = 10,
+    reward_mode: str | RewardFunction = "percentile",
+    expose_target: bool = False,
+    max_feedback_tokens: int = MAX_FEEDBACK_TOKENS,
+    render_mode: str | None = None,
+    feedback_text_in_info: bool = True,
+) -> tuple[DialogModel, DialogSettings]:
+    """Validate the environments' arguments and build their turn model (one path for both).
+
+    The arguments are those of :class:`DialogRetrievalEnv` (its "Arguments" table), with the
+    same meaning.
+
+    Returns:
+        ``(model, settings)``: the :class:`~dialog_env.dynamics.DialogModel` over the split and
+        the validated settings.
+
+    Raises:
+        ConfigurationError: a bad argument (the first one found, in the order above after the
+            bools and ``user_kwargs``).
+        CatalogError: a split of fewer than 2 images; also the catalogue's own loading errors.
+        UserSimulatorError: a catalogue the user cannot describe.
+    """
+    _check_bool(expose_target, "expose_target", "add target_index to info")
+    _check_bool(feedback_text_in_info, "feedback_text_in_info", "put the caption in info['feedback_text']")
+    if user_kwargs is not None and (
+        not isinstance(user_kwargs, Mapping) or not all(isinstance(key, str) for key in user_kwargs)
+    ):
+        raise ConfigurationError(
+            f"user_kwargs must be None or a mapping of keyword arguments of user simulator {_user_name(user)} "
+            f"(e.g. {{'vague_rate': 0.2}}), got {user_kwargs!r} of type {type(user_kwargs).__name__}"
+        )
+    if isinstance(max_turns, bool) or not isinstance(max_turns, (int, np.integer)) or max_turns < 1:
+        raise ConfigurationError(f"max_turns must be an integer >= 1, got {max_turns!r}")
+    reward_fn = resolve_reward(reward_mode)
+    if render_mode is not None and render_mode not in RENDER_MODES:
+        raise ConfigurationError(f"unknown render_mode {render_mode!r}; choose one of {list(RENDER_MODES)} or None")
+    if (
+        isinstance(max_feedback_tokens, bool)
+        or not isinstance(max_feedback_tokens, (int, np.integer))
+        or max_feedback_tokens < 1
+    ):
+        raise ConfigurationError(f"max_feedback_tokens must be an integer >= 1, got {max_feedback_tokens!r}")
+    full_catalog = make_catalog(catalog)
+    if not isinstance(split, str) or split not in full_catalog.splits:
+        raise ConfigurationError(
+            f"unknown split {split!r} of catalogue {full_catalog.name!r}; available: {sorted(full_catalog.splits)}"
+        )
+    split_catalog = full_catalog.select(split)
+    if split_catalog.num_images < 2:
+        raise CatalogError(
+            f"split {split!r} of catalogue {full_catalog.name!r} has {split_catalog.num_images} image(s); "
+            f"a dialog needs at least 2 (a target and a different first image)"
+        )
+    simulator = make_user(user, **dict(user_kwargs or {}))
+    model = DialogModel(split_catalog, simulator, max_tokens=int(max_feedback_tokens), reward_fn=reward_fn)
+    settings = DialogSettings(
+        split=split,
+        max_turns=int(max_turns),
+        reward_mode=reward_mode,
+        expose_target=bool(expose_target),
+        feedback_text_in_info=bool(feedback_text_in_info),
+        max_feedback_tokens=int(max_feedback_tokens),
+        render_mode=render_mode,
+    )
+    return model, settings
+
+
+def dialog_observation_space(model: DialogModel, max_turns: int) -> spaces.Dict:
+    """The observation space of one dialog over ``model`` (see :class:`DialogRetrievalEnv`)."""
+    features = model.catalog.features
+    return spaces.Dict(
+        {
+            "feedback": spaces.Box(0, len(model.vocabulary) - 1, shape=(model.max_tokens,), dtype=np.int64),
+            "image": spaces.Box(
+                float(features.min()), float(features.max()), shape=(model.catalog.dim,), dtype=np.float32
+            ),
+            "turn": spaces.Box(0, max_turns, shape=(1,), dtype=np.int64),
+        }
+    )
+
+
+def transcript_line(
+    turn: int, image_id: str, shown: int, rank: int, percentile: float, caption: str, found: bool
+) -> str:
+    """One line of a dialog's transcript (``render_mode="ansi"``)."""
+    marker = " <- target found" if found else ""
+    return (
+        f"turn {turn:2d} | shown {image_id} (#{shown}) | "
+        f"target rank {rank:6d} ({100 * percentile:5.1f}%) | {caption!r}{marker}"
+    )
+
+
 class DialogRetrievalEnv(gym.Env):
     """Dialog-based interactive image retrieval (Guo et al., NeurIPS 2018).
 
@@ -238,7 +372,10 @@ class DialogRetrievalEnv(gym.Env):
       look-ahead maximises the sum of these);
     - ``"improvement"``: the rank percentile minus that of the previous turn (the first turn
       compares with the initial image), in ``[-1, 1]``;
-    - ``"success"``: 1.0 when the target is shown, else 0.0.
+    - ``"success"``: 1.0 when the target is shown, else 0.0;
+    - a function ``reward(percentiles, previous_percentiles, found) -> rewards`` of your own, over
+      ``(B,)`` arrays (``B = 1`` here, the batch in the vector environment; see
+      :mod:`dialog_env.dynamics`), e.g. ``lambda p, q, found: found - 0.01``.
 
     ## Starting State
 
@@ -280,9 +417,14 @@ class DialogRetrievalEnv(gym.Env):
 
     ## Model access (for planning agents)
 
+    ``env.unwrapped.model`` is the environment's turn model, a
+    :class:`~dialog_env.dynamics.DialogModel`: ``model.respond(targets, shown, rngs)`` plays one
+    turn of any number of imagined dialogs (ranks, percentiles, captions, token ids) exactly as the
+    environment plays it, and ``model.reward(...)`` scores it; it holds no dialog state. The paper's
+    look-ahead rollouts use it and nothing else of the environment. Its parts are also
     ``env.unwrapped.catalog`` (the catalogue of the split; action indices index it),
-    ``env.unwrapped.user`` (the user simulator: ``user.describe(catalog, targets, shown, rngs)``),
-    ``env.unwrapped.ranker`` (the ranking engine over the split) and ``env.unwrapped.vocabulary``.
+    ``env.unwrapped.user`` (the user simulator), ``env.unwrapped.ranker`` (the ranking engine over
+    the split) and ``env.unwrapped.vocabulary``.
 
     ## Arguments
 
@@ -298,7 +440,7 @@ class DialogRetrievalEnv(gym.Env):
     | ``user`` | ``"rule"`` | registered user-simulator name or a ``UserSimulator`` |
     | ``user_kwargs`` | ``None`` | keyword arguments of the named user simulator |
     | ``max_turns`` | ``10`` | actions per episode before truncation (at least 1) |
-    | ``reward_mode`` | ``"percentile"`` | ``"percentile"``, ``"improvement"`` or ``"success"`` |
+    | ``reward_mode`` | ``"percentile"`` | ``"percentile"``, ``"improvement"``, ``"success"`` or a reward function |
     | ``expose_target`` | ``False`` | add ``target_index`` to ``info`` (a bool) |
     | ``max_feedback_tokens`` | ``16`` | length of the ``feedback`` observation |
     | ``render_mode`` | ``None`` | ``"ansi"`` (transcript), ``"human"`` (printed) or ``"rgb_array"`` (frame) |
@@ -307,9 +449,9 @@ class DialogRetrievalEnv(gym.Env):
     ## Version History
 
     - v0: initial version.
-    """
+    """  # noqa: E501 - Markdown tables in the docstring
 
-    metadata = {"render_modes": ["ansi", "human", "rgb_array"], "render_fps": 1}
+    metadata = {"render_modes": list(RENDER_MODES), "render_fps": 1}
 
     def __init__(
         self,
@@ -318,63 +460,33 @@ class DialogRetrievalEnv(gym.Env):
         user: str | UserSimulator = "rule",
         user_kwargs: Mapping[str, Any] | None = None,
         max_turns: int = 10,
-        reward_mode: str = "percentile",
+        reward_mode: str | RewardFunction = "percentile",
         expose_target: bool = False,
         max_feedback_tokens: int = MAX_FEEDBACK_TOKENS,
         render_mode: str | None = None,
         feedback_text_in_info: bool = True,
     ) -> None:
-        _check_bool(expose_target, "expose_target", "add target_index to info")
-        _check_bool(feedback_text_in_info, "feedback_text_in_info", "put the caption in info['feedback_text']")
-        if user_kwargs is not None and (
-            not isinstance(user_kwargs, Mapping) or not all(isinstance(key, str) for key in user_kwargs)
-        ):
-            raise ConfigurationError(
-                f"user_kwargs must be None or a mapping of keyword arguments of user simulator {_user_name(user)} "
-                f"(e.g. {{'vague_rate': 0.2}}), got {user_kwargs!r} of type {type(user_kwargs).__name__}"
-            )
-        if isinstance(max_turns, bool) or not isinstance(max_turns, (int, np.integer)) or max_turns < 1:
-            raise ConfigurationError(f"max_turns must be an integer >= 1, got {max_turns!r}")
-        if reward_mode not in REWARD_MODES:
-            raise ConfigurationError(f"unknown reward_mode {reward_mode!r}; choose one of {list(REWARD_MODES)}")
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ConfigurationError(
-                f"unknown render_mode {render_mode!r}; choose one of {self.metadata['render_modes']} or None"
-            )
-        if isinstance(max_feedback_tokens, bool) or not isinstance(max_feedback_tokens, (int, np.integer)) or max_feedback_tokens < 1:
-            raise ConfigurationError(f"max_feedback_tokens must be an integer >= 1, got {max_feedback_tokens!r}")
-        full_catalog = make_catalog(catalog)
-        if not isinstance(split, str) or split not in full_catalog.splits:
-            raise ConfigurationError(
-                f"unknown split {split!r} of catalogue {full_catalog.name!r}; available: {sorted(full_catalog.splits)}"
-            )
-        self.catalog: Catalog = full_catalog.select(split)
-        if self.catalog.num_images < 2:
-            raise CatalogError(
-                f"split {split!r} of catalogue {full_catalog.name!r} has {self.catalog.num_images} image(s); "
-                f"a dialog needs at least 2 (a target and a different first image)"
-            )
-        self.user: UserSimulator = make_user(user, **dict(user_kwargs or {}))
-        self.user.check_catalog(self.catalog)
-        self.vocabulary = self.user.vocabulary
-        self.ranker = Ranker(self.catalog.features, self.catalog.squared_norms)
-        self.split = split
-        self.max_turns = int(max_turns)
-        self.reward_mode = reward_mode
-        self.expose_target = bool(expose_target)
-        self.feedback_text_in_info = bool(feedback_text_in_info)
-        self.max_feedback_tokens = int(max_feedback_tokens)
-        self.render_mode = render_mode
-
-        features = self.catalog.features
-        self.action_space = spaces.Discrete(self.catalog.num_images)
-        self.observation_space = spaces.Dict(
-            {
-                "feedback": spaces.Box(0, len(self.vocabulary) - 1, shape=(self.max_feedback_tokens,), dtype=np.int64),
-                "image": spaces.Box(float(features.min()), float(features.max()), shape=(self.catalog.dim,), dtype=np.float32),
-                "turn": spaces.Box(0, self.max_turns, shape=(1,), dtype=np.int64),
-            }
+        self.model, settings = build_dialog(
+            catalog=catalog,
+            split=split,
+            user=user,
+            user_kwargs=user_kwargs,
+            max_turns=max_turns,
+            reward_mode=reward_mode,
+            expose_target=expose_target,
+            max_feedback_tokens=max_feedback_tokens,
+            render_mode=render_mode,
+            feedback_text_in_info=feedback_text_in_info,
         )
+        self.split = settings.split
+        self.max_turns = settings.max_turns
+        self.reward_mode = settings.reward_mode
+        self.expose_target = settings.expose_target
+        self.feedback_text_in_info = settings.feedback_text_in_info
+        self.max_feedback_tokens = settings.max_feedback_tokens
+        self.render_mode = render_mode
+        self.action_space = spaces.Discrete(self.catalog.num_images)
+        self.observation_space = dialog_observation_space(self.model, self.max_turns)
         self._target: int | None = None
         self._shown = -1
         self._turn = 0
@@ -384,10 +496,40 @@ class DialogRetrievalEnv(gym.Env):
         self._done = True
         self._transcript: list[str] = []
 
+    # ------------------------------------------------------------------ the model's parts
+    @property
+    def catalog(self) -> Catalog:
+        """The catalogue of the split (action indices index it): ``self.model.catalog``."""
+        return self.model.catalog
+
+    @property
+    def user(self) -> UserSimulator:
+        """The user simulator: ``self.model.user``."""
+        return self.model.user
+
+    @property
+    def ranker(self) -> Ranker:
+        """The ranking engine over the split: ``self.model.ranker``."""
+        return self.model.ranker
+
+    @property
+    def vocabulary(self) -> Vocabulary:
+        """The words of the feedback: ``self.model.vocabulary``."""
+        return self.model.vocabulary
+
     # ------------------------------------------------------------------ API
     def reset(
         self, *, seed: int | None = None, options: Mapping[str, Any] | None = None
     ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Start a dialog: draw (or take from ``options``) the target and the first image.
+
+        Args:
+            seed: seeds ``self.np_random`` (``None``: continue its stream).
+            options: optional ``"target"`` and ``"initial"`` image indices (``initial != target``).
+
+        Returns:
+            ``(observation, info)``: the shopper's feedback on the first image.
+        """
         super().reset(seed=seed)
         options = dict(options or {})
         unknown = set(options) - {"target", "initial"}
@@ -396,15 +538,16 @@ class DialogRetrievalEnv(gym.Env):
         num_images = self.catalog.num_images
         target = options.get("target")
         initial = options.get("initial")
-        target = self._option_index(target, "target") if target is not None else int(self.np_random.integers(num_images))
+        if target is not None:
+            target = self._option_index(target, "target")
+        else:
+            target = int(self.np_random.integers(num_images))
         if initial is not None:
             initial = self._option_index(initial, "initial")
             if initial == target:
                 raise ConfigurationError(f"reset options: initial image {initial} must differ from the target")
         else:
-            # Uniform over the split minus the target.
-            initial = int(self.np_random.integers(num_images - 1))
-            initial += initial >= target
+            initial = int(uniform_except(self.np_random, num_images, target))
         self._target = target
         self._turn = 0
         self._done = False
@@ -415,6 +558,12 @@ class DialogRetrievalEnv(gym.Env):
         return self._get_obs(), self._get_info()
 
     def step(self, action: Any) -> tuple[dict[str, np.ndarray], SupportsFloat, bool, bool, dict[str, Any]]:
+        """Show image ``action`` (an index of the split) and return the shopper's feedback.
+
+        Raises:
+            InvalidActionError: not an image index of the split.
+            ResetNeeded: the dialog ended (or never started).
+        """
         if self._done:
             raise ResetNeeded(
                 "step() called after the episode ended (or before the first reset()); call reset() first"
@@ -426,19 +575,19 @@ class DialogRetrievalEnv(gym.Env):
         terminated = shown == self._target
         truncated = not terminated and self._turn >= self.max_turns
         self._done = terminated or truncated
-        if self.reward_mode == "percentile":
-            reward = self._percentile
-        elif self.reward_mode == "improvement":
-            reward = self._percentile - previous_percentile
-        else:
-            reward = 1.0 if terminated else 0.0
+        reward = self.model.reward(
+            np.array([self._percentile]), np.array([previous_percentile]), np.array([terminated])
+        )[0]
         if self.render_mode == "human":
             self.render()
         return self._get_obs(), float(reward), terminated, truncated, self._get_info()
 
     def render(self) -> str | np.ndarray | None:
-        """``"ansi"``: the transcript so far as a string; ``"human"``: print its newest line;
-        ``"rgb_array"``: the transcript as an ``(H, W, 3) uint8`` frame (see "Rendering")."""
+        """The transcript: a string (``"ansi"``), printed (``"human"``) or a frame (``"rgb_array"``).
+
+        ``"ansi"``: the transcript so far as a string; ``"human"``: print its newest line;
+        ``"rgb_array"``: the transcript as an ``(H, W, 3) uint8`` frame (see "Rendering").
+        """
         if self.render_mode is None:
             gym.logger.warn(
                 "render() called without a render_mode; pass render_mode='ansi', 'human' or 'rgb_array' to gym.make"
@@ -456,6 +605,7 @@ class DialogRetrievalEnv(gym.Env):
         return None
 
     def close(self) -> None:
+        """Drop the transcript (nothing else holds resources)."""
         self._transcript = []
 
     # ------------------------------------------------------------------ helpers
@@ -466,19 +616,19 @@ class DialogRetrievalEnv(gym.Env):
             raise ConfigurationError(f"reset option {name!r}: {error}") from error
 
     def _show(self, shown: int) -> None:
-        """Show image ``shown``: rank the target and ask the user for feedback."""
+        """Show image ``shown``: one turn of the model (rank the target, ask the user for feedback)."""
         assert self._target is not None
+        response = self.model.respond(np.array([self._target]), np.array([shown]), [self.np_random])
         self._shown = shown
-        self._rank = int(self.ranker.target_ranks(np.array([shown]), np.array([self._target]))[0])
-        self._percentile = float(rank_percentile(self._rank, self.catalog.num_images))
-        self._feedback_text = self.user.describe(
-            self.catalog, np.array([self._target]), np.array([shown]), [self.np_random]
-        )[0]
-        self._feedback_ids = self.vocabulary.encode(self._feedback_text, self.max_feedback_tokens)
-        found = " <- target found" if shown == self._target else ""
+        self._rank = int(response.ranks[0])
+        self._percentile = float(response.percentiles[0])
+        self._feedback_text = response.captions[0]
+        self._feedback_ids = response.tokens[0]
         self._transcript.append(
-            f"turn {self._turn:2d} | shown {self.catalog.ids[shown]} (#{shown}) | "
-            f"target rank {self._rank:6d} ({100 * self._percentile:5.1f}%) | {self._feedback_text!r}{found}"
+            transcript_line(
+                self._turn, self.catalog.ids[shown], shown, self._rank, self._percentile, self._feedback_text,
+                shown == self._target,
+            )
         )
 
     def _get_obs(self) -> dict[str, np.ndarray]:

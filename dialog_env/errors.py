@@ -47,8 +47,11 @@ class CatalogNotFoundError(DialogEnvError, FileNotFoundError):
 
 
 class DataFormatError(DialogEnvError, ValueError):
-    """An input data file (image-name list, feature ``.npz``, embedding pickle) is malformed or does
-    not match the others (row counts, names)."""
+    """An input data file is malformed or does not match the others.
+
+    The files: image-name lists, feature ``.npz`` files, embedding pickles; the mismatches: row
+    counts, names.
+    """
 
 
 class DataFileNotFoundError(DialogEnvError, FileNotFoundError):
@@ -56,8 +59,11 @@ class DataFileNotFoundError(DialogEnvError, FileNotFoundError):
 
 
 class CaptionFormatError(DataFormatError):
-    """A caption JSON file is malformed: bad JSON, a record without the expected keys, empty or
-    non-ASCII text, or (with ``on_missing="error"``) an image the catalogue lacks."""
+    """A caption JSON file is malformed.
+
+    Bad JSON, a record without the expected keys, empty or non-ASCII text, or (with
+    ``on_missing="error"``) an image the catalogue lacks.
+    """
 
 
 class CaptionNotFoundError(DataFileNotFoundError):

@@ -50,8 +50,8 @@ computation takes about 1.2-1.4x the bare product (``benchmarks/env_speed.py`` m
 chunk (float32 scores and two bool masks, 6 bytes per reference and row: 7/8 of the budget) and
 the float64 rechecks (blocks of pairs: 1/8) take at most about ``max_chunk_bytes`` (256 MiB by
 default), whatever ``N`` is (features of extreme magnitude add one scaled ``(N, D)`` float32
-copy, made once at construction). These scratch arrays are kept between calls (one set per thread) so that steps do not pay
-page faults for fresh arrays; they are not pickled.
+copy, made once at construction). These scratch arrays are kept between calls (one set per
+thread) so that steps do not pay page faults for fresh arrays; they are not pickled.
 """
 
 from __future__ import annotations
@@ -171,7 +171,8 @@ class Ranker:
         self.squared_norms = np.asarray(squared_norms, dtype=np.float32)
         if self.squared_norms.shape != (self.num_images,):
             raise ConfigurationError(
-                f"squared_norms must have shape ({self.num_images},), one per feature row, got {self.squared_norms.shape}"
+                f"squared_norms must have shape ({self.num_images},), one per feature row, "
+                f"got {self.squared_norms.shape}"
             )
         self.max_chunk_bytes = int(max_chunk_bytes)
         # The float32 products run on features scaled by this power of two (1.0: the features
@@ -247,8 +248,9 @@ class Ranker:
     def _scaled_references(
         self, queries: np.ndarray, may_be_far: bool = True
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
-        """The float32 product's view of ``(B, D) float32`` references (``may_be_far=False``:
-        catalogue rows, whose reach is at most ``2 max |s x| <= 2**41 sqrt(D)``).
+        """The float32 product's view of ``(B, D) float32`` references.
+
+        ``may_be_far=False`` for catalogue rows, whose reach is at most ``2 max |s x| <= 2**41 sqrt(D)``.
 
         Returns:
             ``(queries64, margins, far, gemm_queries)``: the references in float64 (as given);
@@ -350,8 +352,7 @@ class Ranker:
         return max(64, self.max_chunk_bytes // (8 * 40 * self.dim))
 
     def _workspace(self, batch: int, rows: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Scratch memory: a flat float32 buffer for ``(batch, rows)`` scores and two
-        ``(batch, width)`` bool masks.
+        """Scratch memory: a flat float32 buffer for ``(batch, rows)`` scores and two ``(batch, width)`` bool masks.
 
         Kept between calls (one set per thread, grown to the largest request so far) because
         fresh multi-megabyte arrays cost page faults on every step; bounded by about
@@ -445,7 +446,9 @@ class Ranker:
     def _check_indices(self, indices: np.ndarray, name: str) -> np.ndarray:
         indices = np.asarray(indices)
         if indices.ndim != 1 or not np.issubdtype(indices.dtype, np.integer):
-            raise ConfigurationError(f"{name} must be a 1-D integer array, got dtype {indices.dtype}, shape {indices.shape}")
+            raise ConfigurationError(
+                f"{name} must be a 1-D integer array, got dtype {indices.dtype}, shape {indices.shape}"
+            )
         if indices.size and (indices.min() < 0 or indices.max() >= self.num_images):
             raise ConfigurationError(f"{name} must be image indices in 0..{self.num_images - 1}, got {indices}")
         return indices.astype(np.int64, copy=False)
@@ -461,7 +464,8 @@ class Ranker:
                 queries = np.ascontiguousarray(queries, dtype=np.float32)
         if not np.isfinite(queries).all():
             raise ConfigurationError(
-                f"queries contain NaN or inf (or values beyond the float32 range +-{_FLOAT32_MAX:.8g}); expected finite values"
+                f"queries contain NaN or inf (or values beyond the float32 range +-{_FLOAT32_MAX:.8g}); "
+                f"expected finite values"
             )
         return queries
 

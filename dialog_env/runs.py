@@ -39,7 +39,13 @@ def check_folder_name(name: str, flag: str = "--run-name") -> str:
         ConfigurationError: ``name`` would place the run elsewhere than directly in its parent folder.
     """
     separators = {"/", os.sep} | ({os.altsep} if os.altsep else set())
-    if not isinstance(name, str) or not name or name in (".", "..") or any(s in name for s in separators) or "\0" in name:
+    if (
+        not isinstance(name, str)
+        or not name
+        or name in (".", "..")
+        or any(s in name for s in separators)
+        or "\0" in name
+    ):
         raise ConfigurationError(
             f"{flag} must be one folder name (no '/', not '.' or '..', not absolute, not empty), got {name!r}"
         )
@@ -99,7 +105,12 @@ class RunFolder:
                 f"or choose another run name / output folder"
             ) from None
         self._lock = lock
-        owner = {"pid": os.getpid(), "host": socket.gethostname(), "command": " ".join(sys.argv), "started": time.time()}
+        owner = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "command": " ".join(sys.argv),
+            "started": time.time(),
+        }
         (self.path / OWNER_NAME).write_text(json.dumps(owner) + "\n")
         return self
 
@@ -107,7 +118,9 @@ class RunFolder:
         """Work has begun: keep the folder even if a later step raises."""
         self._started = True
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
         assert self._lock is not None
         refused = isinstance(error, DialogEnvError) and not self._started
         (self.path / OWNER_NAME).unlink(missing_ok=True)

@@ -12,8 +12,8 @@ import json
 import os
 import re
 import warnings
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -63,9 +63,11 @@ class Vocabulary:
         self._encoded: dict[str, list[int]] = {}
 
     @classmethod
-    def from_texts(cls, texts: Iterable[str], min_count: int = 1) -> "Vocabulary":
-        """Build a vocabulary from texts: words seen at least ``min_count`` times, most frequent first
-        (ties alphabetical, so the result does not depend on the order of equally frequent words)."""
+    def from_texts(cls, texts: Iterable[str], min_count: int = 1) -> Vocabulary:
+        """Build a vocabulary from texts: words seen at least ``min_count`` times, most frequent first.
+
+        Ties are alphabetical, so the result does not depend on the order of equally frequent words.
+        """
         counts: dict[str, int] = {}
         for text in texts:
             for word in tokenize(text):
@@ -144,7 +146,7 @@ class Vocabulary:
         Path(path).write_text(json.dumps({"format": "dialog-env-vocabulary", "version": 1, "words": self.words}))
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> "Vocabulary":
+    def load(cls, path: str | os.PathLike[str]) -> Vocabulary:
         """Read a vocabulary written by :meth:`save`.
 
         Raises:
@@ -183,7 +185,9 @@ def corpus_bleu(hypotheses: Sequence[str], references: Sequence[Sequence[str]]) 
     try:
         from nltk.translate.bleu_score import corpus_bleu as nltk_corpus_bleu
     except ImportError as error:
-        raise DependencyNotInstalled('BLEU needs nltk: pip install "dialog-retrieval-env[captioner]" (or nltk)') from error
+        raise DependencyNotInstalled(
+            'BLEU needs nltk: pip install "dialog-retrieval-env[captioner]" (or nltk)'
+        ) from error
     if len(hypotheses) != len(references) or not hypotheses:
         raise ConfigurationError(
             f"corpus_bleu needs as many reference lists as hypotheses (at least one), got {len(hypotheses)} "

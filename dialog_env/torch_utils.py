@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import pickle
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -68,7 +69,8 @@ def read_tagged_torch_file(
     Args:
         path: the file.
         what: how messages name the file, e.g. ``"captioner checkpoint"``.
-        file_format, version: the tags the file must carry.
+        file_format: the format tag the file must carry.
+        version: the version tag the file must carry.
         error: the project exception raised on any problem (its message names the file).
         hint: appended to the message for a missing file, e.g. how to make one.
         required: keys the dictionary must hold, each with its allowed type(s).
@@ -90,10 +92,11 @@ def read_tagged_torch_file(
                 f"{what} {str(path)!r} holds Python objects other than tensors and plain containers "
                 f"({found.group(1)}); it is not loaded, because unpickling them could run "
                 f"code. Files of this project hold only tensors, numbers, strings, lists and dicts: this one was "
-                f"written by something else (or is a captioner checkpoint of an older version of this project, which stored "
-                f"NumPy arrays: train it again)"
+                f"written by something else (or is a captioner checkpoint of an older version of this "
+                f"project, which stored NumPy arrays: train it again)"
             ) from None
-        # torch's message suggests turning weights-only loading off, never right for an untrusted file: keep its diagnosis only.
+        # torch's message suggests turning weights-only loading off, never right for an untrusted
+        # file: keep its diagnosis only.
         detail = re.search(r"WeightsUnpickler error:\s*(.+?)\s*(?:\n\n|$)", str(cause), re.S)
         reason = detail.group(1) if detail else str(cause).splitlines()[0]
         raise error(f"{what} {str(path)!r} could not be read (truncated or corrupted?): {reason}") from None

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
+from gymnasium import spaces
 from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from dialog_env.env import CatalogSpec, DialogRetrievalEnv, transcript_frame
+from dialog_env.catalog import Catalog
+from dialog_env.dynamics import DialogModel, RewardFunction, uniform_except
+from dialog_env.env import CatalogSpec, build_dialog, dialog_observation_space, transcript_frame, transcript_line
 from dialog_env.errors import ConfigurationError, InvalidActionError, ResetNeeded
-from dialog_env.ranking import rank_percentile
-from dialog_env.text import MAX_FEEDBACK_TOKENS
+from dialog_env.ranking import Ranker
+from dialog_env.text import MAX_FEEDBACK_TOKENS, Vocabulary
 from dialog_env.users.base import UserSimulator
 
 __all__ = ["DialogRetrievalVectorEnv"]
@@ -137,7 +141,9 @@ class DialogRetrievalVectorEnv(VectorEnv):
     argument of :class:`DialogRetrievalEnv` (``catalog``, ``split``, ``user``, ``user_kwargs``,
     ``max_turns``, ``reward_mode``, ``expose_target``, ``max_feedback_tokens``, ``render_mode``,
     ``feedback_text_in_info``), with the same meaning and validation.
-    ``catalog``, ``user``, ``ranker`` and ``vocabulary`` are public as on the single environment.
+    ``model`` (the :class:`~dialog_env.dynamics.DialogModel` every dialog of the batch plays
+    through, the planning interface), ``catalog``, ``user``, ``ranker`` and ``vocabulary`` are
+    public as on the single environment.
 
     ## Rendering
 
@@ -165,7 +171,7 @@ class DialogRetrievalVectorEnv(VectorEnv):
         user: str | UserSimulator = "rule",
         user_kwargs: Mapping[str, Any] | None = None,
         max_turns: int = 10,
-        reward_mode: str = "percentile",
+        reward_mode: str | RewardFunction = "percentile",
         expose_target: bool = False,
         max_feedback_tokens: int = MAX_FEEDBACK_TOKENS,
         render_mode: str | None = None,
@@ -177,9 +183,10 @@ class DialogRetrievalVectorEnv(VectorEnv):
         self.autoreset_mode = _autoreset_mode(autoreset_mode)
         # An instance copy: the class dict keeps the default mode.
         self.metadata = {**type(self).metadata, "autoreset_mode": self.autoreset_mode}
-        # One validation path: the single environment checks the arguments and builds the
-        # catalogue split, user, vocabulary and ranker, which every dialog of the batch shares.
-        template = DialogRetrievalEnv(
+        # One validation path and one turn model for both environments; every dialog of the
+        # batch shares the model (catalogue split, user, ranker, vocabulary).
+        self.model: DialogModel
+        self.model, settings = build_dialog(
             catalog=catalog,
             split=split,
             user=user,
@@ -192,20 +199,16 @@ class DialogRetrievalVectorEnv(VectorEnv):
             feedback_text_in_info=feedback_text_in_info,
         )
         self.num_envs = int(num_envs)
-        self.catalog = template.catalog
-        self.user = template.user
-        self.vocabulary = template.vocabulary
-        self.ranker = template.ranker
-        self.split = template.split
-        self.max_turns = template.max_turns
-        self.reward_mode = template.reward_mode
-        self.expose_target = template.expose_target
-        self.feedback_text_in_info = template.feedback_text_in_info
-        self.max_feedback_tokens = template.max_feedback_tokens
+        self.split = settings.split
+        self.max_turns = settings.max_turns
+        self.reward_mode = settings.reward_mode
+        self.expose_target = settings.expose_target
+        self.feedback_text_in_info = settings.feedback_text_in_info
+        self.max_feedback_tokens = settings.max_feedback_tokens
         self.render_mode = render_mode
 
-        self.single_action_space = template.action_space
-        self.single_observation_space = template.observation_space
+        self.single_action_space = spaces.Discrete(self.catalog.num_images)
+        self.single_observation_space = dialog_observation_space(self.model, self.max_turns)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
 
@@ -222,6 +225,27 @@ class DialogRetrievalVectorEnv(VectorEnv):
         self._needs_reset = np.zeros(batch, dtype=np.bool_)
         self._has_reset = False
         self._transcripts: list[list[str]] = [[] for _ in range(batch)]
+
+    # ------------------------------------------------------------------ the model's parts
+    @property
+    def catalog(self) -> Catalog:
+        """The catalogue of the split (action indices index it): ``self.model.catalog``."""
+        return self.model.catalog
+
+    @property
+    def user(self) -> UserSimulator:
+        """The user simulator: ``self.model.user``."""
+        return self.model.user
+
+    @property
+    def ranker(self) -> Ranker:
+        """The ranking engine over the split: ``self.model.ranker``."""
+        return self.model.ranker
+
+    @property
+    def vocabulary(self) -> Vocabulary:
+        """The words of the feedback: ``self.model.vocabulary``."""
+        return self.model.vocabulary
 
     # ------------------------------------------------------------------ API
     def reset(
@@ -313,12 +337,7 @@ class DialogRetrievalVectorEnv(VectorEnv):
 
         terminated = stepping & (shown == self._targets)
         truncated = stepping & ~terminated & (self._turns >= self.max_turns)
-        if self.reward_mode == "percentile":
-            rewards = self._percentiles.copy()
-        elif self.reward_mode == "improvement":
-            rewards = self._percentiles - previous
-        else:
-            rewards = terminated.astype(np.float64)
+        rewards = self.model.reward(self._percentiles, previous, terminated)
         rewards[resetting] = 0.0
         ended = terminated | truncated
         self._needs_reset = ended
@@ -341,8 +360,11 @@ class DialogRetrievalVectorEnv(VectorEnv):
         return self._get_obs(), rewards, terminated, truncated, infos
 
     def render(self) -> tuple[str, ...] | tuple[np.ndarray, ...] | None:
-        """``"ansi"``: each dialog's transcript; ``"rgb_array"``: each dialog's ``(H, W, 3) uint8``
-        transcript frame; ``"human"``: print each dialog's newest line."""
+        """Each dialog's transcript: strings (``"ansi"``), printed (``"human"``) or frames (``"rgb_array"``).
+
+        ``"ansi"``: each dialog's transcript; ``"rgb_array"``: each dialog's ``(H, W, 3) uint8``
+        transcript frame; ``"human"``: print each dialog's newest line.
+        """
         if self.render_mode is None:
             gym.logger.warn(
                 "render() called without a render_mode; pass render_mode='ansi', 'human' or 'rgb_array' to gym.make_vec"
@@ -354,7 +376,7 @@ class DialogRetrievalVectorEnv(VectorEnv):
             return tuple(
                 transcript_frame(lines, split=self.split, num_images=self.catalog.num_images, turn=int(turn),
                                  max_turns=self.max_turns)  # fmt: skip
-                for lines, turn in zip(self._transcripts, self._turns)
+                for lines, turn in zip(self._transcripts, self._turns, strict=True)
             )
         self._print_newest(np.ones(self.num_envs, dtype=np.bool_))
         return None
@@ -401,8 +423,7 @@ class DialogRetrievalVectorEnv(VectorEnv):
                         f"reset options: initial image {initial} of dialog {i} must differ from its target"
                     )
             else:
-                initial = int(rng.integers(num_images - 1))
-                initial += initial >= target
+                initial = int(uniform_except(rng, num_images, target))
             self._targets[i] = target
             self._initials[i] = initial
             self._transcripts[i] = []
@@ -416,36 +437,37 @@ class DialogRetrievalVectorEnv(VectorEnv):
             only: optional ``(B,) bool``: update only these dialogs (a partial reset).
         """
         which = np.arange(self.num_envs) if only is None else np.flatnonzero(only)
-        if only is None:
-            ranks = self.ranker.target_ranks(shown, self._targets)
-        else:  # the ranks are exact, so ranking a subset gives the same numbers as ranking all B
-            ranks = self._ranks.copy()
-            ranks[which] = self.ranker.target_ranks(shown[which], self._targets[which])
-        percentiles = rank_percentile(ranks, self.catalog.num_images)
         assert self._rngs is not None
-        texts = self.user.describe(self.catalog, self._targets[which], shown[which], [self._rngs[i] for i in which])
-        ids = self.vocabulary.encode_batch(texts, self.max_feedback_tokens)
+        # Only the dialogs in ``which`` play the turn (their generators alone advance); the ranks
+        # are exact, so ranking a subset gives the same numbers as ranking all B.
+        if only is None:
+            response = self.model.respond(self._targets, shown, self._rngs)
+        else:
+            response = self.model.respond(self._targets[which], shown[which], [self._rngs[i] for i in which])
         if only is None:
             self._shown = shown
-            self._ranks = ranks
-            self._percentiles = percentiles
+            self._ranks = response.ranks
+            self._percentiles = response.percentiles
             self._feedback_texts = np.empty(self.num_envs, dtype=object)
-            self._feedback_texts[:] = texts
-            self._feedback_ids = ids
+            self._feedback_texts[:] = response.captions
+            self._feedback_ids = response.tokens
         else:
             self._shown = np.where(only, shown, self._shown)
-            self._ranks = ranks
-            self._percentiles = np.where(only, percentiles, self._percentiles)
+            self._ranks = self._ranks.copy()
+            self._ranks[which] = response.ranks
+            self._percentiles = self._percentiles.copy()
+            self._percentiles[which] = response.percentiles
             self._feedback_texts = self._feedback_texts.copy()
-            self._feedback_texts[which] = texts
+            self._feedback_texts[which] = response.captions
             self._feedback_ids = self._feedback_ids.copy()
-            self._feedback_ids[which] = ids
+            self._feedback_ids[which] = response.tokens
         if self.render_mode is not None:
             for row, i in enumerate(which):
-                found = " <- target found" if shown[i] == self._targets[i] else ""
                 self._transcripts[i].append(
-                    f"turn {int(self._turns[i]):2d} | shown {self.catalog.ids[shown[i]]} (#{int(shown[i])}) | "
-                    f"target rank {int(ranks[i]):6d} ({100 * float(percentiles[i]):5.1f}%) | {texts[row]!r}{found}"
+                    transcript_line(
+                        int(self._turns[i]), self.catalog.ids[shown[i]], int(shown[i]), int(response.ranks[row]),
+                        float(response.percentiles[row]), response.captions[row], bool(shown[i] == self._targets[i]),
+                    )
                 )
 
     def _get_obs(self) -> dict[str, np.ndarray]:
@@ -456,8 +478,11 @@ class DialogRetrievalVectorEnv(VectorEnv):
         }
 
     def _get_info(self, mask: np.ndarray | None = None) -> dict[str, Any]:
-        """Gymnasium-style vector info; with ``mask`` (a partial reset) only those dialogs'
-        entries are set, the others are zero/None with ``"_key"`` False, as ``SyncVectorEnv`` does."""
+        """Gymnasium-style vector info of every dialog, or only of those in ``mask``.
+
+        With ``mask`` (a partial reset) only those dialogs' entries are set, the others are
+        zero/None with ``"_key"`` False, as ``SyncVectorEnv`` does.
+        """
         batch = self.num_envs
         values: dict[str, np.ndarray] = {
             "target_rank": self._ranks.copy(),

@@ -82,7 +82,8 @@ class QueryAction(gym.Wrapper, gym.utils.RecordConstructorArgs):
     Example:
         >>> import gymnasium as gym
         >>> from dialog_env import QueryAction
-        >>> env = QueryAction(gym.make("dialog_env:DialogRetrieval-v0", catalog={"num_train": 50, "num_test": 10, "dim": 8}))
+        >>> catalog = {"num_train": 50, "num_test": 10, "dim": 8}
+        >>> env = QueryAction(gym.make("dialog_env:DialogRetrieval-v0", catalog=catalog))
         >>> observation, info = env.reset(seed=0)
         >>> observation, reward, terminated, truncated, info = env.step(env.action_space.sample())
         >>> info["query_index"] == info["shown_index"]
@@ -119,6 +120,11 @@ class QueryAction(gym.Wrapper, gym.utils.RecordConstructorArgs):
         )
 
     def step(self, action: Any) -> tuple[dict[str, np.ndarray], SupportsFloat, bool, bool, dict[str, Any]]:
+        """Show the catalogue image nearest to the query ``action`` (a ``(D,)`` float vector).
+
+        Raises:
+            InvalidActionError: not a finite float vector of shape ``(D,)``.
+        """
         query = self._check_query(action)
         base = self.env.unwrapped
         ranker: Ranker = base.ranker
@@ -137,7 +143,9 @@ class QueryAction(gym.Wrapper, gym.utils.RecordConstructorArgs):
             # Checked in float64 first, so that a value beyond the float32 range is named, not cast to inf.
             query = np.asarray(action, dtype=np.float64)
         except (TypeError, ValueError) as error:
-            raise InvalidActionError(f"a query action must be a float vector of shape ({dim},), got {action!r}") from error
+            raise InvalidActionError(
+                f"a query action must be a float vector of shape ({dim},), got {action!r}"
+            ) from error
         if query.shape != (dim,):
             raise InvalidActionError(f"a query action must have shape ({dim},), got shape {query.shape}")
         magnitude = np.abs(query)
