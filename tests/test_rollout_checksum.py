@@ -67,7 +67,7 @@ DIGESTS = {
 }
 
 
-def _update(digest: "hashlib._Hash", value: object) -> None:
+def _update(digest: hashlib._Hash, value: object) -> None:
     """Feed ``value`` (arrays, dicts, strings, numbers, None) into ``digest`` unambiguously."""
     if isinstance(value, dict):
         for key in sorted(value):
