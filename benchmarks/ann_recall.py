@@ -13,21 +13,26 @@ is ``|approximate top-k & exact top-k| / k`` averaged over queries; exact top-k 
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import platform
+import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-import dialog_env
 from dialog_env.ann import import_faiss, make_knn_index
+from dialog_env.cli import dataclass_parser
 from dialog_env.synthetic import default_catalog, make_synthetic_shoes
 
-RESULTS = Path(__file__).resolve().parent / "results"
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script (python benchmarks/ann_recall.py): the report writer is shared
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.report import machine_info, write_report  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results"
 
 #: (backend, settings) pairs measured; the first of each backend is its default.
 CONFIGS: list[tuple[str, dict[str, Any]]] = [
@@ -44,17 +49,26 @@ CONFIGS: list[tuple[str, dict[str, Any]]] = [
 KS = (10, 50, 100)
 
 
+@dataclass
+class Args:
+    """Benchmark settings (command-line flags of the same names)."""
+
+    quick: bool = False
+    """A 2,000-image catalogue, 100 queries."""
+    out_dir: str = str(RESULTS)
+    """Folder for ann_recall.md and ann_recall.json."""
+
+
 def recall(approximate: np.ndarray, exact: np.ndarray) -> float:
     """Mean over rows of ``|approximate_row & exact_row| / k``."""
     k = exact.shape[1]
-    return float(np.mean([np.intersect1d(a[a >= 0], e).size / k for a, e in zip(approximate, exact)]))
+    return float(np.mean([np.intersect1d(a[a >= 0], e).size / k for a, e in zip(approximate, exact, strict=True)]))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description="recall of the FAISS k-NN backends against exact search")
-    parser.add_argument("--quick", action="store_true", help="a 2,000-image catalogue, 100 queries")
-    parser.add_argument("--out-dir", default=str(RESULTS))
-    args = parser.parse_args()
+def main(argv: list[str] | None = None) -> None:
+    """Measure every configuration of :data:`CONFIGS`; write ``ann_recall.json`` and ``.md``."""
+    parser = dataclass_parser(Args, "recall of the FAISS k-NN backends against exact search")
+    args = Args(**vars(parser.parse_args(argv)))
     faiss = import_faiss()
     if args.quick:
         catalog = make_synthetic_shoes(num_train=2000, num_test=200, dim=64)
@@ -98,21 +112,16 @@ def main() -> None:
         "catalogue": catalog.name,
         "index_size": list(index_features.shape),
         "num_queries": num_queries,
-        "versions": {"numpy": np.__version__, "faiss": faiss.__version__, "dialog_env": dialog_env.__version__,
-                     "python": platform.python_version()},
-        "cpu_count": os.cpu_count(),
+        "machine": machine_info(),
         "load_average": [round(x, 2) for x in os.getloadavg()],
         "rows": rows,
     }
-    out_dir = Path(args.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "ann_recall.json").write_text(json.dumps(report, indent=2))
     lines = [
         "# Recall of the k-NN backends against exact search",
         "",
         f"Command: `{command}` ({report['date']}). Index: the train split of `{catalog.name}` "
         f"({index_features.shape[0]:,} x {index_features.shape[1]} float32); queries: {num_queries:,} "
-        f"test-split images (not in the index). faiss {faiss.__version__}, {os.cpu_count()} cores "
+        f"test-split images (not in the index). faiss {faiss.__version__}, {report['machine']['cpu_count']} cores "
         f"(load average {report['load_average'][0]}). Recall@k = |approximate top-k & exact top-k| / k, "
         "averaged over queries (one search per k; HNSW uses a beam of max(ef_search, k)). "
         "Search time: k = 10, all queries in one batch, per query.",
@@ -136,8 +145,7 @@ def main() -> None:
         "for recall. Timings were taken on a shared 2-core machine and are indicative only.",
         "",
     ]
-    (out_dir / "ann_recall.md").write_text("\n".join(lines))
-    print(f"wrote {out_dir / 'ann_recall.md'}", flush=True)
+    write_report(Path(args.out_dir), "ann_recall", report, "\n".join(lines))
 
 
 if __name__ == "__main__":

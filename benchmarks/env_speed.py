@@ -1,5 +1,6 @@
-"""Environment speed: the native vector env against Gymnasium's vector envs, a naive per-dialog
-reference and the bare matrix product, for several batch sizes ``B`` and catalogue sizes ``N``.
+"""Environment speed: the native vector env against Gymnasium's, a naive per-dialog loop and the bare product.
+
+The four are timed for several batch sizes ``B`` and catalogue sizes ``N``.
 
 Run (about 5-10 minutes on 2 cores)::
 
@@ -31,19 +32,18 @@ Cells that cannot run within the machine's memory or the time budget are reporte
 
 from __future__ import annotations
 
-import argparse
 import gc
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
 import time
 import tracemalloc
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -51,9 +51,26 @@ import numpy as np
 import dialog_env
 from dialog_env import DialogRetrievalVectorEnv
 from dialog_env.catalog import Catalog
+from dialog_env.cli import dataclass_parser, parse_dataclass
 from dialog_env.synthetic import make_synthetic_shoes
 
-RESULTS = Path(__file__).resolve().parent / "results"
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script (python benchmarks/env_speed.py): the report writer is shared
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.report import machine_info, write_report  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results"
+#: What ``--quick`` changes (unless given on the command line): a grid that runs in well under a minute.
+QUICK = {
+    "batch_sizes": (1, 16),
+    "catalog_sizes": (300, 1000),
+    "dim": 32,
+    "min_time": 0.1,
+    "max_cell_time": 0.5,
+    "naive_max_dialogs": 4,
+    "async_max_envs": 16,
+}
 
 
 @dataclass
@@ -61,7 +78,8 @@ class Args:
     """Benchmark settings (command-line flags of the same names)."""
 
     quick: bool = False
-    """Tiny grid (B in {1, 16}, N in {300, 1000}, D = 32) for smoke tests."""
+    """Tiny grid (B in {1, 16}, N in {300, 1000}, D = 32, shorter timings) for smoke tests; flags given
+    explicitly are kept."""
     out_dir: str = str(RESULTS)
     """Folder for env_speed.md and env_speed.json."""
     batch_sizes: tuple[int, ...] = (1, 16, 128, 1024)
@@ -71,7 +89,7 @@ class Args:
     dim: int = 256
     """Feature dimension D."""
     min_time: float = 1.0
-    """Seconds of samples per timed method and cell (floor and native: each)."""
+    """Seconds of samples per timed method and cell (floor and native: each); 0.1 with --quick."""
     max_cell_time: float = 4.0
     """Seconds after which a slow method stops sampling (at least one step is always timed)."""
     copy_budget_gb: float = 6.0
@@ -84,7 +102,7 @@ class Args:
     naive_max_dialogs: int = 64
     """At most this many dialogs of a step are timed for the naive reference."""
     blas_threads: int = 1
-    """BLAS threads (OPENBLAS_NUM_THREADS, set by re-executing the script); 0 keeps the default
+    """BLAS threads (OPENBLAS_NUM_THREADS, set by re-executing the script); 0: the BLAS default
     (one per core). One by default: on a shared machine a two-thread product waits whenever the
     scheduler has given the other core away (stalls of 8-16 ms were seen here)."""
     threads_check: bool = True
@@ -95,25 +113,29 @@ class Args:
     """Seed of catalogues, resets and actions."""
 
 
-def parse_args() -> Args:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="tiny grid for smoke tests (under a minute)")
-    parser.add_argument("--out-dir", default=str(RESULTS))
-    parser.add_argument("--min-time", type=float, default=None)
-    parser.add_argument("--blas-threads", type=int, default=1, help="0: the BLAS default (one per core)")
-    parser.add_argument("--no-threads-check", action="store_true")
-    parser.add_argument("--single-cell", default="")
-    ns = parser.parse_args()
-    args = Args(quick=ns.quick, out_dir=ns.out_dir, single_cell=ns.single_cell, blas_threads=ns.blas_threads)
-    if ns.quick:
-        args.batch_sizes, args.catalog_sizes, args.dim = (1, 16), (300, 1000), 32
-        args.min_time, args.max_cell_time, args.naive_max_dialogs = 0.1, 0.5, 4
-        args.async_max_envs = 16
-    if ns.min_time is not None:
-        args.min_time = ns.min_time
-    if ns.no_threads_check:
-        args.threads_check = False
+def parse_args(argv: list[str] | None = None) -> Args:
+    """The settings of the command line ``argv`` (default: ``sys.argv[1:]``)."""
+    parser = dataclass_parser(Args, __doc__.split("\n\n")[0])
+    args, given = parse_dataclass(Args, parser, argv)
+    if args.quick:
+        for name, value in QUICK.items():
+            if name not in given:
+                setattr(args, name, value)
     return args
+
+
+def reproducing_command(argv: list[str]) -> str:
+    """The command line of this run, without ``--out-dir`` (where the report goes changes no number)."""
+    kept: list[str] = []
+    skip = False
+    for item in argv:
+        if skip:
+            skip = False
+        elif item == "--out-dir":
+            skip = True
+        elif not item.startswith("--out-dir="):
+            kept.append(item)
+    return " ".join(["python", "benchmarks/env_speed.py", *kept])
 
 
 # ---------------------------------------------------------------------- timing helpers
@@ -150,6 +172,7 @@ def time_boxed(function: Callable[[], Any], min_time: float, max_time: float, mi
 
 
 def method_result(step_seconds: list[float], batch: int, floor_s: float | None, note: str = "") -> dict[str, Any]:
+    """The JSON of one timed method: median step time, dialog-steps/s and the ratio to the floor."""
     step_s = float(np.median(step_seconds))
     result = {
         "status": "ok",
@@ -165,15 +188,18 @@ def method_result(step_seconds: list[float], batch: int, floor_s: float | None, 
 
 
 def not_run(reason: str) -> dict[str, Any]:
+    """The JSON of a method that was not run, and why."""
     return {"status": "not run", "reason": reason}
 
 
 # ---------------------------------------------------------------------- methods
 def action_batches(rng: np.random.Generator, num_images: int, batch: int, count: int = 16) -> list[np.ndarray]:
+    """``count`` random ``(batch,)`` action arrays over ``num_images`` images."""
     return [rng.integers(num_images, size=batch) for _ in range(count)]
 
 
 def cycle(actions: list[np.ndarray], step: Callable[[np.ndarray], Any]) -> Callable[[], Any]:
+    """A function of no argument that calls ``step`` with the next of ``actions`` (cyclically)."""
     counter = [0]
 
     def call() -> Any:
@@ -200,8 +226,10 @@ def naive_dialog_step(
 
 
 def traced_peak_mib(make: Callable[[], Any], run: Callable[[Any], Any]) -> float:
-    """Peak traced allocation (tracemalloc: Python and NumPy buffers) of ``run(make())``, minus
-    what ``make`` left allocated (the catalogue copy), in MiB."""
+    """Peak traced allocation (tracemalloc: Python and NumPy buffers) of ``run(make())``, in MiB.
+
+    What ``make`` left allocated (the catalogue copy) is not counted.
+    """
     gc.collect()
     obj = make()
     tracemalloc.start()
@@ -215,6 +243,7 @@ def traced_peak_mib(make: Callable[[], Any], run: Callable[[Any], Any]) -> float
 
 
 def measure_cell(args: Args, catalog: Catalog, split: Catalog, batch: int, methods: set[str]) -> dict[str, Any]:
+    """Time floor and native (always) and the ``methods`` among sync, async and naive for one ``(B, N)`` cell."""
     num_images, dim = split.num_images, split.dim
     rng = np.random.default_rng(args.seed)
     actions = action_batches(rng, num_images, batch)
@@ -227,7 +256,7 @@ def measure_cell(args: Args, catalog: Catalog, split: Catalog, batch: int, metho
     native.reset(seed=args.seed)
     samples = time_interleaved(
         {
-            "floor": lambda: np.matmul(queries, split.features.T, out=out),
+            "floor": lambda out=out: np.matmul(queries, split.features.T, out=out),
             "native": cycle(actions, native.step),
         },
         args.min_time * 2,
@@ -259,7 +288,9 @@ def measure_cell(args: Args, catalog: Catalog, split: Catalog, batch: int, metho
         # Single envs in one process share the split of one Catalog (Catalog.select caches it);
         # async workers each unpickle their own copy.
         if mode == "async" and copies_gb > args.copy_budget_gb:
-            cell[mode] = not_run(f"{batch} worker processes copy the split: {copies_gb:.1f} GB > {args.copy_budget_gb:g} GB")
+            cell[mode] = not_run(
+                f"{batch} worker processes copy the split: {copies_gb:.1f} GB > {args.copy_budget_gb:g} GB"
+            )
             continue
         if mode == "sync" and "native" in cell:
             single = cell.get("_single_step_s")
@@ -267,13 +298,13 @@ def measure_cell(args: Args, catalog: Catalog, split: Catalog, batch: int, metho
                 env = gym.make("DialogRetrieval-v0", catalog=catalog).unwrapped
                 env.reset(seed=args.seed)
 
-                def single_step(action: np.ndarray) -> None:
+                def single_step(action: np.ndarray, env: gym.Env = env) -> None:
                     _, _, terminated, truncated, _ = env.step(int(action))
                     if terminated or truncated:
                         env.reset()
 
                 single = float(np.median(time_boxed(cycle(list(actions[0][:16]), single_step), 0.2, 1.0, 5)))
-                del env
+                del env, single_step  # its default argument holds the env too
                 cell["_single_step_s"] = single
             if single * batch > args.sync_max_step_s:
                 cell[mode] = not_run(f"one step of {batch} single envs takes about {single * batch:.0f} s")
@@ -339,8 +370,10 @@ _THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS
 
 
 def set_blas_threads(threads: int) -> None:
-    """Re-execute this script with ``threads`` BLAS threads unless it already runs with them
-    (BLAS reads the variable when NumPy loads, so it cannot be changed in-process)."""
+    """Re-execute this script with ``threads`` BLAS threads unless it already runs with them.
+
+    BLAS reads the variable when NumPy loads, so it cannot be changed in-process.
+    """
     if threads <= 0 or os.environ.get("OPENBLAS_NUM_THREADS") == str(threads):
         return
     env = dict(os.environ, **{name: str(threads) for name in _THREAD_VARIABLES})
@@ -351,7 +384,8 @@ def threads_check(args: Args) -> dict[str, Any]:
     """Re-time one cell in a subprocess with the default BLAS threads (one per core)."""
     batch, num_images = (128, 10_000) if not args.quick else (16, 1000)
     env = {name: value for name, value in os.environ.items() if name not in _THREAD_VARIABLES}
-    command = [sys.executable, __file__, "--single-cell", f"{batch},{num_images}", "--blas-threads", "0"]
+    command = [sys.executable, __file__, "--single-cell", f"{batch},{num_images}", "--blas-threads", "0",
+               "--dim", str(args.dim), "--seed", str(args.seed)]  # fmt: skip
     command += ["--quick"] if args.quick else []
     completed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600, check=False)
     if completed.returncode != 0:
@@ -360,34 +394,8 @@ def threads_check(args: Args) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------- report
-def machine_info() -> dict[str, Any]:
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    versions = {"python": platform.python_version(), "numpy": np.__version__, "gymnasium": gym.__version__,
-                "dialog_env": dialog_env.__version__}
-    try:
-        import faiss  # noqa: PLC0415
-
-        versions["faiss"] = faiss.__version__
-    except ImportError:
-        versions["faiss"] = None
-    blas = {}
-    try:
-        blas_config = np.show_config(mode="dicts")["Build Dependencies"]["blas"]  # type: ignore[call-arg,index]
-        blas = {"name": blas_config.get("name"), "version": blas_config.get("version")}
-    except Exception:  # noqa: BLE001 - informational only
-        pass
-    return {"cpu": cpu, "cpu_count": os.cpu_count(), "platform": platform.platform(), "versions": versions,
-            "blas": blas, "blas_threads_env": os.environ.get("OPENBLAS_NUM_THREADS")}
-
-
 def fmt(value: float | None, digits: int = 1) -> str:
+    """A number for the tables: thousands separated, ``digits`` decimals below 100, "-" for None."""
     if value is None:
         return "-"
     if value >= 100:
@@ -396,6 +404,7 @@ def fmt(value: float | None, digits: int = 1) -> str:
 
 
 def cell_text(method: dict[str, Any] | None, floor: bool = False) -> str:
+    """One table cell: dialog-steps/s (step ms, ratio to the floor), or why the method did not run."""
     if method is None:
         return "-"
     if method["status"] != "ok":
@@ -424,6 +433,7 @@ def _sync_bound_note(cells: list[dict[str, Any]]) -> str:
 
 
 def evaluate_goals(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The speed and memory goals, measured on ``cells``: ``{"goal", "measured", "met"}`` each."""
     goals = []
     cell = next((c for c in cells if c["B"] == 128 and c["N"] == 10_000), None)
     if cell is not None:
@@ -449,7 +459,8 @@ def evaluate_goals(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return goals
 
 
-def write_markdown(report: dict[str, Any], path: Path) -> None:
+def to_markdown(report: dict[str, Any]) -> str:
+    """The Markdown report (``env_speed.md``) of :func:`main`'s JSON report."""
     lines = [
         "# Environment speed",
         "",
@@ -522,11 +533,13 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
                 "",
             ]
     lines += ["## Notes", ""] + [f"- {note}" for note in report["notes"]] + [""]
-    path.write_text("\n".join(lines))
+    return "\n".join(lines)
 
 
-def main() -> None:
-    args = parse_args()
+def main(argv: list[str] | None = None) -> None:
+    """Time every cell of the grid; write ``env_speed.json`` and ``.md`` (or, with --single-cell, print one cell)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parse_args(argv)
     set_blas_threads(args.blas_threads)
     started = time.time()
     if args.single_cell:
@@ -567,10 +580,8 @@ def main() -> None:
     if args.threads_check:
         print("default BLAS threads check (subprocess)", flush=True)
         check = threads_check(args)
-    command = "python benchmarks/env_speed.py" + (" --quick" if args.quick else "")
-    command += f" --blas-threads {args.blas_threads}" if args.blas_threads != 1 else ""
     report = {
-        "command": command,
+        "command": reproducing_command(argv),
         "argv": sys.argv,
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "total_seconds": time.time() - started,
@@ -600,11 +611,8 @@ def main() -> None:
         ],
     }
     report["goals"] = evaluate_goals(cells)
-    out_dir = Path(args.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "env_speed.json").write_text(json.dumps(report, indent=2, default=str))
-    write_markdown(report, out_dir / "env_speed.md")
-    print(f"wrote {out_dir / 'env_speed.md'} and env_speed.json in {report['total_seconds']:.0f} s", flush=True)
+    write_report(Path(args.out_dir), "env_speed", report, to_markdown(report))
+    print(f"env_speed: {report['total_seconds']:.0f} s in all", flush=True)
     for goal in report["goals"]:
         print(f"  goal: {goal['goal']}: {goal['measured']} -> {goal['met']}", flush=True)
 

@@ -16,32 +16,51 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from agents.checkpoints import load_checkpoint, load_dialog_manager
 from agents.dialog_manager import DialogManagerAgent
 from agents.evaluation import EpisodeSet, evaluate, paired_difference, summarize
+from dialog_env.cli import dataclass_parser
 from dialog_env.env import DialogRetrievalEnv
 from dialog_env.errors import DialogEnvError
-from dialog_env.io import atomic_write_json
 
-RESULTS = Path(__file__).resolve().parent / "results"
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script (python benchmarks/policy_improvement.py): the report writer is shared
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.report import machine_info, write_report  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results"
 TURNS = (5, 10)
 METRICS = ("ranking_percentile", "success", "recall@10")
 
 
+@dataclass
+class Args:
+    """Benchmark settings (command-line flags of the same names)."""
+
+    run: Path
+    """Run folder of train_agent.py --agent paper (its stage1.pt and final.pt are compared)."""
+    control: list[Path] = field(default_factory=list)
+    """Run folder(s) whose final.pt is a control (repeatable: --control A --control B, or --control A B)."""
+    episodes: int = 1000
+    """Test episodes."""
+    eval_seed: int = 2018
+    """Seed of the episodes (train_agent.py's default)."""
+    out: Path = RESULTS
+    """Folder for policy_improvement.md and policy_improvement.json."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Compare stage 2 with stage 1 (and controls) on the same episodes.")
-    parser.add_argument("--run", type=Path, required=True, help="run folder of train_agent.py --agent paper")
-    parser.add_argument("--control", type=Path, action="append", default=[], help="run folder(s) whose final.pt is a control")
-    parser.add_argument("--episodes", type=int, default=1000, help="test episodes (default 1,000)")
-    parser.add_argument("--eval-seed", type=int, default=2018, help="seed of the episodes (train_agent.py's default)")
-    parser.add_argument("--out", type=Path, default=RESULTS, help="folder for policy_improvement.md/.json")
-    args = parser.parse_args(argv)
+    """Evaluate stage 1, stage 2 and the controls; print and write the report (2 on a bad run)."""
+    parser = dataclass_parser(Args, "Compare stage 2 with stage 1 (and controls) on the same episodes.")
+    args = Args(**vars(parser.parse_args(argv)))
     start = time.perf_counter()
     try:
         report = compare(args)
@@ -50,14 +69,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     report["command"] = "python benchmarks/policy_improvement.py " + " ".join(sys.argv[1:] if argv is None else argv)
     report["wall_seconds"] = time.perf_counter() - start
-    args.out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(args.out / "policy_improvement.json", report)
-    (args.out / "policy_improvement.md").write_text(to_markdown(report))
-    print(to_markdown(report))
+    report["machine"] = machine_info()
+    markdown = to_markdown(report)
+    print(markdown)
+    write_report(args.out, "policy_improvement", report, markdown)
     return 0
 
 
-def compare(args: argparse.Namespace) -> dict[str, Any]:
+def compare(args: Args) -> dict[str, Any]:
+    """Evaluate the run's two stages and the controls on the same episodes, with paired differences."""
     stage1_path = args.run / "checkpoints" / "stage1.pt"
     run_args = load_checkpoint(stage1_path)["args"]
     env_kwargs = {"catalog": run_args["catalog"], "user": run_args["user"], "split": run_args["eval_split"]}
@@ -72,13 +92,17 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
     for control in args.control:
         path = control / "checkpoints" / "final.pt"
         control_args = load_checkpoint(path)["args"]
-        label = f"control: {control.name} (stage 1 {control_args['pretrain_iterations']} it., stage 2 {control_args['improve_iterations']} it.)"
+        label = (
+            f"control: {control.name} (stage 1 {control_args['pretrain_iterations']} it., "
+            f"stage 2 {control_args['improve_iterations']} it.)"
+        )
         models[label] = load_dialog_manager(path, image_dim, words)
     episodes = EpisodeSet.draw(probe.catalog.num_images, args.episodes, args.eval_seed)
     results = {}
     for label, model in models.items():
         print(f"evaluating {label} ...", flush=True)
-        results[label] = evaluate(DialogManagerAgent(model, name=label), episodes, env_kwargs, max_turns=max(TURNS), seed=args.eval_seed)
+        agent = DialogManagerAgent(model, name=label)
+        results[label] = evaluate(agent, episodes, env_kwargs, max_turns=max(TURNS), seed=args.eval_seed)
     labels = list(results)
     stage1, stage2 = labels[0], labels[1]
     comparisons = [(stage2, stage1)] + [(stage2, label) for label in labels[2:]]
@@ -92,7 +116,10 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
                 "a": a,
                 "b": b,
                 "turns": {
-                    str(turn): {metric: paired_difference(results[a], results[b], metric, turn, seed=args.eval_seed) for metric in METRICS}
+                    str(turn): {
+                        metric: paired_difference(results[a], results[b], metric, turn, seed=args.eval_seed)
+                        for metric in METRICS
+                    }
                     for turn in TURNS
                 },
             }
@@ -107,6 +134,7 @@ def _cell(value: dict[str, float], signed: bool = False) -> str:
 
 
 def to_markdown(report: dict[str, Any]) -> str:
+    """The report as Markdown: a table per model and turn, then the paired differences."""
     lines = [
         "# Policy improvement (stage 2) against supervised pre-training (stage 1)",
         "",
@@ -121,11 +149,14 @@ def to_markdown(report: dict[str, Any]) -> str:
             row = summary["turns"][turn - 1]
             lines.append(f"| {label} | {turn} | " + " | ".join(_cell(row[m]) for m in METRICS) + " |")
     lines += ["", "Paired differences (same episodes; an interval excluding 0 is a significant difference):", ""]
-    lines += ["| difference | turn | agent ranking pct. | success by turn | R@10 |", "| --- | ---: | ---: | ---: | ---: |"]
+    lines += [
+        "| difference | turn | agent ranking pct. | success by turn | R@10 |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
     for item in report["differences"]:
         for turn in TURNS:
-            cells = item["turns"][str(turn)]
-            lines.append(f"| {item['a']} minus {item['b']} | {turn} | " + " | ".join(_cell(cells[m], True) for m in METRICS) + " |")
+            cells = " | ".join(_cell(item["turns"][str(turn)][m], True) for m in METRICS)
+            lines.append(f"| {item['a']} minus {item['b']} | {turn} | {cells} |")
     return "\n".join(lines) + "\n"
 
 

@@ -23,29 +23,49 @@ sample captions, and at most a handful of words as diagnostics.
 
 from __future__ import annotations
 
-import argparse
 import collections
-import json
-import platform
 import sys
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
-import dialog_env
 from dialog_env.catalog import Catalog
+from dialog_env.cli import dataclass_parser
 from dialog_env.data.captions import read_caption_texts
 from dialog_env.errors import DialogEnvError
+from dialog_env.random_streams import stream
 from dialog_env.synthetic import SAME_CATEGORY_SHARE, default_catalog, draw_pairs
 from dialog_env.text import tokenize
 from dialog_env.users import RuleBasedUser
 
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script (python benchmarks/simulator_realism.py): the report writer is shared
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.report import machine_info, write_report  # noqa: E402
+
 COVERAGE_GOAL = 0.75
 PRECISION_GOAL = 0.90
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "shoes"
-RESULTS = Path(__file__).resolve().parent / "results"
+DEFAULT_DATA = ROOT.parent / "shared" / "data" / "shoes"
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+@dataclass
+class Args:
+    """Benchmark settings (command-line flags of the same names)."""
+
+    data: Path = DEFAULT_DATA
+    """Folder with the Shoes caption JSON files."""
+    pairs: int = 20_000
+    """Simulated pairs."""
+    seed: int = 0
+    """Seed of the pairs and the captions."""
+    out: Path = RESULTS
+    """Folder for simulator_realism.md and simulator_realism.json."""
 
 
 def load_real_captions(data_dir: Path) -> list[str]:
@@ -70,7 +90,7 @@ def measure(
     catalog = catalog or default_catalog().select("train")
     rng = np.random.default_rng(seed)
     targets, references = draw_pairs(catalog, num_pairs, rng)
-    dialog_rngs = [np.random.default_rng([seed, i]) for i in range(num_pairs)]
+    dialog_rngs = [stream(seed, "realism_dialogs", i) for i in range(num_pairs)]
     feedback = user.explain(catalog, targets, references, dialog_rngs)
     simulated = [f.text for f in feedback]
 
@@ -158,12 +178,9 @@ def to_markdown(result: dict[str, Any], command: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Compare the rule-based user's captions with real shoppers'.")
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder with the Shoes caption JSON files")
-    parser.add_argument("--pairs", type=int, default=20_000, help="simulated pairs (default 20,000)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the pairs and the captions")
-    parser.add_argument("--out", type=Path, default=RESULTS, help="folder for simulator_realism.md/.json")
-    args = parser.parse_args(argv)
+    """Measure, print and write the report; 0 when both goals are met, 1 when not, 2 without data."""
+    parser = dataclass_parser(Args, "Compare the rule-based user's captions with real shoppers'.")
+    args = Args(**vars(parser.parse_args(argv)))
     start = time.perf_counter()
     print(f"reading real captions from {args.data} ...", flush=True)
     try:
@@ -177,13 +194,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv is None:
         command = "python " + " ".join(["benchmarks/simulator_realism.py", *sys.argv[1:]])
     result["command"] = command
-    result["versions"] = {"dialog_env": dialog_env.__version__, "numpy": np.__version__, "python": platform.python_version()}
+    result["machine"] = machine_info()
     result["wall_seconds"] = time.perf_counter() - start
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "simulator_realism.json").write_text(json.dumps(result, indent=2) + "\n")
-    (args.out / "simulator_realism.md").write_text(to_markdown(result, command))
-    print(to_markdown(result, command))
-    print(f"wrote {args.out / 'simulator_realism.md'} in {result['wall_seconds']:.1f} s")
+    markdown = to_markdown(result, command)
+    print(markdown)
+    write_report(args.out, "simulator_realism", result, markdown)
     return 0 if all(result["met"].values()) else 1
 
 

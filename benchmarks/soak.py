@@ -36,15 +36,13 @@ and end of each phase.
 
 from __future__ import annotations
 
-import argparse
 import gc
-import json
 import os
 import resource
 import sys
 import time
 import tracemalloc
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,13 +50,14 @@ import gymnasium as gym
 import numpy as np
 from tqdm import tqdm
 
+from dialog_env import DialogRetrievalVectorEnv  # also registers DialogRetrieval-v0
+from dialog_env.cli import dataclass_parser, parse_dataclass
+
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # run as a script from anywhere: the machine description is shared
+if str(ROOT) not in sys.path:  # run as a script (python benchmarks/soak.py): the report writer is shared
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.env_speed import machine_info  # noqa: E402
-from dialog_env import DialogRetrievalVectorEnv  # noqa: E402 - also registers DialogRetrieval-v0
-from dialog_env.cli import dataclass_parser  # noqa: E402
+from benchmarks.report import machine_info, write_report  # noqa: E402
 from dialog_env.synthetic import make_synthetic_shoes  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
@@ -107,13 +106,9 @@ class Args:
 
 
 def parse_args(argv: list[str] | None = None) -> Args:
+    """The settings of the command line ``argv`` (default: ``sys.argv[1:]``); exits 2 on bad values."""
     parser = dataclass_parser(Args, __doc__.split("\n\n")[0])
-    # argparse fills in a default only where the namespace lacks the attribute: a namespace of
-    # placeholders tells which flags were given, so that --quick shrinks only the others.
-    unset = object()
-    parsed = vars(parser.parse_args(argv, namespace=argparse.Namespace(**{f.name: unset for f in fields(Args)})))
-    given = {name: value for name, value in parsed.items() if value is not unset}
-    args = Args(**given)
+    args, given = parse_dataclass(Args, parser, argv)
     if args.quick:  # smaller phases unless set explicitly
         for name, value in (("steps", 20_000), ("traced_steps", 2_000), ("samples", 10)):
             if name not in given:
@@ -176,7 +171,7 @@ def slope_per_100k(points: list[tuple[int, float]]) -> float | None:
     """Least-squares growth of ``value`` per 100,000 steps over ``(step, value)`` points."""
     if len(points) < 2:
         return None
-    steps, values = (np.array(column, dtype=np.float64) for column in zip(*points))
+    steps, values = (np.array(column, dtype=np.float64) for column in zip(*points, strict=True))
     if np.ptp(steps) == 0:
         return None
     return float(np.polyfit(steps, values, 1)[0] * 100_000)
@@ -230,6 +225,7 @@ def schedule(total: int, samples: int) -> list[int]:
 
 
 def untraced_phase(args: Args, driver: Driver) -> dict[str, Any]:
+    """Phase 1: ``--steps`` steps without tracemalloc, RSS and GC objects sampled; its JSON report."""
     caches_start = cache_sizes(driver.envs)
 
     def sample(step: int) -> dict[str, Any]:
@@ -276,6 +272,7 @@ def untraced_phase(args: Args, driver: Driver) -> dict[str, Any]:
 
 
 def traced_phase(args: Args, driver: Driver) -> dict[str, Any]:
+    """Phase 2: ``--traced-steps`` steps under tracemalloc, traced memory sampled; its JSON report."""
     caches_start = cache_sizes(driver.envs)
 
     def sample(step: int) -> dict[str, Any]:
@@ -326,6 +323,7 @@ def traced_phase(args: Args, driver: Driver) -> dict[str, Any]:
 
 
 def leak_checks(args: Args, untraced: dict[str, Any], traced: dict[str, Any]) -> list[dict[str, Any]]:
+    """The three leak checks (RSS overall, RSS over the second half, traced memory) against their thresholds."""
     checks = [
         ("RSS at the end - RSS after warm-up", untraced["rss_growth_mib"], args.rss_threshold_mib),
         (f"RSS growth over the second half (steps {untraced['rss_middle_step']:,}-{args.steps:,})",
@@ -338,7 +336,8 @@ def leak_checks(args: Args, untraced: dict[str, Any], traced: dict[str, Any]) ->
 
 
 # ---------------------------------------------------------------------- report
-def write_markdown(report: dict[str, Any], path: Path) -> None:
+def to_markdown(report: dict[str, Any]) -> str:
+    """The Markdown report (``soak.md``) of :func:`main`'s JSON report."""
     args, untraced, traced = report["args"], report["untraced"], report["traced"]
     machine = report["machine"]
     verdict = "**leak flagged**" if report["leak"] else "no leak found"
@@ -420,7 +419,7 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
         values = [phase[key].get(name, 0) for phase in (untraced, traced) for key in ("caches_start", "caches_end")]
         lines.append(f"| `{name}` | " + " | ".join(f"{v:,}" for v in values) + " |")
     lines += ["", "## Notes", ""] + [f"- {note}" for note in report["notes"]] + [""]
-    path.write_text("\n".join(lines))
+    return "\n".join(lines)
 
 
 def _signed(value: float | None) -> str:
@@ -428,6 +427,7 @@ def _signed(value: float | None) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run both phases; write ``soak.json`` and ``.md``; print the verdict."""
     args = parse_args(argv)
     started = time.time()
     load_start = os.getloadavg()
@@ -474,12 +474,9 @@ def main(argv: list[str] | None = None) -> int:
             "measurements.",
         ],
     }
-    out_dir = Path(args.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "soak.json").write_text(json.dumps(report, indent=2, default=str))
-    write_markdown(report, out_dir / "soak.md")
+    write_report(Path(args.out_dir), "soak", report, to_markdown(report))
     verdict = "LEAK FLAGGED" if report["leak"] else "no leak found"
-    print(f"wrote {out_dir / 'soak.md'} and soak.json in {report['total_seconds']:.0f} s: {verdict}", flush=True)
+    print(f"soak: {verdict} in {report['total_seconds']:.0f} s", flush=True)
     for check in checks:
         print(f"  {check['check']}: {check['measured_mib']:+.2f} MiB (threshold {check['threshold_mib']}) "
               f"-> {'leak' if check['leak'] else 'ok'}", flush=True)  # fmt: skip

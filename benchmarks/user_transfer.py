@@ -1,4 +1,4 @@
-"""Transfer between shoppers: an agent trained against one user simulator, evaluated against another.
+r"""Transfer between shoppers: an agent trained against one user simulator, evaluated against another.
 
 The paper trains and evaluates its dialog manager against one user model. An agent that only
 exploits its training simulator's habits loses when the shopper changes. This benchmark evaluates
@@ -12,8 +12,10 @@ Usage::
     python train_captioner.py                                 # runs/captioner/best.pt
     python benchmarks/user_transfer.py --run runs/paper-s1 --captioner runs/captioner/best.pt
     # optional reverse direction: an agent trained against the captioner
-    python train_agent.py --user captioner --user-kwargs '{"checkpoint": "runs/captioner/best.pt"}' --run-name paper-captioner-s1
-    python benchmarks/user_transfer.py --run runs/paper-s1 --run runs/paper-captioner-s1 --captioner runs/captioner/best.pt
+    python train_agent.py --user captioner --user-kwargs '{"checkpoint": "runs/captioner/best.pt"}' \
+        --run-name paper-captioner-s1
+    python benchmarks/user_transfer.py --run runs/paper-s1 --run runs/paper-captioner-s1 \
+        --captioner runs/captioner/best.pt
 
 Writes ``benchmarks/results/user_transfer.md`` and ``.json``. The two users share a vocabulary
 when the captioner was trained on the rule-based user's captions (``train_captioner.py``'s
@@ -22,33 +24,53 @@ default), which lets one agent read both.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Literal
 
 from agents.checkpoints import load_checkpoint, load_dialog_manager
 from agents.dialog_manager import DialogManagerAgent
 from agents.evaluation import EpisodeSet, evaluate, paired_difference, summarize
+from dialog_env.cli import dataclass_parser
 from dialog_env.env import DialogRetrievalEnv
 from dialog_env.errors import DialogEnvError
-from dialog_env.io import atomic_write_json
 
-RESULTS = Path(__file__).resolve().parent / "results"
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script (python benchmarks/user_transfer.py): the report writer is shared
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.report import machine_info, write_report  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results"
 TURNS = (5, 10)
 METRICS = ("ranking_percentile", "success", "recall@10")
 
 
+@dataclass
+class Args:
+    """Benchmark settings (command-line flags of the same names)."""
+
+    run: list[Path]
+    """Run folder of train_agent.py --agent paper (repeatable: --run A --run B, or --run A B)."""
+    captioner: Path
+    """Captioner checkpoint (train_captioner.py's best.pt)."""
+    decoding: Literal["greedy", "sample"] = "greedy"
+    """Captioner decoding."""
+    episodes: int = 1000
+    """Test episodes."""
+    eval_seed: int = 2018
+    """Seed of the episodes (train_agent.py's default)."""
+    out: Path = RESULTS
+    """Folder for user_transfer.md and user_transfer.json."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Evaluate paper agents against the rule-based and the neural user.")
-    parser.add_argument("--run", type=Path, action="append", required=True, help="run folder of train_agent.py --agent paper (repeatable)")
-    parser.add_argument("--captioner", type=Path, required=True, help="captioner checkpoint (train_captioner.py's best.pt)")
-    parser.add_argument("--decoding", default="greedy", choices=["greedy", "sample"], help="captioner decoding")
-    parser.add_argument("--episodes", type=int, default=1000, help="test episodes (default 1,000)")
-    parser.add_argument("--eval-seed", type=int, default=2018, help="seed of the episodes (train_agent.py's default)")
-    parser.add_argument("--out", type=Path, default=RESULTS, help="folder for user_transfer.md/.json")
-    args = parser.parse_args(argv)
+    """Evaluate every run against both users; print and write the report (2 on a bad run or captioner)."""
+    parser = dataclass_parser(Args, "Evaluate paper agents against the rule-based and the neural user.")
+    args = Args(**vars(parser.parse_args(argv)))
     start = time.perf_counter()
     try:
         report = transfer(args)
@@ -57,17 +79,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     report["command"] = "python benchmarks/user_transfer.py " + " ".join(sys.argv[1:] if argv is None else argv)
     report["wall_seconds"] = time.perf_counter() - start
-    args.out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(args.out / "user_transfer.json", report)
-    (args.out / "user_transfer.md").write_text(to_markdown(report))
-    print(to_markdown(report))
+    report["machine"] = machine_info()
+    markdown = to_markdown(report)
+    print(markdown)
+    write_report(args.out, "user_transfer", report, markdown)
     return 0
 
 
-def transfer(args: argparse.Namespace) -> dict[str, Any]:
+def transfer(args: Args) -> dict[str, Any]:
+    """Evaluate the final model of every run against both users on the same episodes.
+
+    Returns:
+        The JSON report: the runs, the captioner, per agent and user the summaries of
+        :func:`agents.evaluation.summarize`, and per agent the paired gaps at :data:`TURNS`.
+
+    Raises:
+        DialogEnvError: runs on different catalogues or splits, or a captioner speaking another
+            vocabulary than the rule-based user.
+    """
+    captioner_kwargs = {"checkpoint": str(args.captioner), "decoding": args.decoding}
     users = {
         "rule": {"user": "rule", "user_kwargs": {}},
-        "captioner": {"user": "captioner", "user_kwargs": {"checkpoint": str(args.captioner), "decoding": args.decoding}},
+        "captioner": {"user": "captioner", "user_kwargs": captioner_kwargs},
     }
     agents: dict[str, Any] = {}
     catalog = split = None
@@ -83,8 +116,8 @@ def transfer(args: argparse.Namespace) -> dict[str, Any]:
     probes = {name: DialogRetrievalEnv(**kwargs) for name, kwargs in envs.items()}
     if probes["rule"].vocabulary != probes["captioner"].vocabulary:
         raise DialogEnvError(
-            f"the captioner {str(args.captioner)!r} speaks another vocabulary than the rule-based user, so one agent cannot "
-            f"read both; train it on the rule-based user's captions (train_captioner.py's default)"
+            f"the captioner {str(args.captioner)!r} speaks another vocabulary than the rule-based user, so one agent "
+            f"cannot read both; train it on the rule-based user's captions (train_captioner.py's default)"
         )
     image_dim, words = probes["rule"].catalog.dim, probes["rule"].vocabulary.words
     episodes = EpisodeSet.draw(probes["rule"].catalog.num_images, args.episodes, args.eval_seed)
@@ -95,12 +128,16 @@ def transfer(args: argparse.Namespace) -> dict[str, Any]:
         results = {}
         for user, kwargs in envs.items():
             print(f"evaluating {label} against the {user} user ...", flush=True)
-            results[user] = evaluate(DialogManagerAgent(model, name=label), episodes, kwargs, max_turns=max(TURNS), seed=args.eval_seed)
+            agent = DialogManagerAgent(model, name=label)
+            results[user] = evaluate(agent, episodes, kwargs, max_turns=max(TURNS), seed=args.eval_seed)
             summaries.setdefault(label, {})[user] = summarize(results[user], seed=args.eval_seed)
         gaps.append({
             "agent": label,
             "turns": {
-                str(turn): {m: paired_difference(results["captioner"], results["rule"], m, turn, seed=args.eval_seed) for m in METRICS}
+                str(turn): {
+                    m: paired_difference(results["captioner"], results["rule"], m, turn, seed=args.eval_seed)
+                    for m in METRICS
+                }
                 for turn in TURNS
             },
         })  # fmt: skip
@@ -129,13 +166,15 @@ def _cell(value: dict[str, float], signed: bool = False) -> str:
 
 
 def to_markdown(report: dict[str, Any]) -> str:
+    """The Markdown report (``user_transfer.md``) of :func:`transfer`'s JSON report."""
     bleu = report["captioner"].get("bleu", {})
     bleu_text = ", ".join(f"BLEU-{n} {bleu[f'bleu{n}']:.1f}" for n in range(1, 5) if f"bleu{n}" in bleu)
     lines = [
         "# Transfer between user simulators",
         "",
-        f"Command: `{report.get('command', '')}`. {report['episodes']:,} test episodes (seed {report['eval_seed']}), the same "
-        f"for every agent and user; mean [95% bootstrap interval], in %. Neural user: `{report['captioner']['checkpoint']}` "
+        f"Command: `{report.get('command', '')}`. {report['episodes']:,} test episodes (seed {report['eval_seed']}), "
+        f"the same for every agent and user; mean [95% bootstrap interval], in %. Neural user: "
+        f"`{report['captioner']['checkpoint']}` "
         f"({report['captioner']['decoding']} decoding{'; ' + bleu_text if bleu_text else ''}).",
         "",
         "| agent | evaluated against | turn | agent ranking pct. | success by turn | R@10 |",

@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 
 import dialog_env  # noqa: F401 - registers DialogRetrieval-v0
-from dialog_env import catalog as catalog_module
 from dialog_env.catalog import Catalog, HDF5SpatialFeatures, InMemorySpatialFeatures
+from dialog_env.catalog import spatial as catalog_module
 from dialog_env.data import (
     CaptionSet,
     import_shoes,
