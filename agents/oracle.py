@@ -8,42 +8,48 @@ privileged twice over: it reads the catalogue's attribute annotations, and it kn
 user's phrasing exactly. It shows how much information the feedback carries, not what a learned
 agent can reach; label it privileged wherever it is reported.
 
-The reading is derived from the simulator's own phrase tables, not written by hand: a phrase that
-the user says about attribute ``a`` when the shown image has value ``s`` allows exactly the target
-values ``t`` for which the user could have said it. Captions are matched phrase by phrase, longest
-phrase first.
+The reading is derived from the simulator's own phrase grammar (:mod:`dialog_env.domain.phrases`),
+not written by hand: a phrase that the user says about attribute ``a`` when the shown image has
+value ``s`` allows exactly the target values ``t`` for which the user could have said it. Captions
+are matched phrase by phrase, longest phrase first.
 """
 
 from __future__ import annotations
 
 import functools
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
 from agents.base import Agent
 from dialog_env.catalog import Catalog
+from dialog_env.domain.phrases import SAME_CAPTIONS, difference_phrases
+from dialog_env.domain.schema import ATTRIBUTE_NAMES, ATTRIBUTE_VALUES, attribute_codes, check_catalog
 from dialog_env.errors import ConfigurationError
-from dialog_env.users.attribute import _ATTRIBUTES, _SAME, _VALUES, RuleBasedUser, _difference_phrases
 
 __all__ = ["AttributeOracleAgent", "read_caption"]
 
 
 @functools.lru_cache(maxsize=1)
 def _phrase_tables() -> tuple[dict[tuple[int, int, str], np.ndarray], re.Pattern[str]]:
-    """``(attribute column, shown code, phrase) -> allowed target codes (bool mask)`` and one regex
-    matching any phrase (longest alternatives first)."""
+    """What each phrase of the rule-based user allows, and one regex that finds them.
+
+    Returns:
+        ``(allowed, pattern)``: ``(attribute column, shown code, phrase) -> (V,) bool`` mask of the
+        target codes the phrase allows, and a regex matching any phrase (longest alternatives first).
+    """
     allowed: dict[tuple[int, int, str], np.ndarray] = {}
     phrases: set[str] = set()
-    for column, name in enumerate(_ATTRIBUTES):
-        values = _VALUES[column]
+    for column, name in enumerate(ATTRIBUTE_NAMES):
+        values = ATTRIBUTE_VALUES[column]
         for shown_code, shown in enumerate(values):
             for target_code, target in enumerate(values):
                 if target == shown:
                     continue
-                for lightness in _VALUES[_ATTRIBUTES.index("lightness")]:
-                    for phrase in _difference_phrases(name, target, shown, lightness):
+                for lightness in ATTRIBUTE_VALUES[ATTRIBUTE_NAMES.index("lightness")]:
+                    for phrase in difference_phrases(name, target, shown, lightness):
                         for text in {phrase.singular, phrase.plural}:
                             key = (column, shown_code, text)
                             if key not in allowed:
@@ -55,7 +61,7 @@ def _phrase_tables() -> tuple[dict[tuple[int, int, str], np.ndarray], re.Pattern
     return allowed, pattern
 
 
-_SAME_TEXTS = frozenset(text for options in _SAME for text in options)
+_SAME_TEXTS = frozenset(text for options in SAME_CAPTIONS for text in options)
 
 
 def read_caption(caption: str, shown_codes: np.ndarray) -> list[tuple[int, np.ndarray]] | None:
@@ -77,7 +83,7 @@ def read_caption(caption: str, shown_codes: np.ndarray) -> list[tuple[int, np.nd
     constraints = []
     for match in pattern.finditer(caption):
         text = match.group(0)
-        for column in range(len(_ATTRIBUTES)):
+        for column in range(len(ATTRIBUTE_NAMES)):
             mask = allowed.get((column, int(shown_codes[column]), text))
             if mask is not None:
                 constraints.append((column, mask))
@@ -85,8 +91,9 @@ def read_caption(caption: str, shown_codes: np.ndarray) -> list[tuple[int, np.nd
 
 
 class AttributeOracleAgent(Agent):
-    """Privileged reference: accumulates attribute constraints read from the rule-based user's
-    captions and shows the unseen image that satisfies most (see the module docstring).
+    """Privileged reference: shows the unseen image that satisfies most constraints read so far.
+
+    The constraints are read from the rule-based user's captions (see the module docstring).
 
     Needs ``infos["feedback_text"]`` and ``infos["shown_index"]`` (the environments provide both)
     and a catalogue with the rule-based user's shoe attributes.
@@ -102,8 +109,9 @@ class AttributeOracleAgent(Agent):
         self._keys: np.ndarray | None = None
 
     def reset(self, catalog: Catalog, num_dialogs: int) -> None:
-        RuleBasedUser().check_catalog(catalog)
-        self._codes = np.stack([catalog.attributes[name] for name in _ATTRIBUTES], axis=1).astype(np.int64)
+        """Prepare for ``num_dialogs`` dialogs over ``catalog``, which needs the shoe attributes."""
+        check_catalog(catalog, "rule")  # it reads the rule-based user's captions
+        self._codes = attribute_codes(catalog).astype(np.int64)
         self._features = catalog.features
         self._norms = catalog.squared_norms
         self._scores = np.zeros((num_dialogs, catalog.num_images))
@@ -111,6 +119,7 @@ class AttributeOracleAgent(Agent):
         self._keys = None
 
     def act(self, observations: Mapping[str, np.ndarray], infos: Mapping[str, Any]) -> np.ndarray:
+        """The next images: see :meth:`agents.base.Agent.act`; reads ``feedback_text`` and ``shown_index``."""
         if self._codes.size == 0:
             raise ConfigurationError("act() called before reset()")
         if "feedback_text" not in infos:
@@ -120,7 +129,7 @@ class AttributeOracleAgent(Agent):
         self._scores[new] = 0.0
         self._shown[new] = -1
         self._shown = np.concatenate([self._shown, shown_now[:, None]], axis=1)
-        for dialog, (caption, shown) in enumerate(zip(infos["feedback_text"], shown_now)):
+        for dialog, (caption, shown) in enumerate(zip(infos["feedback_text"], shown_now, strict=True)):
             constraints = read_caption(str(caption), self._codes[shown])
             if constraints is None:  # "the same": every attribute equals the shown image's
                 self._scores[dialog] += (self._codes == self._codes[shown]).all(axis=1)

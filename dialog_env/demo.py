@@ -8,19 +8,31 @@ from __future__ import annotations
 
 import argparse
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 import gymnasium as gym
 import numpy as np
 
 import dialog_env  # noqa: F401  (registers DialogRetrieval-v0)
+from dialog_env.random_streams import stream
 
 
 def play(episodes: int, split: str, max_turns: int, seed: int, catalog: str | None) -> np.ndarray:
-    """Play ``episodes`` dialogs; print transcripts. Returns ``(episodes, max_turns + 1)`` ranks
-    (column 0: the initial image; -1 after the episode ended)."""
+    """Play ``episodes`` dialogs with the random agent and print their transcripts.
+
+    Args:
+        episodes: dialogs to play; dialog ``e`` resets the environment with seed ``seed + e``.
+        split: the catalogue split.
+        max_turns: turns per dialog.
+        seed: seed of the episodes and of the agent.
+        catalog: an HDF5 catalogue path, or ``None`` for the synthetic catalogue.
+
+    Returns:
+        ``(episodes, max_turns + 1) int64`` target ranks per turn (column 0: the initial image;
+        -1 after the episode ended).
+    """
     env = gym.make("DialogRetrieval-v0", catalog=catalog, split=split, max_turns=max_turns, render_mode="ansi")
-    agent_rng = np.random.default_rng([seed, 1])  # not the stream of the env seeded with `seed`
+    agent_rng = stream(seed, "demo_agent")  # not the stream of the env seeded with `seed`
     num_images = env.unwrapped.catalog.num_images
     ranks = np.full((episodes, max_turns + 1), -1, dtype=np.int64)
     for episode in range(episodes):
@@ -43,6 +55,7 @@ def play(episodes: int, split: str, max_turns: int, seed: int, catalog: str | No
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    """Command-line entry point: ``python -m dialog_env.demo [--episodes N] ...``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--episodes", type=int, default=3, help="dialogs to play (default 3)")
     parser.add_argument("--split", default="test", help="catalogue split (default test)")

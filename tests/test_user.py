@@ -6,7 +6,7 @@ import pytest
 from dialog_env.errors import ConfigurationError, UserSimulatorError
 from dialog_env.text import UNK_ID, tokenize
 from dialog_env.users import RuleBasedUser, make_user, registered_users
-from dialog_env.users.attribute import _ATTRIBUTES, _SCHEMA
+from dialog_env.domain import ATTRIBUTE_NAMES as _ATTRIBUTES, SHOE_SCHEMA as _SCHEMA
 
 # Words that must appear when a statement names the target's value of a categorical attribute.
 VALUE_WORDS = {
@@ -147,7 +147,7 @@ def test_simulator_realism_goals(shoes_data_dir):
 
 def test_relative_attribute_user_says_one_attribute_with_direction_or_value(small_shoes):
     from dialog_env.users import RelativeAttributeUser
-    from dialog_env.users.relative import ORDINAL_ADJECTIVES
+    from dialog_env.users.relative_attribute import ORDINAL_ADJECTIVES
 
     user = RelativeAttributeUser()
     targets, shown = _pairs(small_shoes, 1500, 6)
