@@ -156,7 +156,9 @@ def load_image_captions(
 
     Args:
         path: the JSON file: a list of ``{"ImageName", "Caption"}``.
-        catalog, on_missing, non_ascii: as for :func:`load_relative_captions`.
+        catalog: as for :func:`load_relative_captions`.
+        on_missing: as for :func:`load_relative_captions`.
+        non_ascii: as for :func:`load_relative_captions`.
 
     Returns:
         A :class:`CaptionSet` with ``references=None``.
@@ -204,7 +206,7 @@ def _load_captions(
             if first_missing is None:
                 first_missing = (number, key, values[key])
             continue
-        for column, row in zip(rows, found):
+        for column, row in zip(rows, found, strict=True):  # one per image key
             column.append(row)
         captions.append(ascii_text)
 
@@ -248,10 +250,13 @@ def read_caption_texts(path: str | os.PathLike[str], kind: str = "relative", non
         raise ConfigurationError(f"non_ascii must be one of {list(_NON_ASCII)}, got {non_ascii!r}")
     path = Path(path)
     where = f"caption file {str(path)!r}"
-    return [_parse_record(record, number, keys, where, non_ascii)[1] for number, record in enumerate(_read_json_list(path, where))]
+    records = _read_json_list(path, where)
+    return [_parse_record(record, number, keys, where, non_ascii)[1] for number, record in enumerate(records)]
 
 
-def _parse_record(record: Any, number: int, keys: tuple[str, ...], where: str, non_ascii: str) -> tuple[dict[str, str], str]:
+def _parse_record(
+    record: Any, number: int, keys: tuple[str, ...], where: str, non_ascii: str
+) -> tuple[dict[str, str], str]:
     """A checked record and its caption, stripped and made ASCII (or an error naming the record)."""
     values = _check_record(record, number, keys, where)
     text_key = keys[-1]

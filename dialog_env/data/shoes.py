@@ -1,4 +1,4 @@
-"""Import the Shoes image features released with Guo et al. (2018) into an HDF5 catalogue.
+r"""Import the Shoes image features released with Guo et al. (2018) into an HDF5 catalogue.
 
 The authors distribute (``features/`` of https://github.com/XiaoxiaoGuo/fashion-retrieval, read by
 its ``sim_user.py``):
@@ -30,10 +30,10 @@ the archive (compressed or not), never loaded whole. The output is written atomi
 
 Command line::
 
-    python -m dialog_env.data.shoes import --train-names train_im_names.txt \\
-        --test-names eval_im_names.txt --fc fc_feature.npz --att att_feature.npz \\
+    python -m dialog_env.data.shoes import --train-names train_im_names.txt \
+        --test-names eval_im_names.txt --fc fc_feature.npz --att att_feature.npz \
         --embedding 256embedding.p --output shoes.h5
-    python -m dialog_env.data.shoes captions --catalog shoes.h5 \\
+    python -m dialog_env.data.shoes captions --catalog shoes.h5 \
         --relative relative_captions_shoes.json --image captions_shoes.json
 """
 
@@ -46,8 +46,9 @@ import os
 import pickle
 import sys
 import zipfile
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import IO, Any, Iterator, Sequence
+from typing import IO, Any
 
 import numpy as np
 
@@ -191,7 +192,7 @@ class _NpyStream:
         if self._zip is not None:
             self._zip.close()
 
-    def __enter__(self) -> "_NpyStream":
+    def __enter__(self) -> _NpyStream:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -301,8 +302,11 @@ def load_embedding(path: PathLike) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _check_finite(array: np.ndarray, where: str, row_offset: int = 0, names: Sequence[str] | None = None) -> None:
-    """NaN/inf check of the rows of ``array``, which are rows ``row_offset...`` of ``where`` and
-    show the images ``names`` (one per row of ``array``)."""
+    """NaN/inf check of the rows of ``array``.
+
+    They are rows ``row_offset...`` of ``where`` and show the images ``names`` (one per row of
+    ``array``).
+    """
     bad = nonfinite_rows(array)
     if bad.size:
         label = f" ({names[int(bad[0])]})" if names is not None else ""
@@ -360,7 +364,8 @@ def import_shoes(
         embedding: optional embedding pickle with train/test parts (see :func:`load_embedding`).
         features: catalogue features: ``"embedding"`` (the default when ``embedding`` is given)
             or ``"fc"`` (the default otherwise).
-        fc_key, att_key: the array to read inside an ``.npz``; default: its only array.
+        fc_key: the array to read inside the ``fc`` ``.npz``; default: its only array.
+        att_key: the array to read inside the ``att`` ``.npz``; default: its only array.
         att_layout: ``"nhwc"`` (channels last, as released) or ``"nchw"``; ignored for 3-D ``att``.
         spatial_dtype: storage of the spatial features, ``"float32"`` or ``"float16"`` (half
             the size; values beyond +-65504 are an error).
