@@ -12,8 +12,8 @@ from hypothesis import settings
 settings.register_profile("deterministic", derandomize=True, print_blob=True)
 settings.load_profile("deterministic")
 
-from dialog_env.catalog import AttributeSchema, Catalog
-from dialog_env.synthetic import make_synthetic_shoes
+from dialog_env.catalog import AttributeSchema, Catalog  # noqa: E402 - after the profile, as Hypothesis asks
+from dialog_env.synthetic import make_synthetic_shoes  # noqa: E402
 
 SHOES_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "shoes"
 

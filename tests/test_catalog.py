@@ -45,14 +45,23 @@ def test_select_split(tiny_catalog):
         ({"features": np.zeros((3, 2), dtype=np.float64)}, "must be float32, got float64"),
         ({"features": np.zeros(3, dtype=np.float32)}, "shape \\(N, D\\)"),
         ({"features": np.array([[0, np.nan], [1, 1], [2, 2]], dtype=np.float32)}, "NaN or inf in 1 row"),
-        ({"features": np.array([[0, 0], [1, 3e38], [2, 2]], dtype=np.float32)}, "row 1 \\(id 'b'\\) holds 3e\\+38 at column 1.*<= 1e\\+15"),
+        (
+            {"features": np.array([[0, 0], [1, 3e38], [2, 2]], dtype=np.float32)},
+            "row 1 \\(id 'b'\\) holds 3e\\+38 at column 1.*<= 1e\\+15",
+        ),
         ({"ids": ["a", "a", "b"]}, "unique.*'a'"),
         ({"ids": ["a", "b"]}, "expected 3 ids"),
         ({"splits": {"train": [0, 3]}}, "out of range 0..2"),
         ({"splits": {"train": [0, 0]}}, "more than once"),
         ({"splits": {"train": [0, 1], "test": [1, 2]}}, "overlap"),
-        ({"attributes": {"color": [0, 1]}, "attribute_schema": [AttributeSchema("color", ("a", "b"))]}, "shape \\(3,\\)"),
-        ({"attributes": {"color": [0, 1, 2]}, "attribute_schema": [AttributeSchema("color", ("a", "b"))]}, "outside 0..1"),
+        (
+            {"attributes": {"color": [0, 1]}, "attribute_schema": [AttributeSchema("color", ("a", "b"))]},
+            "shape \\(3,\\)",
+        ),
+        (
+            {"attributes": {"color": [0, 1, 2]}, "attribute_schema": [AttributeSchema("color", ("a", "b"))]},
+            "outside 0..1",
+        ),
         ({"attributes": {"color": [0, 1, 1]}}, "without an attribute_schema"),
     ],
 )
@@ -93,8 +102,10 @@ def _replace(name, data):
         (_replace("features", np.zeros((3, 2), dtype=np.float64)), "'features': must be float32, got float64"),
         (_replace("features", np.zeros((3, 2, 1), dtype=np.float32)), "'features': must have shape \\(N, D\\)"),
         (_replace("features", np.array([[0, np.inf], [0, 0], [1, 1]], dtype=np.float32)), "NaN or inf"),
-        (_replace("features", np.array([[0, 0], [0, 0], [-2e19, 1]], dtype=np.float32)),
-         "'features': row 2 \\(id 'c'\\) holds -2e\\+19 at column 0, outside the safe range \\|value\\| <= 1e\\+15"),
+        (
+            _replace("features", np.array([[0, 0], [0, 0], [-2e19, 1]], dtype=np.float32)),
+            "'features': row 2 \\(id 'c'\\) holds -2e\\+19 at column 0, outside the safe range \\|value\\| <= 1e\\+15",
+        ),
         (_replace("ids", np.array([b"a", b"a", b"c"])), "unique"),
         (_replace("ids", np.array([b"a", b"b"])), "'ids': has 2 entries, expected 3"),
         (_replace("splits/train", np.array([0, 7])), "out of range"),
@@ -215,7 +226,10 @@ def test_synthetic_spatial_features_show_their_region_and_change_nothing_else(sm
 
     for region, names in enumerate(SPATIAL_REGIONS):
         assert residual_std(region, names) < 0.26
-    heel_region, toe_region = SPATIAL_REGIONS.index(("heel_height", "heel_shape", "platform")), SPATIAL_REGIONS.index(("toe",))
+    heel_region, toe_region = (
+        SPATIAL_REGIONS.index(("heel_height", "heel_shape", "platform")),
+        SPATIAL_REGIONS.index(("toe",)),
+    )
     assert residual_std(heel_region, SPATIAL_REGIONS[toe_region]) > 0.5
     with pytest.raises(dialog_env.errors.ConfigurationError, match="spatial_channels"):
         make_synthetic_shoes(num_train=10, num_test=2, spatial_channels=-1)

@@ -65,7 +65,11 @@ def test_default_env_spaces():
 
 
 def test_make_without_prior_import():
-    code = "import gymnasium as gym; env = gym.make('dialog_env:DialogRetrieval-v0', catalog={'num_train': 20, 'num_test': 5, 'dim': 4}); print(env.reset(seed=0)[1]['turn'])"
+    code = (
+        "import gymnasium as gym; "
+        "env = gym.make('dialog_env:DialogRetrieval-v0', catalog={'num_train': 20, 'num_test': 5, 'dim': 4}); "
+        "print(env.reset(seed=0)[1]['turn'])"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "0"

@@ -52,7 +52,9 @@ def assert_exact(features: np.ndarray, queries: np.ndarray | None = None, k: int
     count = len(features)
     shown = np.repeat(np.arange(count), count)
     targets = np.tile(np.arange(count), count)
-    np.testing.assert_array_equal(ranker.target_ranks(shown, targets), reference_ranks(features, features[shown], targets))
+    np.testing.assert_array_equal(
+        ranker.target_ranks(shown, targets), reference_ranks(features, features[shown], targets)
+    )
     if queries is not None:
         queries = np.asarray(queries, dtype=np.float32)
         query_rows = np.repeat(np.arange(len(queries)), count)
@@ -96,7 +98,9 @@ def test_power_of_two_scales_give_the_ranks_of_the_unscaled_catalogue(exponent):
     assert (np.ldexp(scaled, -exponent) == base).all()  # exact: the catalogues are the same geometry
     count = len(base)
     shown, targets = np.repeat(np.arange(count), count), np.tile(np.arange(count), count)
-    np.testing.assert_array_equal(Ranker(scaled).target_ranks(shown, targets), Ranker(base).target_ranks(shown, targets))
+    np.testing.assert_array_equal(
+        Ranker(scaled).target_ranks(shown, targets), Ranker(base).target_ranks(shown, targets)
+    )
 
 
 def test_one_row_at_float32_max_ranks_exactly():
@@ -129,9 +133,37 @@ def test_ordinary_catalogues_use_their_features_and_keep_their_ranks():
     shown = np.arange(0, 500, 41)
     targets = (shown * 7 + 3) % 500
     # Pinned with the ranker as it was before extreme magnitudes were handled: nothing changed.
-    assert ranker.target_ranks(shown, targets).tolist() == [413, 295, 48, 235, 261, 444, 137, 132, 112, 144, 237, 12, 374]
+    assert ranker.target_ranks(shown, targets).tolist() == [
+        413,
+        295,
+        48,
+        235,
+        261,
+        444,
+        137,
+        132,
+        112,
+        144,
+        237,
+        12,
+        374,
+    ]
     queries = catalog.features[shown] * np.float32(0.5)
-    assert ranker.query_target_ranks(queries, targets).tolist() == [484, 316, 215, 289, 318, 363, 187, 182, 187, 19, 250, 13, 391]
+    assert ranker.query_target_ranks(queries, targets).tolist() == [
+        484,
+        316,
+        215,
+        289,
+        318,
+        363,
+        187,
+        182,
+        187,
+        19,
+        250,
+        13,
+        391,
+    ]
     assert ranker.nearest(queries, k=3)[0].tolist() == [
         [0, 204, 471], [41, 265, 69], [82, 81, 351], [123, 407, 187], [164, 372, 27], [205, 190, 431], [351, 246, 212],
         [287, 446, 128], [328, 86, 92], [369, 353, 81], [410, 86, 208], [451, 446, 175], [492, 320, 442],
@@ -263,7 +295,11 @@ def test_query_action_ranks_huge_queries_exactly():
     env = QueryAction(small_env(expose_target=True))
     env.reset(seed=1)
     features = env.unwrapped.catalog.features
-    for query in (np.full(8, 3e38, np.float32), np.array([1e30, -1e30] + [0] * 6, np.float32), np.full(8, -1e20, np.float32)):
+    for query in (
+        np.full(8, 3e38, np.float32),
+        np.array([1e30, -1e30] + [0] * 6, np.float32),
+        np.full(8, -1e20, np.float32),
+    ):
         _, _, terminated, truncated, info = env.step(query)
         assert info["query_index"] == reference_nearest(features, query[None], 1)[0, 0]
         assert info["query_rank"] == reference_ranks(features, query[None], [info["target_index"]])[0]
@@ -294,7 +330,9 @@ def test_faiss_flat_sees_a_power_of_two_scaled_catalogue_as_the_original(exponen
 # ---------------------------------------------------------------------- synthetic seeds
 @pytest.mark.parametrize("seed", [-1, 1.5, None, True, "7"])
 def test_synthetic_seed_must_be_a_non_negative_integer(seed):
-    with pytest.raises(ConfigurationError, match=f"seed of the synthetic catalogue must be a non-negative integer, got {seed!r}"):
+    with pytest.raises(
+        ConfigurationError, match=f"seed of the synthetic catalogue must be a non-negative integer, got {seed!r}"
+    ):
         make_synthetic_shoes(num_train=5, num_test=2, dim=4, seed=seed)
 
 

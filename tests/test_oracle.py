@@ -7,9 +7,9 @@ import pytest
 
 from agents.evaluation import EpisodeSet, evaluate
 from agents.oracle import AttributeOracleAgent, read_caption
+from dialog_env.domain import ATTRIBUTE_NAMES as _ATTRIBUTES
 from dialog_env.errors import UserSimulatorError
 from dialog_env.users import RuleBasedUser
-from dialog_env.domain import ATTRIBUTE_NAMES as _ATTRIBUTES
 
 SMALL = {"num_train": 300, "num_test": 100, "dim": 32, "seed": 7}
 

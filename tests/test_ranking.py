@@ -24,9 +24,13 @@ def test_ranks_equal_float64_reference(seed):
     shown = rng.integers(300, size=64)
     targets = rng.integers(300, size=64)
     ranker = Ranker(features, max_chunk_bytes=64 * 50)  # many small chunks
-    np.testing.assert_array_equal(ranker.target_ranks(shown, targets), reference_ranks(features, features[shown], targets))
+    np.testing.assert_array_equal(
+        ranker.target_ranks(shown, targets), reference_ranks(features, features[shown], targets)
+    )
     queries = rng.normal(size=(64, 16))
-    np.testing.assert_array_equal(ranker.query_target_ranks(queries, targets), reference_ranks(features, queries, targets))
+    np.testing.assert_array_equal(
+        ranker.query_target_ranks(queries, targets), reference_ranks(features, queries, targets)
+    )
 
 
 def test_ties_are_not_counted():
@@ -47,7 +51,10 @@ def test_near_ties_beyond_float32_are_resolved_in_float64():
     features = np.array([[1000.0, 0.0], [0.0, 1000.0], [1000.0, 0.0001], [5.0, 5.0]], dtype=np.float32)
     query = np.array([[0.0, 0.0]], dtype=np.float32)
     for target in range(4):
-        assert Ranker(features).query_target_ranks(query, np.array([target]))[0] == reference_ranks(features, query, [target])[0]
+        assert (
+            Ranker(features).query_target_ranks(query, np.array([target]))[0]
+            == reference_ranks(features, query, [target])[0]
+        )
 
 
 def test_nearest_is_exact_and_tie_broken_by_index():

@@ -18,7 +18,8 @@ from dialog_env.runs import OWNER_NAME, RunFolder, check_folder_name
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT_S = 180
 TINY = ["--pretrain-iterations", "4", "--improve-iterations", "2", "--batch-size", "4", "--train-turns", "2",
-        "--max-turns", "2", "--eval-episodes", "10", "--no-progress", "--no-eval-random", "--torch-threads", "1"]  # fmt: skip
+        "--max-turns", "2", "--eval-episodes", "10", "--no-progress", "--no-eval-random",
+        "--torch-threads", "1"]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +57,17 @@ def _run(command: list[str], cwd: Path) -> subprocess.CompletedProcess:
 
 
 def test_a_second_train_agent_in_a_live_run_folder_fails_at_once(tmp_path, catalog_file):
-    common = ["--catalog", catalog_file, "--runs-dir", str(tmp_path), "--run-name", "shared", *TINY, "--checkpoint-every", "1"]
+    common = [
+        "--catalog",
+        catalog_file,
+        "--runs-dir",
+        str(tmp_path),
+        "--run-name",
+        "shared",
+        *TINY,
+        "--checkpoint-every",
+        "1",
+    ]
     first_log = tmp_path / "first.log"
     # Long enough to still run while the second command starts; every iteration writes a temporary checkpoint.
     first = _start(first_log, _command("train_agent.py", *common, "--pretrain-iterations", "100000"), tmp_path)
@@ -81,12 +92,24 @@ def test_a_second_train_agent_in_a_live_run_folder_fails_at_once(tmp_path, catal
 
 def test_a_second_train_captioner_into_a_live_output_fails_at_once(tmp_path, catalog_file):
     output = tmp_path / "captioner"
-    common = ["--catalog", catalog_file, "--output", str(output), "--embed-dim", "8", "--hidden-dim", "8", "--no-progress"]
+    common = [
+        "--catalog",
+        catalog_file,
+        "--output",
+        str(output),
+        "--embed-dim",
+        "8",
+        "--hidden-dim",
+        "8",
+        "--no-progress",
+    ]
     first_log = tmp_path / "first.log"
     first = _start(first_log, _command("train_captioner.py", *common, "--pairs", "400", "--epochs", "100000"), tmp_path)
     try:
         _wait_for_owner(output, first, first_log)
-        second = _run(_command("train_captioner.py", *common, "--pairs", "50", "--epochs", "1", "--overwrite"), tmp_path)
+        second = _run(
+            _command("train_captioner.py", *common, "--pairs", "50", "--epochs", "1", "--overwrite"), tmp_path
+        )
         assert second.returncode == 2, second.stdout + second.stderr
         assert f"is in use by process {first.pid}" in second.stderr and "train_captioner.py" in second.stderr
         assert first.poll() is None, f"the first run was disturbed:\n{first_log.read_text()}"
@@ -121,7 +144,9 @@ def test_a_refused_start_leaves_no_run_folder(tmp_path, arguments, message):
         arguments = {**arguments, "catalog": str(bare.save(tmp_path / "bare.h5"))}
     elif "catalog" in arguments:
         arguments = {**arguments, "catalog": str(tmp_path / arguments["catalog"])}
-    args = train_agent.Args(run_name="refused", runs_dir=str(tmp_path / "runs"), eval_episodes=5, progress=False, **arguments)
+    args = train_agent.Args(
+        run_name="refused", runs_dir=str(tmp_path / "runs"), eval_episodes=5, progress=False, **arguments
+    )
     with pytest.raises(dialog_env.DialogEnvError, match=message):
         train_agent.run(args)
     assert not (tmp_path / "runs" / "refused").exists()
@@ -142,7 +167,9 @@ def test_files_as_folders_are_refused(tmp_path):
 
 # ---------------------------------------------------------------------------- resume with other arguments
 def _train(tmp_path: Path, catalog_file: str, *extra: str) -> int:
-    return train_agent.main(["--catalog", catalog_file, "--runs-dir", str(tmp_path), "--run-name", "run", *TINY, *extra])
+    return train_agent.main(
+        ["--catalog", catalog_file, "--runs-dir", str(tmp_path), "--run-name", "run", *TINY, *extra]
+    )
 
 
 def test_resume_refuses_changed_training_arguments_and_lists_each(tmp_path, catalog_file, capsys):
@@ -154,7 +181,12 @@ def test_resume_refuses_changed_training_arguments_and_lists_each(tmp_path, cata
                   "--user", "relative-attribute")  # fmt: skip
     assert code == 2
     error = capsys.readouterr().err
-    for difference in ("--seed: 1 -> 7", "--tau: 0.2 -> 0.5", "--batch-size: 4 -> 8", "--user: 'rule' -> 'relative-attribute'"):
+    for difference in (
+        "--seed: 1 -> 7",
+        "--tau: 0.2 -> 0.5",
+        "--batch-size: 4 -> 8",
+        "--user: 'rule' -> 'relative-attribute'",
+    ):
         assert difference in error, error
     assert "--allow-changed-args" in error
     assert not (tmp_path / "run" / "metrics.json").exists()
@@ -166,7 +198,10 @@ def test_resume_refuses_changed_training_arguments_and_lists_each(tmp_path, cata
     assert "stage 1 already finished after 4 iterations" in capsys.readouterr().err
 
     # Spelling of --user-kwargs does not count; device, threads and progress may change.
-    assert _train(tmp_path, catalog_file, "--resume", "--user-kwargs", "{ }", "--device", "cpu", "--torch-threads", "2") == 0
+    assert (
+        _train(tmp_path, catalog_file, "--resume", "--user-kwargs", "{ }", "--device", "cpu", "--torch-threads", "2")
+        == 0
+    )
     assert "is complete" not in capsys.readouterr().out
 
 
@@ -182,5 +217,7 @@ def test_resume_may_extend_stage_2_of_a_finished_training(tmp_path, catalog_file
 def test_allow_changed_args_continues_with_a_warning(tmp_path, catalog_file, capsys):
     assert _train(tmp_path, catalog_file) == 0
     assert _train(tmp_path, catalog_file, "--resume", "--tau", "0.3", "--allow-changed-args") == 0
-    assert "warning: resuming with changed arguments (--allow-changed-args): --tau: 0.2 -> 0.3" in capsys.readouterr().err
+    assert (
+        "warning: resuming with changed arguments (--allow-changed-args): --tau: 0.2 -> 0.3" in capsys.readouterr().err
+    )
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["args"]["tau"] == 0.3  # evaluated again

@@ -21,7 +21,9 @@ def test_encode_pads_truncates_and_marks_unknown_words():
     assert vocabulary.decode(ids) == "is black <unk> <unk>"
     long = vocabulary.encode(" ".join(["black"] * 40))
     assert long.shape == (MAX_FEEDBACK_TOKENS,) and (long == 3).all()
-    np.testing.assert_array_equal(vocabulary.encode_batch(["is black", "black"]), [vocabulary.encode("is black"), vocabulary.encode("black")])
+    np.testing.assert_array_equal(
+        vocabulary.encode_batch(["is black", "black"]), [vocabulary.encode("is black"), vocabulary.encode("black")]
+    )
 
 
 def test_vocabulary_validation_and_round_trip(tmp_path):

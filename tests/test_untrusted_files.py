@@ -92,8 +92,9 @@ def test_resume_from_a_planted_last_checkpoint_runs_nothing(tmp_path, marker):
 def test_a_real_checkpoint_round_trips_through_the_safe_loader(tmp_path):
     path = tmp_path / "last.pt"
     results = {"paper-stage1": {"episodes": np.int64(5), "turns": [{"success": {"mean": np.float64(0.25)}}]}}
-    save_checkpoint(path, {"stage": "improve", "iteration": 3, "model": {"w": torch.ones(2)}, "optimizer": {"state": {}},
-                           "base": None, "model_config": {"image_dim": 8}, "vocabulary": ["a"], "results": results})  # fmt: skip
+    save_checkpoint(path, {"stage": "improve", "iteration": 3, "model": {"w": torch.ones(2)},
+                           "optimizer": {"state": {}}, "base": None, "model_config": {"image_dim": 8},
+                           "vocabulary": ["a"], "results": results})  # fmt: skip
     payload = load_checkpoint(path, image_dim=8, vocabulary_words=["a"])
     assert payload["results"] == {"paper-stage1": {"episodes": 5, "turns": [{"success": {"mean": 0.25}}]}}
     assert type(payload["results"]["paper-stage1"]["episodes"]) is int
@@ -104,8 +105,13 @@ def test_captioner_checkpoint_with_a_payload_is_refused(tmp_path, marker):
     path = _torch_plant(tmp_path / "captioner.pt", marker, format="dialog-env-captioner", version=1, config={},
                         model={}, vocabulary=[], catalog={})  # fmt: skip
     _refused(UserSimulatorError, path, lambda: dialog_env.make_user("captioner", checkpoint=str(path)))
-    _refused(UserSimulatorError, path, lambda: dialog_env.DialogRetrievalEnv(catalog=_catalog(), user="captioner",
-                                                                             user_kwargs={"checkpoint": str(path)}))
+    _refused(
+        UserSimulatorError,
+        path,
+        lambda: dialog_env.DialogRetrievalEnv(
+            catalog=_catalog(), user="captioner", user_kwargs={"checkpoint": str(path)}
+        ),
+    )
 
 
 def test_captioner_checkpoint_with_numpy_arrays_is_refused(tmp_path):
@@ -122,7 +128,9 @@ def _sb3_model(tmp_path: Path):  # noqa: ANN202
     pytest.importorskip("stable_baselines3")
     from agents.sb3 import make_model, make_training_env
 
-    env = make_training_env("ppo", {"catalog": {"num_train": 30, "num_test": 10, "dim": 8, "seed": 1}}, n_envs=1, max_turns=2)
+    env = make_training_env(
+        "ppo", {"catalog": {"num_train": 30, "num_test": 10, "dim": 8, "seed": 1}}, n_envs=1, max_turns=2
+    )
     model = make_model("ppo", env, seed=0, device="cpu", n_steps=16, batch_size=16, n_epochs=1)
     path = tmp_path / "final.zip"
     model.save(path)
@@ -153,7 +161,9 @@ def test_sb3_zip_with_pickled_entries_loads_without_unpickling_them(tmp_path, ma
     _rewrite_zip(path, plant)
     loaded = load_model("ppo", path, env, device="cpu")
     observations = env.reset()
-    np.testing.assert_array_equal(loaded.predict(observations, deterministic=True)[0], model.predict(observations, deterministic=True)[0])
+    np.testing.assert_array_equal(
+        loaded.predict(observations, deterministic=True)[0], model.predict(observations, deterministic=True)[0]
+    )
 
 
 def test_sb3_zip_with_a_payload_in_its_weights_is_refused(tmp_path, marker):

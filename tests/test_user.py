@@ -3,10 +3,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from dialog_env.domain import ATTRIBUTE_NAMES as _ATTRIBUTES
+from dialog_env.domain import SHOE_SCHEMA as _SCHEMA
 from dialog_env.errors import ConfigurationError, UserSimulatorError
 from dialog_env.text import UNK_ID, tokenize
 from dialog_env.users import RuleBasedUser, make_user, registered_users
-from dialog_env.domain import ATTRIBUTE_NAMES as _ATTRIBUTES, SHOE_SCHEMA as _SCHEMA
 
 # Words that must appear when a statement names the target's value of a categorical attribute.
 VALUE_WORDS = {
@@ -45,7 +46,14 @@ def test_same_exactly_when_nothing_differs(small_shoes):
     feedback = user.explain(small_shoes, targets, shown, _rngs(600))
     for target, image, item in zip(targets, shown, feedback):
         identical = bool((codes[target] == codes[image]).all())
-        says_same = item.text in {"is the same", "is identical", "is the same shoe", "are the same", "are identical", "are the same shoes"}
+        says_same = item.text in {
+            "is the same",
+            "is identical",
+            "is the same shoe",
+            "are the same",
+            "are identical",
+            "are the same shoes",
+        }
         assert says_same == identical, (item.text, target, image)
         assert (len(item.statements) == 0) == identical
 
@@ -102,11 +110,13 @@ def test_vocabulary_covers_every_word_it_says(small_shoes):
 
 def test_noise_knobs(small_shoes):
     targets, shown = _pairs(small_shoes, 2000, 4)
-    noisy = RuleBasedUser(vague_rate=0.3, irrelevant_rate=0.5, mistake_rate=0.5).explain(small_shoes, targets, shown, _rngs(2000))
+    noisy = RuleBasedUser(vague_rate=0.3, irrelevant_rate=0.5, mistake_rate=0.5).explain(
+        small_shoes, targets, shown, _rngs(2000)
+    )
     kinds = [s.kind for f in noisy for s in f.statements]
     assert 0.2 < kinds.count("vague") / 2000 < 0.4
     assert kinds.count("irrelevant") > 300 and kinds.count("mistaken") > 300
-    for target, image, item in zip(targets, shown, noisy):
+    for _target, _image, item in zip(targets, shown, noisy):
         for statement in item.statements:
             if statement.kind == "irrelevant":
                 assert statement.target_value == statement.shown_value == statement.claimed_value
@@ -119,7 +129,9 @@ def test_deterministic_and_batch_independent(small_shoes):
     targets, shown = _pairs(small_shoes, 50, 5)
     batch = user.describe(small_shoes, targets, shown, _rngs(50))
     again = user.describe(small_shoes, targets, shown, _rngs(50))
-    one_by_one = [user.describe(small_shoes, targets[i : i + 1], shown[i : i + 1], _rngs(50)[i : i + 1])[0] for i in range(50)]
+    one_by_one = [
+        user.describe(small_shoes, targets[i : i + 1], shown[i : i + 1], _rngs(50)[i : i + 1])[0] for i in range(50)
+    ]
     assert batch == again == one_by_one
 
 

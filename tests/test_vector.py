@@ -94,7 +94,7 @@ def test_matches_sync_vector_env_step_for_step_with_autoresets(small_shoes, rewa
     rng = np.random.default_rng(0)
     ended = 0
     info = native._get_info()
-    for step in range(12):
+    for _step in range(12):
         actions = rng.integers(small_shoes.select("train").num_images, size=num_envs)
         # Show the target now and then, so that terminations (and their autoresets) happen too.
         hit = rng.random(num_envs) < 0.3
@@ -269,7 +269,7 @@ def test_matches_sync_vector_env_step_for_step_in_every_autoreset_mode(small_sho
     rng = np.random.default_rng(1)
     ended = np.zeros(num_envs, dtype=bool)
     counts = {"ended": 0, "final_obs": 0, "masked resets": 0}
-    for step in range(15):
+    for _step in range(15):
         if autoreset_mode == "Disabled" and ended.any():
             # The user resets the ended dialogs (and now and then a running one too).
             mask = ended | (rng.random(num_envs) < 0.2)
