@@ -19,7 +19,7 @@ from dialog_env.errors import ConfigurationError, UserSimulatorError
 from dialog_env.synthetic import make_synthetic_shoes
 from dialog_env.text import PAD_ID, UNK_ID, Vocabulary, corpus_bleu
 from dialog_env.users import make_user
-from dialog_env.users.attribute import RuleBasedUser
+from dialog_env.users.rule import RuleBasedUser
 from dialog_env.users.captioner import CaptionerConfig, CaptionerUser, RelativeCaptioner, catalog_probe, save_captioner
 
 ROOT = Path(__file__).resolve().parents[1]

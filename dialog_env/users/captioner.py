@@ -14,17 +14,21 @@ real shoppers' relative captions. This module is our own implementation of that 
 
 Decoding is greedy (deterministic) by default, or samples words with the dialogs' own generators
 (``decoding="sample"``), one uniform number per word position per dialog, so a batch behaves like
-its dialogs played one at a time. ``train_captioner.py`` trains it (teacher-forced cross-entropy,
-held-out validation, best-checkpoint selection); :class:`CaptionerUser` plugs a checkpoint into
-the environments as ``user="captioner"``.
+its dialogs played one at a time. ``train_captioner.py`` trains it on the pairs of
+:mod:`dialog_env.users.captioner_data` with the training functions here (:func:`train_epoch`:
+teacher-forced cross-entropy; :func:`mean_token_loss`: held-out validation, which selects the best
+checkpoint; :func:`caption_pairs`: greedy captions for BLEU); :class:`CaptionerUser` plugs a
+checkpoint into the environments as ``user="captioner"``.
 """
 
 from __future__ import annotations
 
 import os
+import sys
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
@@ -33,10 +37,13 @@ from torch.nn import functional as F
 
 from dialog_env.catalog import Catalog
 from dialog_env.errors import ConfigurationError, UserSimulatorError
-from dialog_env.text import MAX_FEEDBACK_TOKENS, PAD_ID, UNK_ID, Vocabulary
 from dialog_env.io import atomic_torch_save
+from dialog_env.text import MAX_FEEDBACK_TOKENS, PAD_ID, UNK_ID, Vocabulary
 from dialog_env.torch_utils import plain, read_tagged_torch_file, resolve_device
 from dialog_env.users.base import UserSimulator
+
+if TYPE_CHECKING:
+    from dialog_env.users.captioner_data import CaptionPairs
 
 __all__ = [
     "CAPTIONER_FORMAT",
@@ -44,6 +51,10 @@ __all__ = [
     "CaptionerConfig",
     "RelativeCaptioner",
     "CaptionerUser",
+    "batch_tensors",
+    "train_epoch",
+    "mean_token_loss",
+    "caption_pairs",
     "catalog_probe",
     "save_captioner",
     "load_captioner_checkpoint",
@@ -85,13 +96,17 @@ class CaptionerConfig:
             if int(getattr(self, name)) < 1:
                 raise ConfigurationError(f"CaptionerConfig.{name} must be >= 1, got {getattr(self, name)}")
         if self.vocab_size < 3:
-            raise ConfigurationError(f"CaptionerConfig.vocab_size must be >= 3 (two reserved ids and a word), got {self.vocab_size}")
+            raise ConfigurationError(
+                f"CaptionerConfig.vocab_size must be >= 3 (two reserved ids and a word), got {self.vocab_size}"
+            )
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigurationError(f"CaptionerConfig.dropout must be in [0, 1), got {self.dropout}")
         if self.spatial_shape is not None:
             shape = tuple(int(v) for v in self.spatial_shape)
             if len(shape) != 2 or min(shape) < 1:
-                raise ConfigurationError(f"CaptionerConfig.spatial_shape must be (L, C) with L, C >= 1, got {self.spatial_shape}")
+                raise ConfigurationError(
+                    f"CaptionerConfig.spatial_shape must be (L, C) with L, C >= 1, got {self.spatial_shape}"
+                )
             object.__setattr__(self, "spatial_shape", shape)
 
     @property
@@ -111,7 +126,9 @@ class RelativeCaptioner(nn.Module):
         super().__init__()
         self.config = config
         hidden = config.hidden_dim
-        self.pair_encoder = nn.Sequential(nn.LayerNorm(3 * config.image_dim), nn.Linear(3 * config.image_dim, hidden), nn.Tanh())
+        self.pair_encoder = nn.Sequential(
+            nn.LayerNorm(3 * config.image_dim), nn.Linear(3 * config.image_dim, hidden), nn.Tanh()
+        )
         self.initial_hidden = nn.Linear(hidden, hidden)
         self.initial_cell = nn.Linear(hidden, hidden)
         self.word_embedding = nn.Embedding(config.vocab_size, config.embed_dim)
@@ -128,14 +145,19 @@ class RelativeCaptioner(nn.Module):
 
     # ------------------------------------------------------------------ pieces
     def encode(
-        self, targets: torch.Tensor, references: torch.Tensor, target_regions: torch.Tensor | None = None,
+        self,
+        targets: torch.Tensor,
+        references: torch.Tensor,
+        target_regions: torch.Tensor | None = None,
         reference_regions: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor], torch.Tensor | None, torch.Tensor | None]:  # fmt: skip
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor], torch.Tensor | None, torch.Tensor | None]:
         """Encode a batch of pairs.
 
         Args:
-            targets, references: ``(B, D) float32`` global features.
-            target_regions, reference_regions: ``(B, L, C) float32`` spatial features (attention only).
+            targets: ``(B, D) float32`` global features of the targets.
+            references: ``(B, D) float32`` global features of the references (shown images).
+            target_regions: ``(B, L, C) float32`` spatial features of the targets (attention only).
+            reference_regions: ``(B, L, C) float32`` spatial features of the references (attention only).
 
         Returns:
             ``(context, (h0, c0), regions, keys)``: the pair context ``(B, H)``, the initial LSTM
@@ -148,14 +170,20 @@ class RelativeCaptioner(nn.Module):
         if self.config.attends:
             if target_regions is None or reference_regions is None:
                 raise UserSimulatorError("this captioner attends over spatial features, but none were given")
-            regions = self.region_encoder(torch.cat([target_regions, reference_regions, target_regions - reference_regions], dim=2))
+            regions = self.region_encoder(
+                torch.cat([target_regions, reference_regions, target_regions - reference_regions], dim=2)
+            )
             keys = self.attention_keys(regions)
         return context, state, regions, keys
 
     def _step(
-        self, word_input: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor], context: torch.Tensor,
-        regions: torch.Tensor | None, keys: torch.Tensor | None,
-    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:  # fmt: skip
+        self,
+        word_input: torch.Tensor,
+        state: tuple[torch.Tensor, torch.Tensor],
+        context: torch.Tensor,
+        regions: torch.Tensor | None,
+        keys: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         """One decoder step: attend with the previous state, update the LSTM, score the next word."""
         if regions is not None and keys is not None:
             scores = self.attention_score(torch.tanh(keys + self.attention_query(state[0]).unsqueeze(1))).squeeze(2)
@@ -166,15 +194,21 @@ class RelativeCaptioner(nn.Module):
 
     # ------------------------------------------------------------------ training
     def forward(
-        self, targets: torch.Tensor, references: torch.Tensor, captions: torch.Tensor,
-        target_regions: torch.Tensor | None = None, reference_regions: torch.Tensor | None = None,
-    ) -> torch.Tensor:  # fmt: skip
+        self,
+        targets: torch.Tensor,
+        references: torch.Tensor,
+        captions: torch.Tensor,
+        target_regions: torch.Tensor | None = None,
+        reference_regions: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Teacher-forced next-word logits.
 
         Args:
-            targets, references: ``(B, D) float32``.
+            targets: ``(B, D) float32`` features of the targets.
+            references: ``(B, D) float32`` features of the references.
             captions: ``(B, T) int64`` token ids padded with 0 (no padding inside a caption).
-            target_regions, reference_regions: ``(B, L, C) float32`` (attention only).
+            target_regions: ``(B, L, C) float32`` spatial features of the targets (attention only).
+            reference_regions: ``(B, L, C) float32`` spatial features of the references (attention only).
 
         Returns:
             ``(B, T + 1, V)`` logits: position ``s`` predicts word ``s`` of the caption, and the
@@ -201,7 +235,9 @@ class RelativeCaptioner(nn.Module):
             ``(summed loss, token count)``, both scalars (divide for the mean per token).
         """
         batch = captions.shape[0]
-        targets = torch.cat([captions, torch.full((batch, 1), END_ID, dtype=captions.dtype, device=captions.device)], dim=1)
+        targets = torch.cat(
+            [captions, torch.full((batch, 1), END_ID, dtype=captions.dtype, device=captions.device)], dim=1
+        )
         lengths = (captions != PAD_ID).sum(dim=1)
         scored = torch.arange(targets.shape[1], device=captions.device).unsqueeze(0) <= lengths.unsqueeze(1)
         losses = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="none")
@@ -210,14 +246,21 @@ class RelativeCaptioner(nn.Module):
     # ------------------------------------------------------------------ decoding
     @torch.inference_mode()
     def generate(
-        self, targets: torch.Tensor, references: torch.Tensor, target_regions: torch.Tensor | None = None,
-        reference_regions: torch.Tensor | None = None, uniforms: np.ndarray | None = None, temperature: float = 1.0,
-    ) -> np.ndarray:  # fmt: skip
+        self,
+        targets: torch.Tensor,
+        references: torch.Tensor,
+        target_regions: torch.Tensor | None = None,
+        reference_regions: torch.Tensor | None = None,
+        uniforms: np.ndarray | None = None,
+        temperature: float = 1.0,
+    ) -> np.ndarray:
         """Decode captions word by word.
 
         Args:
-            targets, references: ``(B, D) float32``.
-            target_regions, reference_regions: ``(B, L, C) float32`` (attention only).
+            targets: ``(B, D) float32`` features of the targets.
+            references: ``(B, D) float32`` features of the references.
+            target_regions: ``(B, L, C) float32`` spatial features of the targets (attention only).
+            reference_regions: ``(B, L, C) float32`` spatial features of the references (attention only).
             uniforms: ``None`` for greedy decoding (the most likely word each time), or
                 ``(B, max_tokens + 1) float64`` numbers in ``[0, 1)``: word ``s`` of dialog ``b`` is
                 drawn by inverting the cumulative distribution at ``uniforms[b, s]``.
@@ -260,6 +303,144 @@ class RelativeCaptioner(nn.Module):
             self.train(was_training)
 
 
+# ---------------------------------------------------------------------------- training
+def batch_tensors(
+    catalog: Catalog, pairs: CaptionPairs, rows: np.ndarray, attends: bool, device: torch.device
+) -> list[torch.Tensor]:
+    """The model's inputs for some pairs, on ``device``.
+
+    Args:
+        catalog: the split the pairs index.
+        pairs: the caption pairs.
+        rows: ``(B,)`` integer positions in ``pairs``.
+        attends: also return the spatial features of the targets and references.
+        device: where the tensors go.
+
+    Returns:
+        ``[targets (B, D) float32, references (B, D) float32, tokens (B, T) int64]``, then with
+        ``attends`` ``target regions, reference regions``, each ``(B, L, C)``.
+    """
+    targets, references = pairs.targets[rows], pairs.references[rows]
+    tensors = [
+        torch.as_tensor(catalog.features[targets]),
+        torch.as_tensor(catalog.features[references]),
+        torch.as_tensor(pairs.tokens[rows]),
+    ]
+    if attends:
+        spatial = catalog.spatial_features
+        tensors += [torch.as_tensor(spatial.take(targets)), torch.as_tensor(spatial.take(references))]
+    return [t.to(device) for t in tensors]
+
+
+def train_epoch(
+    model: RelativeCaptioner,
+    optimizer: torch.optim.Optimizer,
+    catalog: Catalog,
+    pairs: CaptionPairs,
+    order: np.ndarray,
+    batch_size: int,
+    device: torch.device,
+    *,
+    max_grad_norm: float = 5.0,
+    progress: bool = False,
+    description: str = "training",
+) -> float:
+    """One teacher-forced pass over ``pairs``: one optimiser step per batch, in train mode.
+
+    Each batch's loss is the mean cross-entropy per scored token (words and end tokens); the
+    gradient norm is clipped to ``max_grad_norm`` before the step.
+
+    Args:
+        model: the captioner, on ``device``.
+        optimizer: the optimiser of its parameters.
+        catalog: the split the pairs index.
+        pairs: the training pairs.
+        order: ``(M,)`` positions in ``pairs``, in the order they are visited (batches are
+            consecutive slices of ``batch_size``).
+        batch_size: pairs per optimiser step.
+        device: the model's device.
+        max_grad_norm: bound on the gradient's L2 norm.
+        progress: show a progress bar (tqdm, on stdout).
+        description: the progress bar's label.
+
+    Returns:
+        The mean training loss per token over the pass, in nats.
+    """
+    from tqdm import tqdm
+
+    model.train()
+    bar = tqdm(total=len(order), desc=description, disable=not progress, mininterval=2.0, file=sys.stdout, unit="pair")
+    total, count = 0.0, 0
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        targets, references, tokens, *regions = batch_tensors(catalog, pairs, rows, model.config.attends, device)
+        loss, scored = model.loss(model(targets, references, tokens, *regions), tokens)
+        optimizer.zero_grad(set_to_none=True)
+        (loss / scored).backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+        optimizer.step()
+        total, count = total + loss.item(), count + int(scored)
+        bar.update(rows.size)
+        bar.set_postfix(loss=f"{total / count:.3f}", refresh=False)
+    bar.close()
+    return total / count
+
+
+def mean_token_loss(
+    model: RelativeCaptioner, catalog: Catalog, pairs: CaptionPairs, batch_size: int, device: torch.device
+) -> float:
+    """Teacher-forced cross-entropy per token (words and end tokens) over ``pairs``, in eval mode.
+
+    Args:
+        model: the captioner, on ``device``.
+        catalog: the split the pairs index.
+        pairs: the pairs to score.
+        batch_size: pairs scored at once.
+        device: the model's device.
+
+    Returns:
+        The mean loss per token, in nats (0.0 for no pairs).
+    """
+    model.eval()
+    total, count = 0.0, 0
+    with torch.inference_mode():
+        for start in range(0, len(pairs), batch_size):
+            rows = np.arange(start, min(start + batch_size, len(pairs)))
+            targets, references, tokens, *regions = batch_tensors(catalog, pairs, rows, model.config.attends, device)
+            loss, scored = model.loss(model(targets, references, tokens, *regions), tokens)
+            total, count = total + loss.item(), count + int(scored)
+    return total / max(count, 1)
+
+
+def caption_pairs(
+    model: RelativeCaptioner,
+    catalog: Catalog,
+    pairs: CaptionPairs,
+    vocabulary: Vocabulary,
+    device: torch.device,
+    batch_size: int = 512,
+) -> list[str]:
+    """Greedy captions of ``pairs`` (e.g. the hypotheses of BLEU).
+
+    Args:
+        model: the captioner, on ``device``.
+        catalog: the split the pairs index.
+        pairs: the pairs to caption.
+        vocabulary: the model's vocabulary.
+        device: the model's device.
+        batch_size: pairs captioned at once.
+
+    Returns:
+        One caption text per pair, in order.
+    """
+    out: list[str] = []
+    for start in range(0, len(pairs), batch_size):
+        rows = np.arange(start, min(start + batch_size, len(pairs)))
+        targets, references, _, *regions = batch_tensors(catalog, pairs, rows, model.config.attends, device)
+        out.extend(vocabulary.decode(row) for row in model.generate(targets, references, *regions))
+    return out
+
+
 # ---------------------------------------------------------------------------- checkpoints
 def catalog_probe(catalog: Catalog, size: int = 64, seed: int = 0) -> dict[str, Any]:
     """A small fingerprint of a catalogue's feature space: some image ids and their features.
@@ -281,9 +462,12 @@ def catalog_probe(catalog: Catalog, size: int = 64, seed: int = 0) -> dict[str, 
 
 
 def save_captioner(
-    path: str | os.PathLike[str], model: RelativeCaptioner, vocabulary: Vocabulary, catalog: Catalog,
+    path: str | os.PathLike[str],
+    model: RelativeCaptioner,
+    vocabulary: Vocabulary,
+    catalog: Catalog,
     extra: dict[str, Any] | None = None,
-) -> Path:  # fmt: skip
+) -> Path:
     """Write a captioner checkpoint atomically (temporary file, flush, rename).
 
     The file holds the format tag and version, the config, the weights, the vocabulary, a
@@ -303,7 +487,11 @@ def save_captioner(
 
 def _probe_to_file(probe: dict[str, Any]) -> dict[str, Any]:
     """A probe as the checkpoint stores it: features as a tensor (``weights_only`` loads no NumPy)."""
-    return {**probe, "ids": [str(i) for i in probe["ids"]], "features": torch.from_numpy(np.asarray(probe["features"], dtype=np.float32))}
+    return {
+        **probe,
+        "ids": [str(i) for i in probe["ids"]],
+        "features": torch.from_numpy(np.asarray(probe["features"], dtype=np.float32)),
+    }
 
 
 def _probe_from_file(probe: Any, where: str) -> dict[str, Any]:
@@ -312,7 +500,9 @@ def _probe_from_file(probe: Any, where: str) -> dict[str, Any]:
         raise UserSimulatorError(f"{where}: 'catalog' must be a probe with keys name, dim, ids, features")
     features, ids = probe["features"], probe["ids"]
     if not isinstance(features, torch.Tensor) or features.ndim != 2 or features.dtype != torch.float32:
-        raise UserSimulatorError(f"{where}: the probe's features must be a 2-D float32 tensor, got {type(features).__name__}")
+        raise UserSimulatorError(
+            f"{where}: the probe's features must be a 2-D float32 tensor, got {type(features).__name__}"
+        )
     if not isinstance(ids, list) or len(ids) != features.shape[0] or not all(isinstance(i, str) for i in ids):
         raise UserSimulatorError(f"{where}: the probe's ids must be {features.shape[0]} strings, one per feature row")
     return {**probe, "features": features.numpy()}
@@ -326,7 +516,12 @@ def load_captioner_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
             of this project, or of an unsupported version; the message names the file.
     """
     payload = read_tagged_torch_file(
-        path, "captioner checkpoint", CAPTIONER_FORMAT, CAPTIONER_VERSION, UserSimulatorError, " (train one with train_captioner.py)",
+        path,
+        "captioner checkpoint",
+        CAPTIONER_FORMAT,
+        CAPTIONER_VERSION,
+        UserSimulatorError,
+        " (train one with train_captioner.py)",
         required={"config": dict, "model": dict, "vocabulary": list, "catalog": dict},
     )
     payload["catalog"] = _probe_from_file(payload["catalog"], f"captioner checkpoint {str(path)!r}")
@@ -399,18 +594,24 @@ class CaptionerUser(UserSimulator):
         self.device = resolve_device(device)
         if checkpoint is not None:
             if model is not None or vocabulary is not None:
-                raise ConfigurationError("give the captioner either a checkpoint or a model and its vocabulary, not both")
+                raise ConfigurationError(
+                    "give the captioner either a checkpoint or a model and its vocabulary, not both"
+                )
             self.source = str(checkpoint)
             payload = _cached_checkpoint(Path(checkpoint))
             try:
                 model = RelativeCaptioner(CaptionerConfig(**payload["config"]))
             except (TypeError, ValueError, RuntimeError) as error:
-                raise UserSimulatorError(f"captioner checkpoint {self.source!r}: its config {payload['config']} is not a "
-                                         f"CaptionerConfig: {error}") from error  # fmt: skip
+                raise UserSimulatorError(
+                    f"captioner checkpoint {self.source!r}: its config {payload['config']} is not a "
+                    f"CaptionerConfig: {error}"
+                ) from error
             try:
                 model.load_state_dict(payload["model"])
             except (RuntimeError, TypeError, KeyError) as error:
-                raise UserSimulatorError(f"captioner checkpoint {self.source!r}: weights do not fit its config: {error}") from error
+                raise UserSimulatorError(
+                    f"captioner checkpoint {self.source!r}: weights do not fit its config: {error}"
+                ) from error
             vocabulary = Vocabulary(payload["vocabulary"])
             probe = payload["catalog"]
         elif model is None or vocabulary is None:
@@ -422,7 +623,8 @@ class CaptionerUser(UserSimulator):
             self.source = "a model in memory"
         if len(vocabulary) != model.config.vocab_size:
             raise UserSimulatorError(
-                f"captioner ({self.source}) has {model.config.vocab_size} output ids but its vocabulary has {len(vocabulary)}"
+                f"captioner ({self.source}) has {model.config.vocab_size} output ids but its vocabulary has "
+                f"{len(vocabulary)}"
             )
         self.model = model.to(self.device).eval()
         self._vocabulary = vocabulary
@@ -434,13 +636,16 @@ class CaptionerUser(UserSimulator):
 
     @property
     def vocabulary(self) -> Vocabulary:
+        """The vocabulary of the captions (the checkpoint's)."""
         return self._vocabulary
 
     @property
     def config(self) -> CaptionerConfig:
+        """The model's sizes."""
         return self.model.config
 
     def check_catalog(self, catalog: Catalog) -> None:
+        """Refuse a catalogue whose features do not fit the model (see the class docstring)."""
         where = f"captioner ({self.source})"
         if catalog.dim != self.config.image_dim:
             raise UserSimulatorError(
@@ -462,7 +667,11 @@ class CaptionerUser(UserSimulator):
         if self.probe is None:
             return
         index_of = {str(image_id): i for i, image_id in enumerate(catalog.ids)}
-        found = [(index_of[i], row) for i, row in zip(self.probe["ids"], self.probe["features"]) if i in index_of]
+        found = [
+            (index_of[i], row)
+            for i, row in zip(self.probe["ids"], self.probe["features"], strict=True)
+            if i in index_of
+        ]
         if found:
             rows = np.asarray([i for i, _ in found])
             expected = np.stack([row for _, row in found]).astype(np.float32)
@@ -489,6 +698,11 @@ class CaptionerUser(UserSimulator):
         shown: np.ndarray,
         rngs: Sequence[np.random.Generator],
     ) -> list[str]:
+        """The model's captions of the pairs (see :meth:`UserSimulator.describe`).
+
+        Greedy decoding ignores ``rngs``; sampling draws one uniform number per word position
+        from each dialog's generator.
+        """
         targets = np.asarray(targets, dtype=np.int64)
         shown = np.asarray(shown, dtype=np.int64)
         steps = self.config.max_tokens
@@ -500,8 +714,9 @@ class CaptionerUser(UserSimulator):
             part = slice(start, start + self.batch_size)
             ids = self.model.generate(
                 *self._features(catalog, targets[part], shown[part]),
-                uniforms=None if uniforms is None else uniforms[part], temperature=self.temperature,
-            )  # fmt: skip
+                uniforms=None if uniforms is None else uniforms[part],
+                temperature=self.temperature,
+            )
             captions.extend(self.vocabulary.decode(row) for row in ids)
         return captions
 
