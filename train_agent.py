@@ -15,18 +15,16 @@ checkpoint and exits; ``--resume`` continues from the last checkpoint with the s
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import math
-import os
 import platform
-import signal
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, TypeVar
 
 import gymnasium as gym
 import numpy as np
@@ -35,50 +33,53 @@ import torch
 import dialog_env
 from agents.base import Agent
 from agents.baselines import RandomAgent
-from agents.checkpoints import load_checkpoint, load_weights, save_checkpoint
-from agents.dialog_manager import DialogManager, DialogManagerAgent, DialogManagerConfig, pretrain, resolve_device
+from agents.checkpoints import load_checkpoint  # noqa: F401 - re-exported: tests read a run's checkpoints with it
+from agents.dialog_manager import DialogManagerAgent, resolve_device
 from agents.evaluation import EpisodeSet, evaluate, format_turn_table, summarize
-from agents.policy_improvement import improve
+from agents.registry import SB3_AGENTS, describe
+from agents.training import (
+    LAST_CHECKPOINT,
+    SB3_FINAL_MODEL,
+    PaperTrainingConfig,
+    SB3TrainingConfig,
+    SettingChange,
+    StageEvaluation,
+    TrainingHooks,
+    TrainingInterrupted,
+    is_finished,
+    prepare_torch,
+    read_training_checkpoint,
+    remove_interrupted_writes,
+    resume_changes,
+    stop_on_sigint,
+    torch_threads_for,
+    train_paper_agent,
+    train_sb3_agent,
+)
 from dialog_env.cli import dataclass_parser
 from dialog_env.errors import ConfigurationError, DialogEnvError
 from dialog_env.io import atomic_write_json
 from dialog_env.runs import RunFolder, check_folder_name, check_parent_folder
 
-#: Agents without Stable-Baselines3: the paper's agent and the random reference.
-CORE_AGENTS = ("paper", "random")
-#: Agents that are only evaluated (no training).
-EVAL_ONLY_AGENTS = ("attribute-oracle",)
-#: Stable-Baselines3 agents (``agents.sb3.SB3_AGENTS``; named here so that the other agents run
-#: without the optional stable-baselines3): catalogue-index actions, then query-vector actions.
-SB3_AGENTS = ("ppo", "a2c", "dqn", "ppo-query", "sac-query", "td3-query")
-AGENTS = CORE_AGENTS + EVAL_ONLY_AGENTS + SB3_AGENTS
 #: The largest seed (NumPy's legacy seeding and TensorBoard-friendly logs take 32-bit seeds).
 MAX_SEED = 2**32 - 1
-#: Options that change what a run trains or how it is evaluated: ``--resume`` refuses a change to
-#: any of them (without ``--allow-changed-args``), since the results would mix two settings.
-TRAINING_ARGS = (
-    "agent", "seed", "catalog", "train_split", "user", "user_kwargs", "train_turns", "batch_size", "pretrain_lr", "margin",
-    "improve_lr", "top_k", "tau", "num_negatives", "total_timesteps", "n_envs", "eval_split", "max_turns",
-    "eval_episodes", "eval_seed",
-)  # fmt: skip
-#: Iteration budgets a resumed run may raise (stage 1's only while stage 1 is still running).
-BUDGET_ARGS = ("pretrain_iterations", "improve_iterations")
 #: Options about how a command was invoked, not about its results (left out of ``metrics.json``).
 INVOCATION_ARGS = ("resume", "allow_changed_args", "progress")
-#: The stages a checkpoint of the paper's agent can be in.
-STAGES = ("pretrain", "improve", "done")
 
 
 @dataclass
 class Args:
+    """The options of ``train_agent.py`` (each field is a ``--flag``; its docstring, the help)."""
+
     agent: str = "paper"
     """agent to train and evaluate: paper (stage 1 then stage 2); random or attribute-oracle (no training); or a
-    Stable-Baselines3 baseline: ppo, a2c, dqn (action: image index) or ppo-query, sac-query, td3-query (action: query vector)"""
+    Stable-Baselines3 baseline: ppo, a2c, dqn (action: image index) or ppo-query, sac-query, td3-query (action:
+    query vector)"""
     run_name: str | None = None
     """run folder under --runs-dir (default: AGENT-sSEED)"""
     runs_dir: str = "runs"
     """where run folders go"""
-    seed: int = 1
+    seed: int = PaperTrainingConfig.seed
     """seed of the training dialogs, the model's initialisation and the agent"""
     device: str = "auto"
     """torch device: auto (CUDA if available, else CPU), cpu, cuda, cuda:1..."""
@@ -87,7 +88,7 @@ class Args:
     thread here; torch's default, one per core, for the others)"""
     catalog: str | None = None
     """HDF5 catalogue (default: the embedded synthetic Shoes-like catalogue)"""
-    train_split: str = "train"
+    train_split: str = PaperTrainingConfig.train_split
     """catalogue split to train on"""
     eval_split: str = "test"
     """catalogue split to evaluate on"""
@@ -98,25 +99,25 @@ class Args:
     """keyword arguments of the user simulator as a JSON object, e.g. '{"checkpoint": "runs/captioner/best.pt"}'"""
     max_turns: int = 10
     """turns of the evaluation dialogs"""
-    train_turns: int = 5
+    train_turns: int = PaperTrainingConfig.train_turns
     """turns of the training dialogs (5 in the paper), for the paper's agent and the SB3 agents"""
-    batch_size: int = 128
+    batch_size: int = PaperTrainingConfig.batch_size
     """training dialogs per iteration (128 in the paper)"""
-    pretrain_iterations: int = 600
+    pretrain_iterations: int = PaperTrainingConfig.pretrain_iterations
     """stage 1 (supervised pre-training) iterations"""
-    pretrain_lr: float = 1e-3
+    pretrain_lr: float = PaperTrainingConfig.pretrain_lr
     """stage 1 Adam learning rate"""
-    margin: float = 0.1
+    margin: float = PaperTrainingConfig.margin
     """stage 1 triplet margin"""
-    improve_iterations: int = 100
+    improve_iterations: int = PaperTrainingConfig.improve_iterations
     """stage 2 (model-based policy improvement) iterations; 0 skips stage 2"""
-    improve_lr: float = 1e-4
+    improve_lr: float = PaperTrainingConfig.improve_lr
     """stage 2 Adam learning rate"""
-    top_k: int = 4
+    top_k: int = PaperTrainingConfig.top_k
     """stage 2 candidates looked ahead per turn"""
-    tau: float = 0.2
+    tau: float = PaperTrainingConfig.tau
     """stage 2 softmax temperature"""
-    num_negatives: int = 5
+    num_negatives: int = PaperTrainingConfig.num_negatives
     """stage 2 random negatives in the softmax"""
     eval_episodes: int = 1000
     """evaluation episodes (the same targets and first images for every agent)"""
@@ -124,11 +125,11 @@ class Args:
     """seed of the evaluation episodes"""
     eval_random: bool = True
     """also evaluate the random agent on the same episodes, for reference"""
-    total_timesteps: int = 50_000
+    total_timesteps: int = SB3TrainingConfig.total_timesteps
     """SB3 agents: environment steps of training (the default takes 1-3 minutes per agent on 2 CPU cores)"""
-    n_envs: int = 4
+    n_envs: int = SB3TrainingConfig.n_envs
     """SB3 agents: training environments stepped together"""
-    checkpoint_every: int = 100
+    checkpoint_every: int = PaperTrainingConfig.checkpoint_every
     """iterations between checkpoints"""
     resume: bool = False
     """continue the run from its last checkpoint (refused if training arguments differ from the run's, except a larger
@@ -157,13 +158,12 @@ def validate_args(args: Args) -> None:
         ConfigurationError: listing each bad option, what was given and what is allowed.
     """
     problems = []
-    if args.agent not in AGENTS:
-        problems.append(
-            f"--agent must be one of {list(CORE_AGENTS)}, {list(EVAL_ONLY_AGENTS)} (evaluation only) or a "
-            f"Stable-Baselines3 agent {list(SB3_AGENTS)}, got {args.agent!r}"
-        )
-    for name in ("max_turns", "train_turns", "batch_size", "eval_episodes", "checkpoint_every", "top_k", "num_negatives",
-                 "total_timesteps", "n_envs"):  # fmt: skip
+    try:
+        describe(args.agent, "--agent")  # the registry's message lists every agent by kind
+    except ConfigurationError as error:
+        problems.append(str(error))
+    for name in ("max_turns", "train_turns", "batch_size", "eval_episodes", "checkpoint_every", "top_k",
+                 "num_negatives", "total_timesteps", "n_envs"):  # fmt: skip
         if getattr(args, name) < 1:
             problems.append(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     for name in ("pretrain_iterations", "improve_iterations", "torch_threads"):
@@ -171,7 +171,9 @@ def validate_args(args: Args) -> None:
             problems.append(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
     for name in ("seed", "eval_seed"):
         if not 0 <= getattr(args, name) <= MAX_SEED:
-            problems.append(f"--{name.replace('_', '-')} must be in 0..{MAX_SEED} (2^32 - 1), got {getattr(args, name)}")
+            problems.append(
+                f"--{name.replace('_', '-')} must be in 0..{MAX_SEED} (2^32 - 1), got {getattr(args, name)}"
+            )
     for name in ("pretrain_lr", "improve_lr", "tau"):
         if not (math.isfinite(getattr(args, name)) and getattr(args, name) > 0):
             problems.append(f"--{name.replace('_', '-')} must be a finite number > 0, got {getattr(args, name)}")
@@ -206,20 +208,19 @@ def user_kwargs_of(args: Args) -> dict[str, Any]:
     except json.JSONDecodeError as error:
         raise ConfigurationError(f"--user-kwargs must be a JSON object, got {args.user_kwargs!r}: {error}") from error
     if not isinstance(value, dict):
-        raise ConfigurationError(f"--user-kwargs must be a JSON object ({{...}}), got {type(value).__name__}: {args.user_kwargs!r}")
+        raise ConfigurationError(
+            f"--user-kwargs must be a JSON object ({{...}}), got {type(value).__name__}: {args.user_kwargs!r}"
+        )
     return value
-
-
-class _Interrupted(Exception):
-    """Raised after a checkpoint was saved on Ctrl-C."""
 
 
 # ---------------------------------------------------------------------------- the run
 def main(argv: Sequence[str] | None = None) -> int:
+    """Parse the options, run, and turn a stop request or a project error into an exit status (130, 2)."""
     args = parse_args(argv)
     try:
         return run(args)
-    except _Interrupted as interrupted:
+    except TrainingInterrupted as interrupted:
         print(f"\ninterrupted: {interrupted}; continue with --resume", file=sys.stderr)
         return 130
     except DialogEnvError as error:
@@ -240,8 +241,8 @@ def run(args: Args) -> int:
 def _run_in(folder: RunFolder, args: Args, run_name: str, start_time: float) -> int:
     run_dir = folder.path
     checkpoint_dir = run_dir / "checkpoints"
-    last = checkpoint_dir / "last.pt"
-    if not args.resume and any((checkpoint_dir / name).exists() for name in ("last.pt", "final.zip")):
+    last = checkpoint_dir / LAST_CHECKPOINT
+    if not args.resume and any((checkpoint_dir / name).exists() for name in (LAST_CHECKPOINT, SB3_FINAL_MODEL)):
         raise ConfigurationError(
             f"run folder {str(run_dir)!r} already holds a checkpoint: pass --resume to continue it, or choose "
             f"another --run-name"
@@ -254,36 +255,31 @@ def _run_in(folder: RunFolder, args: Args, run_name: str, start_time: float) -> 
             resumed = read_training_checkpoint(last)
             previous_args = resumed["args"]
         else:
-            if args.agent in SB3_AGENTS and not (checkpoint_dir / "final.zip").exists():
+            final = checkpoint_dir / SB3_FINAL_MODEL
+            if args.agent in SB3_AGENTS and not final.exists():
                 raise ConfigurationError(
-                    f"--resume: no finished SB3 model at {str(checkpoint_dir / 'final.zip')!r} (SB3 training is not "
-                    f"checkpointed midway; start the run again without --resume)"
+                    f"--resume: no finished SB3 model at {str(final)!r} (SB3 training is not checkpointed midway; "
+                    f"start the run again without --resume)"
                 )
             previous_args = _previous_args(run_dir)
         changed = refuse_changed_args(args, previous_args, resumed)
-        trained = resumed is None or (resumed["stage"] == "done" and resumed["iteration"] >= args.improve_iterations)
+        trained = resumed is None or is_finished(resumed, args.improve_iterations)
         if (run_dir / "metrics.json").is_file() and trained and not changed:
             print(f"run {run_name} is complete: its results are in {run_dir / 'metrics.json'} (delete that file to "
                   f"evaluate it again)")  # fmt: skip
             return 0
-        # Temporary files of writes cut short by a crash (kill -9, power loss): the checkpoints
-        # they were replacing are intact, so they only take space. The folder's lock guarantees
-        # that no live process is writing them.
-        if checkpoint_dir.is_dir():
-            for stale in [*checkpoint_dir.glob(".*.tmp-*"), *checkpoint_dir.glob(".tmp-*")]:
-                stale.unlink(missing_ok=True)
+        remove_interrupted_writes(checkpoint_dir)  # the folder's lock: no live process is writing there
 
-    threads = args.torch_threads or (1 if args.agent in SB3_AGENTS else 0)
-    if threads > 0:
-        torch.set_num_threads(threads)
-    torch.manual_seed(args.seed)
-    np.random.seed(args.seed)  # nothing here draws from it; pinned for third-party code
+    prepare_torch(args.seed, torch_threads_for(args.agent, args.torch_threads))
     device = resolve_device(args.device)
     env_kwargs = {"catalog": args.catalog, "user": args.user, "user_kwargs": user_kwargs_of(args)}
     eval_envs_probe = dialog_env.DialogRetrievalEnv(split=args.eval_split, **env_kwargs)
     episodes = EpisodeSet.draw(eval_envs_probe.catalog.num_images, args.eval_episodes, args.eval_seed)
     eval_kwargs = {**env_kwargs, "split": args.eval_split}
-    atomic_write_json(run_dir / "config.json", {"args": dataclasses.asdict(args), "command": " ".join(["python", "train_agent.py", *sys.argv[1:]])})
+    atomic_write_json(
+        run_dir / "config.json",
+        {"args": dataclasses.asdict(args), "command": " ".join(["python", "train_agent.py", *sys.argv[1:]])},
+    )
     folder.started()
     print(
         f"run {run_name}: agent={args.agent} device={device} train split={args.train_split} "
@@ -292,13 +288,29 @@ def _run_in(folder: RunFolder, args: Args, run_name: str, start_time: float) -> 
     )
 
     writer = _summary_writer(run_dir / "tensorboard")
+    hooks = TrainingHooks(
+        log=_say,
+        progress=_progress_bar if args.progress else None,
+        scalar=None if writer is None else writer.add_scalar,
+    )
     results: dict[str, Any] = {}
     agents_to_eval: list[Agent] = []
     if args.agent == "paper":
-        final_model, results = train_paper_agent(args, env_kwargs, checkpoint_dir, device, writer, episodes, eval_kwargs, resumed)
-        agents_to_eval.append(DialogManagerAgent(final_model, device, name="paper-stage2" if args.improve_iterations else "paper-stage1"))
+        evaluation = StageEvaluation(episodes, eval_kwargs, max_turns=args.max_turns, seed=args.eval_seed)
+        with stop_on_sigint(lambda notice: _warn(f"\n{notice}")) as stop_requested:
+            final_model, results = train_paper_agent(
+                _settings(PaperTrainingConfig, args), env_kwargs, checkpoint_dir, device=device, evaluation=evaluation,
+                resumed=resumed, run_settings=dataclasses.asdict(args),
+                hooks=dataclasses.replace(hooks, stop_requested=stop_requested),
+            )  # fmt: skip
+        agents_to_eval.append(
+            DialogManagerAgent(final_model, device, name="paper-stage2" if args.improve_iterations else "paper-stage1")
+        )
     elif args.agent in SB3_AGENTS:
-        agents_to_eval.append(train_sb3_agent(args, env_kwargs, run_dir, device))
+        agents_to_eval.append(train_sb3_agent(
+            _settings(SB3TrainingConfig, args), env_kwargs, checkpoint_dir / SB3_FINAL_MODEL, device=device,
+            tensorboard_log=run_dir / "tensorboard", resume=args.resume, hooks=hooks,
+        ))  # fmt: skip
     elif args.agent == "attribute-oracle":
         from agents.oracle import AttributeOracleAgent  # imported here: only this agent needs it
 
@@ -314,7 +326,9 @@ def _run_in(folder: RunFolder, args: Args, run_name: str, start_time: float) -> 
         results[agent.name] = summarize(result, seed=args.eval_seed)
     for name, summary in results.items():
         _log_summary(writer, name, summary)
-        print(f"\n{name}: per-turn results on the {args.eval_split} split ({summary['episodes']} episodes, mean [95% CI])")
+        print(
+            f"\n{name}: per-turn results on the {args.eval_split} split ({summary['episodes']} episodes, mean [95% CI])"
+        )
         print(format_turn_table(summary))
     if writer is not None:
         writer.close()
@@ -329,28 +343,6 @@ def _run_in(folder: RunFolder, args: Args, run_name: str, start_time: float) -> 
     atomic_write_json(run_dir / "metrics.json", metrics)
     print(f"\nwrote {run_dir / 'metrics.json'} ({metrics['wall_seconds']:.0f} s)")
     return 0
-
-
-def read_training_checkpoint(path: Path) -> dict[str, Any]:
-    """A training checkpoint of the paper's agent (``last.pt``), with every key ``--resume`` needs checked.
-
-    Raises:
-        ConfigurationError: unreadable, not a checkpoint, a missing key, or an unknown stage.
-    """
-    payload = load_checkpoint(path)
-    needed = {"stage": str, "iteration": int, "optimizer": dict, "base": (dict, type(None)), "args": dict, "results": dict}
-    for key, kind in needed.items():
-        if key not in payload:
-            raise ConfigurationError(f"checkpoint {str(path)!r} lacks the key {key!r}, which --resume needs (it holds {sorted(payload)})")
-        if not isinstance(payload[key], kind) or isinstance(payload[key], bool):
-            raise ConfigurationError(f"checkpoint {str(path)!r}: {key!r} is a {type(payload[key]).__name__}")
-    if payload["stage"] not in STAGES:
-        raise ConfigurationError(f"checkpoint {str(path)!r} is at stage {payload['stage']!r}; this code knows the stages {list(STAGES)}")
-    if payload["iteration"] < 0:
-        raise ConfigurationError(f"checkpoint {str(path)!r} is at iteration {payload['iteration']}, expected >= 0")
-    if payload["stage"] != "pretrain" and payload["base"] is None:
-        raise ConfigurationError(f"checkpoint {str(path)!r} is at stage {payload['stage']!r} but holds no stage-1 model ('base')")
-    return payload
 
 
 def _previous_args(run_dir: Path) -> dict[str, Any] | None:
@@ -370,8 +362,8 @@ def _previous_args(run_dir: Path) -> dict[str, Any] | None:
 def refuse_changed_args(args: Args, previous: dict[str, Any] | None, checkpoint: dict[str, Any] | None) -> list[str]:
     """Refuse to resume with options that change training or evaluation, listing each difference.
 
-    Iteration budgets may grow (:data:`BUDGET_ARGS`), stage 1's only while stage 1 runs; options
-    outside :data:`TRAINING_ARGS` (device, threads, progress...) may change freely.
+    What may change is :func:`agents.training.resume_changes`'s rule: iteration budgets may grow,
+    stage 1's only while stage 1 runs; device, threads, progress... may change freely.
     ``--allow-changed-args`` turns the refusal into a warning.
 
     Returns:
@@ -380,34 +372,12 @@ def refuse_changed_args(args: Args, previous: dict[str, Any] | None, checkpoint:
     Raises:
         ConfigurationError: a difference, without ``--allow-changed-args``.
     """
-    if previous is None:
-        return []
-    current = dataclasses.asdict(args)
-    differences = []
-    for key in TRAINING_ARGS:
-        before, now = previous.get(key), current[key]
-        if key == "user_kwargs":  # compare the objects, not their spelling
-            before, now = (json.loads(v) if v else {} for v in (before, now))
-        if before != now:
-            differences.append(f"--{key.replace('_', '-')}: {previous.get(key)!r} -> {current[key]!r}")
-    stage = checkpoint["stage"] if checkpoint else None
-    iteration = checkpoint["iteration"] if checkpoint else 0
-    for key in BUDGET_ARGS:
-        before, now = previous.get(key), current[key]
-        if before is None or before == now:
-            continue
-        flag = f"--{key.replace('_', '-')}"
-        if now < before:
-            differences.append(f"{flag}: {before} -> {now} (a budget may grow, not shrink)")
-        elif key == "pretrain_iterations" and stage not in (None, "pretrain"):
-            differences.append(f"{flag}: {before} -> {now} (stage 1 already finished after {before} iterations)")
-        elif key == "pretrain_iterations" and now < iteration:
-            differences.append(f"{flag}: {before} -> {now} (the checkpoint is at iteration {iteration})")
+    differences = [_as_option(change) for change in resume_changes(previous, dataclasses.asdict(args), checkpoint)]
     if not differences:
         return []
     listing = "; ".join(differences)
     if args.allow_changed_args:
-        print(f"warning: resuming with changed arguments (--allow-changed-args): {listing}", file=sys.stderr, flush=True)
+        _warn(f"warning: resuming with changed arguments (--allow-changed-args): {listing}")
         return differences
     raise ConfigurationError(
         f"--resume with arguments that differ from the run's: {listing}. Resume with the run's own arguments "
@@ -415,166 +385,34 @@ def refuse_changed_args(args: Args, previous: dict[str, Any] | None, checkpoint:
     )
 
 
-def train_paper_agent(
-    args: Args,
-    env_kwargs: dict[str, Any],
-    checkpoint_dir: Path,
-    device: torch.device,
-    writer: Any,
-    episodes: EpisodeSet,
-    eval_kwargs: dict[str, Any],
-    resumed: dict[str, Any] | None = None,
-) -> tuple[DialogManager, dict[str, Any]]:
-    """Stage 1 then stage 2, with checkpoints; returns the final model and the stage-1 evaluation.
-
-    ``resumed`` is the checked ``last.pt`` of an interrupted run (:func:`read_training_checkpoint`):
-    training continues from its stage and iteration, with its optimizer state.
-    """
-    envs = gym.make_vec(
-        "DialogRetrieval-v0", num_envs=args.batch_size, split=args.train_split, max_turns=args.train_turns,
-        expose_target=True, vectorization_mode="vector_entry_point", **env_kwargs,
-    )  # fmt: skip
-    train_env = envs.unwrapped if hasattr(envs, "unwrapped") else envs
-    vocabulary_words = train_env.vocabulary.words
-    config = DialogManagerConfig(image_dim=train_env.catalog.dim, vocab_size=len(train_env.vocabulary))
-    model = DialogManager(config).to(device)
-    base: DialogManager | None = None
-    stage, iteration = "pretrain", 0
-    results: dict[str, Any] = {}
-    optimizer: torch.optim.Optimizer = torch.optim.Adam(model.parameters(), lr=args.pretrain_lr)
-
-    last = checkpoint_dir / "last.pt"
-    if resumed is not None:
-        payload = load_checkpoint(last, config.image_dim, vocabulary_words)  # checks the fit to this catalogue and user
-        stage, iteration, results = payload["stage"], payload["iteration"], payload["results"]
-        load_weights(model, payload["model"], last, "model")
-        if stage in ("improve", "done"):
-            base = DialogManager(config).to(device)
-            load_weights(base, payload["base"], last, "base")
-            # Stage 2 trains all but the image encoder: its optimizer holds fewer parameter groups' state.
-            optimizer = _stage2_optimizer(model, args.improve_lr)
-        load_weights(optimizer, payload["optimizer"], last, "optimizer")
-        if stage == "done" and iteration < args.improve_iterations:
-            stage = "improve"  # a larger stage-2 budget: continue stage 2 where it ended
-        print(f"resumed from {last}: stage {payload['stage']}, iteration {iteration}", flush=True)
-
-    def checkpoint(next_iteration: int, path: Path = last) -> None:
-        save_checkpoint(path, {
-            "stage": stage, "iteration": next_iteration,
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "base": None if base is None else base.state_dict(), "model_config": dataclasses.asdict(config),
-            "vocabulary": vocabulary_words, "args": dataclasses.asdict(args), "results": results,
-        })  # fmt: skip
-
-    stop_requested = {"flag": False}
-
-    def request_stop(signum: int, frame: Any) -> None:  # noqa: ARG001
-        if stop_requested["flag"]:
-            raise KeyboardInterrupt
-        stop_requested["flag"] = True
-        print("\nCtrl-C: stopping after this iteration (press again to abort without saving)", file=sys.stderr, flush=True)
-
-    def after_iteration(name: str, stage_number: int, bar: Any) -> Any:
-        """The per-iteration callback of a stage: log, honour Ctrl-C, checkpoint periodically."""
-
-        def callback(i: int, metrics: dict[str, float]) -> None:
-            _after_iteration(writer, bar, name, i, metrics)
-            if stop_requested["flag"]:
-                checkpoint(i + 1)
-                raise _Interrupted(f"checkpoint saved after stage {stage_number} iteration {i + 1} in {last}")
-            if (i + 1) % args.checkpoint_every == 0:
-                checkpoint(i + 1)
-
-        return callback
-
-    previous_handler = signal.signal(signal.SIGINT, request_stop)
-    try:
-        if stage == "pretrain":
-            bar = _progress(args, args.pretrain_iterations, iteration, "stage 1 (pre-training)")
-
-            pretrain(model, train_env, args.pretrain_iterations, optimizer, seed=args.seed, start_iteration=iteration,
-                     margin=args.margin, device=device, on_iteration=after_iteration("stage1", 1, bar))  # fmt: skip
-            bar.close()
-            print("evaluating paper-stage1 ...", flush=True)
-            summary = summarize(
-                evaluate(DialogManagerAgent(model, device, "paper-stage1"), episodes, eval_kwargs, max_turns=args.max_turns, seed=args.eval_seed),
-                seed=args.eval_seed,
-            )
-            results["paper-stage1"] = summary
-            base = copy.deepcopy(model)
-            stage, iteration = "improve", 0
-            optimizer = _stage2_optimizer(model, args.improve_lr)
-            checkpoint(0, checkpoint_dir / "stage1.pt")
-            checkpoint(0)
-        if stage == "improve" and args.improve_iterations > 0:
-            assert base is not None
-            bar = _progress(args, args.improve_iterations, iteration, "stage 2 (policy improvement)")
-
-            improve(model, base, train_env, args.improve_iterations, optimizer, seed=args.seed, start_iteration=iteration,
-                    top_k=args.top_k, tau=args.tau, num_negatives=args.num_negatives, device=device,
-                    on_iteration=after_iteration("stage2", 2, bar))  # fmt: skip
-            bar.close()
-        stage = "done"
-        checkpoint(args.improve_iterations)
-        checkpoint(args.improve_iterations, checkpoint_dir / "final.pt")
-    finally:
-        signal.signal(signal.SIGINT, previous_handler)
-        envs.close()
-    return model, results
+def _as_option(change: SettingChange) -> str:
+    """A changed setting as its command-line option: ``--seed: 1 -> 7``."""
+    flag = f"--{change.key.replace('_', '-')}"
+    if change.reason is None:
+        return f"{flag}: {change.before!r} -> {change.now!r}"
+    return f"{flag}: {change.before} -> {change.now} ({change.reason})"
 
 
-def train_sb3_agent(args: Args, env_kwargs: dict[str, Any], run_dir: Path, device: torch.device) -> Agent:
-    """Train (or, with ``--resume``, load) a Stable-Baselines3 agent; returns its evaluation adapter.
-
-    The model trains on ``--train-split`` with ``--n-envs`` environments of ``--train-turns`` turns
-    for ``--total-timesteps`` steps, logs to the run's ``tensorboard/`` folder and is saved as
-    ``checkpoints/final.zip``. SB3 training is not checkpointed midway: ``--resume`` reuses a
-    finished model (and re-evaluates it) and refuses a run without one. For how index actions
-    over the training split are evaluated on the test split, see :class:`agents.sb3.SB3Agent`.
-    """
-    from agents.sb3 import QUERY_AGENTS, ProgressCallback, SB3Agent, load_model, make_model, make_training_env
-
-    final = run_dir / "checkpoints" / "final.zip"
-    env = make_training_env(args.agent, {**env_kwargs, "split": args.train_split}, n_envs=args.n_envs, seed=args.seed,
-                            max_turns=args.train_turns)  # fmt: skip
-    train_catalog = env.get_attr("catalog")[0]
-    if args.resume:  # the run's final.zip exists: checked before the run started
-        model = load_model(args.agent, final, env, device=str(device))
-        print(f"resumed from {final}: training finished, evaluating", flush=True)
-    else:
-        model = make_model(args.agent, env, seed=args.seed, device=str(device), tensorboard_log=str(run_dir / "tensorboard"))
-        kind = "query vector (QueryAction)" if args.agent in QUERY_AGENTS else f"image index (Discrete({train_catalog.num_images}))"
-        print(f"training {args.agent} ({type(model).__name__}, action: {kind}) for {args.total_timesteps} steps ...", flush=True)
-        bar = _progress(args, args.total_timesteps, 0, f"{args.agent} (SB3)")
-        model.learn(args.total_timesteps, callback=ProgressCallback(bar), tb_log_name=args.agent)
-        bar.close()
-        final.parent.mkdir(parents=True, exist_ok=True)
-        temporary = final.with_name(f".tmp-{os.getpid()}-{final.name}")  # SB3 keeps a .zip suffix
-        model.save(temporary)
-        os.replace(temporary, final)  # atomic: a crash never leaves a half-written model
-    env.close()
-    return SB3Agent(model, args.agent, action_catalog=train_catalog)
+Settings = TypeVar("Settings")
 
 
-def _stage2_optimizer(model: DialogManager, lr: float) -> torch.optim.Optimizer:
-    """Adam over everything but the (frozen) image encoder."""
-    for parameter in model.image_encoder.parameters():
-        parameter.requires_grad_(False)
-    return torch.optim.Adam([p for n, p in model.named_parameters() if not n.startswith("image_encoder.")], lr=lr)
+def _settings(kind: type[Settings], args: Args) -> Settings:
+    """The library's settings dataclass ``kind`` filled from the options of the same names."""
+    return kind(**{field.name: getattr(args, field.name) for field in dataclasses.fields(kind)})  # type: ignore[arg-type]
 
 
-def _progress(args: Args, total: int, initial: int, description: str) -> Any:
+def _say(message: str) -> None:
+    print(message, flush=True)
+
+
+def _warn(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _progress_bar(total: int, initial: int, description: str) -> Any:
     from tqdm import tqdm
 
-    return tqdm(total=total, initial=initial, desc=description, disable=not args.progress, mininterval=2.0, file=sys.stdout)
-
-
-def _after_iteration(writer: Any, bar: Any, stage: str, iteration: int, metrics: dict[str, float]) -> None:
-    bar.update(1)
-    bar.set_postfix({k: f"{v:.4f}" for k, v in metrics.items()}, refresh=False)
-    if writer is not None:
-        for key, value in metrics.items():
-            writer.add_scalar(f"train/{stage}_{key}", value, iteration)
+    return tqdm(total=total, initial=initial, desc=description, mininterval=2.0, file=sys.stdout)
 
 
 def _summary_writer(folder: Path) -> Any:

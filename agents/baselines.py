@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
 from agents.base import Agent
 from dialog_env.catalog import Catalog
 from dialog_env.errors import ConfigurationError
+from dialog_env.random_streams import stream
 
 __all__ = ["RandomAgent"]
 
@@ -24,16 +26,18 @@ class RandomAgent(Agent):
 
     def __init__(self, seed: int = 0) -> None:
         self.seed = int(seed)
-        self._rng = np.random.default_rng([self.seed, 7])
+        self._rng = stream(self.seed, "random_agent")
         self._num_images = 0
         self._shown = np.zeros((0, 0), dtype=np.int64)
 
     def reset(self, catalog: Catalog, num_dialogs: int) -> None:
-        self._rng = np.random.default_rng([self.seed, 7])
+        """Start ``num_dialogs`` dialogs; the generator starts afresh, so every evaluation draws the same."""
+        self._rng = stream(self.seed, "random_agent")
         self._num_images = catalog.num_images
         self._shown = np.full((num_dialogs, 0), -1, dtype=np.int64)
 
     def act(self, observations: Mapping[str, np.ndarray], infos: Mapping[str, Any]) -> np.ndarray:
+        """A uniformly random image per dialog, ``(B,) int64``, not yet shown in it while unseen ones remain."""
         if self._num_images == 0:
             raise ConfigurationError("act() called before reset()")
         new = np.asarray(observations["turn"]).reshape(-1) == 0

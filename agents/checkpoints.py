@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -13,8 +14,8 @@ from dialog_env.io import atomic_torch_save
 from dialog_env.torch_utils import plain, read_tagged_torch_file
 
 __all__ = [
-    "CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "REQUIRED_KEYS", "save_checkpoint", "load_checkpoint", "load_dialog_manager",
-    "dialog_manager_from", "load_weights",
+    "CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "REQUIRED_KEYS", "save_checkpoint", "load_checkpoint",
+    "check_checkpoint_fits", "load_dialog_manager", "dialog_manager_from", "load_weights",
 ]  # fmt: skip
 
 CHECKPOINT_FORMAT = "dialog-env-checkpoint"
@@ -53,6 +54,27 @@ def load_checkpoint(
     payload = read_tagged_torch_file(
         path, "checkpoint", CHECKPOINT_FORMAT, CHECKPOINT_VERSION, ConfigurationError, required=REQUIRED_KEYS
     )
+    check_checkpoint_fits(payload, path, image_dim, vocabulary_words)
+    return payload
+
+
+def check_checkpoint_fits(
+    payload: Mapping[str, Any],
+    path: str | os.PathLike[str],
+    image_dim: int | None = None,
+    vocabulary_words: list[str] | None = None,
+) -> None:
+    """Check that a checkpoint read by :func:`load_checkpoint` fits the catalogue and the vocabulary.
+
+    Args:
+        payload: the checkpoint.
+        path: its file (for the messages).
+        image_dim: the catalogue's feature dimension, if it must match.
+        vocabulary_words: the user simulator's vocabulary, if it must match.
+
+    Raises:
+        ConfigurationError: made for another feature dimension or vocabulary.
+    """
     model_config = payload["model_config"]
     if image_dim is not None and model_config.get("image_dim") != image_dim:
         raise ConfigurationError(
@@ -64,7 +86,6 @@ def load_checkpoint(
             f"checkpoint {str(path)!r} was made for another vocabulary ({len(payload['vocabulary'])} words; "
             f"this user simulator has {len(vocabulary_words)})"
         )
-    return payload
 
 
 def load_dialog_manager(
@@ -84,13 +105,17 @@ def dialog_manager_from(payload: dict[str, Any], path: str | os.PathLike[str]) -
     try:
         model = DialogManager(DialogManagerConfig(**payload["model_config"]))
     except (TypeError, ValueError) as error:
-        raise ConfigurationError(f"checkpoint {str(path)!r}: model_config {payload['model_config']} is not a DialogManagerConfig: {error}") from error
+        raise ConfigurationError(
+            f"checkpoint {str(path)!r}: model_config {payload['model_config']} is not a DialogManagerConfig: {error}"
+        ) from error
     load_weights(model, payload["model"], path, "model")
     return model
 
 
-def load_weights(module: torch.nn.Module | torch.optim.Optimizer, state: Any, path: str | os.PathLike[str], key: str) -> None:
-    """``module.load_state_dict(state)``, with a :class:`ConfigurationError` naming the file and key when it does not fit."""
+def load_weights(
+    module: torch.nn.Module | torch.optim.Optimizer, state: Any, path: str | os.PathLike[str], key: str
+) -> None:
+    """``module.load_state_dict(state)``; a misfit raises a :class:`ConfigurationError` naming the file and key."""
     try:
         module.load_state_dict(state)
     except (RuntimeError, ValueError, KeyError, TypeError, AttributeError) as error:

@@ -18,8 +18,9 @@ policy improvement) is in :mod:`agents.policy_improvement`.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,7 +29,9 @@ from torch.nn import functional as F
 
 from agents.base import Agent
 from dialog_env.catalog import Catalog
+from dialog_env.dynamics import uniform_except
 from dialog_env.errors import ConfigurationError
+from dialog_env.random_streams import stream
 from dialog_env.ranking import Ranker
 from dialog_env.text import PAD_ID
 from dialog_env.torch_utils import resolve_device
@@ -90,7 +93,9 @@ class DialogManager(nn.Module):
         """``(B, H)`` zeros: the state before the first response."""
         return torch.zeros(batch, self.config.hidden_dim, device=device)
 
-    def forward(self, image_features: torch.Tensor, tokens: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, image_features: torch.Tensor, tokens: torch.Tensor, state: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """One turn: encode the response (shown image + feedback), update the state, emit a query.
 
         Args:
@@ -103,7 +108,9 @@ class DialogManager(nn.Module):
         """
         return self.respond(image_features, self.encode_text(tokens), state)
 
-    def respond(self, image_features: torch.Tensor, text_encoding: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def respond(
+        self, image_features: torch.Tensor, text_encoding: torch.Tensor, state: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """:meth:`forward` with the feedback already encoded (``(B, E)``, see :class:`TextEncodingCache`)."""
         response = self.response_linear(self.embed_images(image_features) + text_encoding)
         state = self.state_tracker(response, state)
@@ -197,6 +204,7 @@ class DialogManagerAgent(Agent):
 
     @torch.no_grad()
     def reset(self, catalog: Catalog, num_dialogs: int) -> None:
+        """Embed the catalogue once and start ``num_dialogs`` dialogs from the initial state."""
         if catalog.dim != self.model.config.image_dim:
             raise ConfigurationError(
                 f"the dialog manager was built for {self.model.config.image_dim}-d features, "
@@ -212,6 +220,7 @@ class DialogManagerAgent(Agent):
 
     @torch.no_grad()
     def act(self, observations: Mapping[str, np.ndarray], infos: Mapping[str, Any]) -> np.ndarray:
+        """One turn of the model per dialog; the nearest unseen image to each query."""
         if self._ranker is None or self._state is None:
             raise ConfigurationError("act() called before reset()")
         new = np.asarray(observations["turn"]).reshape(-1) == 0
@@ -229,6 +238,7 @@ class DialogManagerAgent(Agent):
         return nearest_unseen(self._ranker, self._queries, self._shown)
 
     def rank_targets(self, targets: np.ndarray) -> np.ndarray:
+        """Exact rank of each target w.r.t. the last query, in the embedding space."""
         if self._queries is None or self._ranker is None:
             raise ConfigurationError("rank_targets() called before act()")
         return self._ranker.query_target_ranks(self._queries, np.asarray(targets, dtype=np.int64))
@@ -259,7 +269,8 @@ def pretrain(
         iterations: last iteration (exclusive) to run.
         optimizer: e.g. Adam over ``model.parameters()`` (lr 1e-3 in the paper).
         seed: iteration ``i`` plays the dialogs of ``envs.reset(seed=seed + i * B)`` and draws its
-            negatives from ``default_rng([seed, 1, i])``, so a resumed run repeats the same numbers.
+            negatives from ``random_streams.stream(seed, "pretraining", i)``, so a resumed run repeats the
+            same numbers.
         start_iteration: first iteration (for resuming).
         margin: triplet margin.
         device: where the model lives.
@@ -271,7 +282,7 @@ def pretrain(
     batch = envs.num_envs
     for iteration in range(start_iteration, iterations):
         model.train()
-        rng = np.random.default_rng([seed, 1, iteration])
+        rng = stream(seed, "pretraining", iteration)
         observations, infos = envs.reset(seed=seed + iteration * batch)
         targets = np.asarray(infos["target_index"], dtype=np.int64)
         with torch.no_grad():  # candidate generation needs every embedding, the loss only a few
@@ -283,13 +294,13 @@ def pretrain(
         losses = []
         target_embeddings = model.embed_images(catalog_features[torch.from_numpy(targets).to(device)])
         for _ in range(envs.max_turns):
-            query, state = model(
-                torch.from_numpy(observations["image"]).to(device), torch.from_numpy(observations["feedback"]).to(device), state
-            )
-            negatives = rng.integers(num_images - 1, size=batch)
-            negatives += negatives >= targets
+            image = torch.from_numpy(observations["image"]).to(device)
+            query, state = model(image, torch.from_numpy(observations["feedback"]).to(device), state)
+            negatives = uniform_except(rng, num_images, targets, size=batch)
             negative_embeddings = model.embed_images(catalog_features[torch.from_numpy(negatives).to(device)])
-            per_dialog = F.triplet_margin_loss(query, target_embeddings, negative_embeddings, margin=margin, reduction="none")
+            per_dialog = F.triplet_margin_loss(
+                query, target_embeddings, negative_embeddings, margin=margin, reduction="none"
+            )
             losses.append(masked_mean(per_dialog, active))
             actions = nearest_unseen(ranker, query.detach().cpu().numpy(), shown)
             observations, shown, active = roll_in(envs, actions, shown, active)
@@ -308,11 +319,18 @@ def masked_mean(per_dialog: torch.Tensor, active: np.ndarray) -> torch.Tensor:
     return (per_dialog * mask).sum() / max(int(active.sum()), 1)
 
 
-def roll_in(envs: Any, actions: np.ndarray, shown: np.ndarray, active: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
-    """Show ``actions`` in the training dialogs: returns the new observations, the shown-image
-    history with the actions appended and the dialogs still active (a found target ends one)."""
+def roll_in(
+    envs: Any, actions: np.ndarray, shown: np.ndarray, active: np.ndarray
+) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """Show ``actions`` in the training dialogs (a real environment step, not an imagined one).
+
+    Returns:
+        The new observations, the shown-image history with the actions appended and the dialogs
+        still active (a found target ends one).
+    """
     observations, _, terminations, _, _ = envs.step(actions)
-    return observations, np.concatenate([shown, actions[:, None]], axis=1), active & ~np.asarray(terminations, dtype=bool)
+    still_active = active & ~np.asarray(terminations, dtype=bool)
+    return observations, np.concatenate([shown, actions[:, None]], axis=1), still_active
 
 
 def optimization_step(optimizer: torch.optim.Optimizer, losses: list[torch.Tensor]) -> float:

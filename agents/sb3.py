@@ -1,16 +1,60 @@
 """Stable-Baselines3 baselines for ``DialogRetrieval-v0``.
 
-Six agents, named as on ``train_agent.py``'s command line:
-
-| agent | algorithm | action | environment |
-| --- | --- | --- | --- |
-| ``ppo``, ``a2c``, ``dqn`` | PPO, A2C, DQN | ``Discrete(N)``: a catalogue index | ``DialogRetrievalEnv`` |
-| ``ppo-query``, ``sac-query``, ``td3-query`` | PPO, SAC, TD3 | ``Box(D)``: a query vector | ``QueryAction(DialogRetrievalEnv)`` |
+Six agents, named as on ``train_agent.py``'s command line (the table below): the *index* agents
+act with ``Discrete(N)``, a catalogue index, on ``DialogRetrievalEnv``; the *query* agents with
+``Box(D)``, a query vector, on ``QueryAction(DialogRetrievalEnv)``.
 
 Every policy is SB3's ``MultiInputPolicy`` with :class:`DialogFeaturesExtractor` as its features
 extractor (passed through ``policy_kwargs``). :class:`SB3Agent` adapts a trained model to the
 :class:`~agents.base.Agent` protocol, so that it is evaluated by :func:`agents.evaluation.evaluate`
 exactly like every other agent.
+
+**Hyper-parameters.** :func:`make_model` builds every agent from one table, :data:`MODEL_SPECS`:
+per agent, the algorithm, the action and the hyper-parameters of the project that differ from
+SB3's defaults (everything else is SB3's); keyword arguments of :func:`make_model` override them
+(any keyword of the algorithm's constructor; unknown ones are refused with the list of known
+ones). Every agent also gets ``seed=0`` and ``policy_kwargs=default_policy_kwargs()``
+(:class:`DialogFeaturesExtractor`, then ``net_arch=[64, 64]``) (:data:`COMMON_HYPERPARAMETERS`).
+
+| agent | algorithm | action | hyper-parameter | project | SB3's default |
+| --- | --- | --- | --- | --- | --- |
+| ``ppo`` | PPO | index | ``n_steps`` (per environment) | 256 | 2048 |
+| | | | ``batch_size`` | 256 | 64 |
+| | | | ``n_epochs`` | 4 | 10 |
+| | | | ``gamma`` | 0.9 | 0.99 |
+| | | | ``ent_coef`` | 0.01 | 0.0 |
+| ``a2c`` | A2C | index | ``n_steps`` | 8 | 5 |
+| | | | ``gamma`` | 0.9 | 0.99 |
+| | | | ``ent_coef`` | 0.01 | 0.0 |
+| ``dqn`` | DQN | index | ``learning_rate`` | 5e-4 | 1e-4 |
+| | | | ``buffer_size`` | 50,000 | 1,000,000 |
+| | | | ``learning_starts`` | 1,000 | 100 |
+| | | | ``batch_size`` | 64 | 32 |
+| | | | ``gamma`` | 0.9 | 0.99 |
+| | | | ``target_update_interval`` | 1,000 | 10,000 |
+| | | | ``exploration_fraction`` | 0.3 | 0.1 |
+| ``ppo-query`` | PPO | query | as ``ppo`` | | |
+| ``sac-query`` | SAC | query | ``buffer_size`` | 50,000 | 1,000,000 |
+| | | | ``learning_starts`` | 1,000 | 100 |
+| | | | ``batch_size`` | 128 | 256 |
+| | | | ``gamma`` | 0.9 | 0.99 |
+| ``td3-query`` | TD3 | query | ``buffer_size`` | 50,000 | 1,000,000 |
+| | | | ``learning_starts`` | 1,000 | 100 |
+| | | | ``batch_size`` | 128 | 256 |
+| | | | ``gamma`` | 0.9 | 0.99 |
+| | | | ``action_noise_scale`` (the project's) | 0.1 | no action noise |
+| every agent | | | ``seed`` | 0 | ``None`` |
+| | | | ``policy_kwargs`` | :func:`default_policy_kwargs` | SB3's extractor |
+
+Why: dialogs last 5-10 turns (``gamma=0.9``); training budgets are a few CPU minutes (PPO's
+``n_steps`` per environment and epochs, A2C's ``n_steps``, and the warm-up ``learning_starts`` and
+DQN's ``target_update_interval`` scaled to tens of thousands of steps); ``ent_coef=0.01`` keeps a
+policy over up to 10,000 images from collapsing early. ``buffer_size`` is 50,000 transitions
+rather than SB3's million: a transition holds two observations of ``16 * 8 + 4 D + 8`` bytes
+(about 1.2 kB at ``D = 256``), so a million would need about 2.4 GB. SAC squashes its actions into
+the action box, the catalogue's feature range. ``action_noise_scale``, the project's own
+hyper-parameter, is TD3's exploration: Gaussian action noise whose standard deviation is that share
+of half the width of the action box, per dimension (SB3's ``action_noise`` replaces it).
 
 **Train split vs evaluation split.** Models are trained on the ``train`` split and evaluated on
 the ``test`` split, which holds *other* images (10,000 vs 4,658 in the default catalogue).
@@ -27,9 +71,13 @@ never evaluated on the training split.
 
 from __future__ import annotations
 
+import copy
+import inspect
 import json
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -37,6 +85,7 @@ import torch
 from gymnasium import spaces
 from torch import nn
 
+from agents import registry
 from agents.base import Agent
 from dialog_env.catalog import Catalog
 from dialog_env.env import DialogRetrievalEnv, make_catalog
@@ -64,22 +113,24 @@ __all__ = [
     "QUERY_AGENTS",
     "SB3_AGENTS",
     "SB3Agent",
+    "COMMON_HYPERPARAMETERS",
+    "MODEL_SPECS",
+    "ModelSpec",
+    "PROJECT_HYPERPARAMETERS",
+    "algorithm_keywords",
+    "default_policy_kwargs",
     "load_model",
-    "make_a2c",
-    "make_dqn",
     "make_model",
-    "make_ppo",
-    "make_sac",
-    "make_td3",
     "make_training_env",
+    "model_hyperparameters",
 ]
 
-#: Agents whose action is a catalogue index (``Discrete(N)``).
-INDEX_AGENTS = ("ppo", "a2c", "dqn")
+#: Agents whose action is a catalogue index (``Discrete(N)``); the names live in :mod:`agents.registry`.
+INDEX_AGENTS = registry.SB3_INDEX_AGENTS
 #: Agents whose action is a query vector (``Box(D)``, through :class:`QueryAction`).
-QUERY_AGENTS = ("ppo-query", "sac-query", "td3-query")
+QUERY_AGENTS = registry.SB3_QUERY_AGENTS
 #: Every Stable-Baselines3 agent.
-SB3_AGENTS = INDEX_AGENTS + QUERY_AGENTS
+SB3_AGENTS = registry.SB3_AGENTS
 
 _OBSERVATION_KEYS = ("feedback", "image", "turn")
 
@@ -120,7 +171,12 @@ class DialogFeaturesExtractor(BaseFeaturesExtractor):
         image_dim: int = 64,
     ) -> None:
         _check_observation_space(observation_space)
-        for name, value in (("word_dim", word_dim), ("text_dim", text_dim), ("image_dim", image_dim), ("kernel_size", kernel_size)):
+        for name, value in (
+            ("word_dim", word_dim),
+            ("text_dim", text_dim),
+            ("image_dim", image_dim),
+            ("kernel_size", kernel_size),
+        ):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigurationError(f"{name} must be an integer >= 1, got {value!r}")
         if kernel_size % 2 == 0:
@@ -158,9 +214,14 @@ class DialogFeaturesExtractor(BaseFeaturesExtractor):
 
 def _check_observation_space(observation_space: Any) -> None:
     if not isinstance(observation_space, spaces.Dict) or set(observation_space.spaces) != set(_OBSERVATION_KEYS):
-        found = list(observation_space.spaces) if isinstance(observation_space, spaces.Dict) else type(observation_space).__name__
+        found = (
+            list(observation_space.spaces)
+            if isinstance(observation_space, spaces.Dict)
+            else type(observation_space).__name__
+        )
         raise ConfigurationError(
-            f"DialogFeaturesExtractor needs the DialogRetrieval Dict observation with keys {list(_OBSERVATION_KEYS)}, got {found}"
+            f"DialogFeaturesExtractor needs the DialogRetrieval Dict observation with keys {list(_OBSERVATION_KEYS)}, "
+            f"got {found}"
         )
     for key, rank in (("feedback", 1), ("image", 1), ("turn", 1)):
         space = observation_space[key]
@@ -228,213 +289,158 @@ def make_training_env(
 
 
 # ---------------------------------------------------------------------------- models
-def make_ppo(
-    env: VecEnv | gym.Env,
-    learning_rate: float = 3e-4,
-    n_steps: int = 256,
-    batch_size: int = 256,
-    n_epochs: int = 4,
-    gamma: float = 0.9,
-    gae_lambda: float = 0.95,
-    clip_range: float = 0.2,
-    ent_coef: float = 0.01,
-    vf_coef: float = 0.5,
-    max_grad_norm: float = 0.5,
-    policy_kwargs: dict[str, Any] | None = None,
-    tensorboard_log: str | None = None,
-    seed: int = 0,
-    device: str = "auto",
-    verbose: int = 0,
-) -> PPO:
-    """PPO with ``MultiInputPolicy`` on the index (``Discrete``) or the query (``Box``) action.
+@dataclass(frozen=True)
+class ModelSpec:
+    """How :func:`make_model` builds one agent's SB3 model.
 
-    Defaults differ from SB3's where the task asks: ``n_steps=256`` per environment and 4 epochs
-    (short dialogs, CPU budgets of a few minutes), ``gamma=0.9`` (dialogs last 5-10 turns),
-    ``ent_coef=0.01`` (keeps the policy over up to 10,000 images from collapsing early).
-    ``policy_kwargs`` defaults to :func:`default_policy_kwargs`. See SB3's ``PPO`` for the rest.
+    Attributes:
+        algorithm: the SB3 algorithm class (its constructor takes the hyper-parameters).
+        action: ``"index"`` (``Discrete(N)``, the plain environment) or ``"query"`` (``Box(D)``,
+            :class:`~dialog_env.wrappers.QueryAction`).
+        hyperparameters: the project's defaults: only those that differ from SB3's, or that the
+            project fixes on purpose (on top of :data:`COMMON_HYPERPARAMETERS`).
     """
-    return PPO(
-        "MultiInputPolicy", env, learning_rate=learning_rate, n_steps=n_steps, batch_size=batch_size, n_epochs=n_epochs,
-        gamma=gamma, gae_lambda=gae_lambda, clip_range=clip_range, ent_coef=ent_coef, vf_coef=vf_coef,
-        max_grad_norm=max_grad_norm, policy_kwargs=policy_kwargs or default_policy_kwargs(),
-        tensorboard_log=tensorboard_log, seed=seed, device=device, verbose=verbose,
-    )  # fmt: skip
+
+    algorithm: type[BaseAlgorithm]
+    action: str
+    hyperparameters: Mapping[str, Any]
 
 
-def make_a2c(
-    env: VecEnv | gym.Env,
-    learning_rate: float = 7e-4,
-    n_steps: int = 8,
-    gamma: float = 0.9,
-    gae_lambda: float = 1.0,
-    ent_coef: float = 0.01,
-    vf_coef: float = 0.5,
-    max_grad_norm: float = 0.5,
-    policy_kwargs: dict[str, Any] | None = None,
-    tensorboard_log: str | None = None,
-    seed: int = 0,
-    device: str = "auto",
-    verbose: int = 0,
-) -> A2C:
-    """A2C with ``MultiInputPolicy`` on the index action (SB3 defaults but ``n_steps=8``,
-    ``gamma=0.9``, ``ent_coef=0.01``; see :func:`make_ppo` for why)."""
-    return A2C(
-        "MultiInputPolicy", env, learning_rate=learning_rate, n_steps=n_steps, gamma=gamma, gae_lambda=gae_lambda,
-        ent_coef=ent_coef, vf_coef=vf_coef, max_grad_norm=max_grad_norm,
-        policy_kwargs=policy_kwargs or default_policy_kwargs(), tensorboard_log=tensorboard_log, seed=seed,
-        device=device, verbose=verbose,
-    )  # fmt: skip
+#: Hyper-parameters every agent gets: a fixed seed (SB3: none) and the dialog features extractor.
+COMMON_HYPERPARAMETERS: dict[str, Any] = {"seed": 0, "policy_kwargs": default_policy_kwargs()}
+#: PPO on either action (why: see the module docstring).
+_PPO = {"n_steps": 256, "batch_size": 256, "n_epochs": 4, "gamma": 0.9, "ent_coef": 0.01}
+#: The off-policy algorithms' replay buffer and warm-up (why: see the module docstring).
+_REPLAY = {"buffer_size": 50_000, "learning_starts": 1_000}
+
+#: agent -> its model, one row per agent (the module docstring's table).
+MODEL_SPECS: dict[str, ModelSpec] = {
+    "ppo": ModelSpec(PPO, "index", _PPO),
+    "a2c": ModelSpec(A2C, "index", {"n_steps": 8, "gamma": 0.9, "ent_coef": 0.01}),
+    "dqn": ModelSpec(
+        DQN,
+        "index",
+        {
+            "learning_rate": 5e-4,
+            **_REPLAY,
+            "batch_size": 64,
+            "gamma": 0.9,
+            "target_update_interval": 1_000,
+            "exploration_fraction": 0.3,
+        },
+    ),
+    "ppo-query": ModelSpec(PPO, "query", _PPO),
+    "sac-query": ModelSpec(SAC, "query", {**_REPLAY, "batch_size": 128, "gamma": 0.9}),
+    "td3-query": ModelSpec(TD3, "query", {**_REPLAY, "batch_size": 128, "gamma": 0.9, "action_noise_scale": 0.1}),
+}
+
+#: Hyper-parameters of the project that no SB3 constructor takes; :func:`make_model` turns them
+#: into SB3's.
+PROJECT_HYPERPARAMETERS = ("action_noise_scale",)
+#: Constructor arguments that :func:`make_model` sets itself.
+_SET_BY_MAKE_MODEL = ("self", "policy", "env", "_init_setup_model")
+
+if set(MODEL_SPECS) != set(SB3_AGENTS) or {a for a, m in MODEL_SPECS.items() if m.action == "query"} != set(
+    QUERY_AGENTS
+):
+    raise ImportError(f"agents.sb3.MODEL_SPECS {sorted(MODEL_SPECS)} does not match agents.registry's SB3 agents")
 
 
-def make_dqn(
-    env: VecEnv | gym.Env,
-    learning_rate: float = 5e-4,
-    buffer_size: int = 50_000,
-    learning_starts: int = 1_000,
-    batch_size: int = 64,
-    gamma: float = 0.9,
-    train_freq: int = 4,
-    gradient_steps: int = 1,
-    target_update_interval: int = 1_000,
-    exploration_fraction: float = 0.3,
-    exploration_final_eps: float = 0.05,
-    policy_kwargs: dict[str, Any] | None = None,
-    tensorboard_log: str | None = None,
-    seed: int = 0,
-    device: str = "auto",
-    verbose: int = 0,
-) -> DQN:
-    """DQN with ``MultiInputPolicy`` on the index action.
+def algorithm_keywords(algorithm: type[BaseAlgorithm]) -> tuple[str, ...]:
+    """The hyper-parameters ``algorithm``'s constructor takes (not ``policy`` and ``env``), in its order."""
+    parameters = inspect.signature(algorithm.__init__).parameters
+    return tuple(name for name in parameters if name not in _SET_BY_MAKE_MODEL)
 
-    ``buffer_size`` is 50,000 transitions rather than SB3's million: a transition holds two
-    observations of ``16 * 8 + 4 D + 8`` bytes (about 1.2 kB at ``D = 256``), so a million would
-    need about 2.4 GB. ``target_update_interval`` and ``learning_starts`` are scaled to budgets of
-    tens of thousands of steps.
+
+def model_hyperparameters(agent: str, **overrides: Any) -> dict[str, Any]:
+    """The hyper-parameters :func:`make_model` passes on: the table's, then ``overrides``.
+
+    ``policy_kwargs=None`` (or empty) keeps the table's :func:`default_policy_kwargs`. The result
+    is a fresh copy (SB3 adds entries to ``policy_kwargs``; the table must not change).
+
+    Args:
+        agent: one of :data:`SB3_AGENTS`.
+        **overrides: keyword arguments of the agent's SB3 algorithm, or of
+            :data:`PROJECT_HYPERPARAMETERS` where the agent's row has them.
+
+    Raises:
+        ConfigurationError: unknown agent or hyper-parameters (the message lists the known ones).
     """
-    return DQN(
-        "MultiInputPolicy", env, learning_rate=learning_rate, buffer_size=buffer_size, learning_starts=learning_starts,
-        batch_size=batch_size, gamma=gamma, train_freq=train_freq, gradient_steps=gradient_steps,
-        target_update_interval=target_update_interval, exploration_fraction=exploration_fraction,
-        exploration_final_eps=exploration_final_eps, policy_kwargs=policy_kwargs or default_policy_kwargs(),
-        tensorboard_log=tensorboard_log, seed=seed, device=device, verbose=verbose,
-    )  # fmt: skip
-
-
-def make_sac(
-    env: VecEnv | gym.Env,
-    learning_rate: float = 3e-4,
-    buffer_size: int = 50_000,
-    learning_starts: int = 1_000,
-    batch_size: int = 128,
-    tau: float = 0.005,
-    gamma: float = 0.9,
-    train_freq: int = 1,
-    gradient_steps: int = 1,
-    ent_coef: str | float = "auto",
-    policy_kwargs: dict[str, Any] | None = None,
-    tensorboard_log: str | None = None,
-    seed: int = 0,
-    device: str = "auto",
-    verbose: int = 0,
-) -> SAC:
-    """SAC with ``MultiInputPolicy`` on the query action (``QueryAction``).
-
-    SAC squashes its actions into the action box, the catalogue's feature range.
-    ``buffer_size``: see :func:`make_dqn`.
-    """
-    _check_query_env(env, "SAC")
-    return SAC(
-        "MultiInputPolicy", env, learning_rate=learning_rate, buffer_size=buffer_size, learning_starts=learning_starts,
-        batch_size=batch_size, tau=tau, gamma=gamma, train_freq=train_freq, gradient_steps=gradient_steps,
-        ent_coef=ent_coef, policy_kwargs=policy_kwargs or default_policy_kwargs(), tensorboard_log=tensorboard_log,
-        seed=seed, device=device, verbose=verbose,
-    )  # fmt: skip
-
-
-def make_td3(
-    env: VecEnv | gym.Env,
-    learning_rate: float = 1e-3,
-    buffer_size: int = 50_000,
-    learning_starts: int = 1_000,
-    batch_size: int = 128,
-    tau: float = 0.005,
-    gamma: float = 0.9,
-    train_freq: int = 1,
-    gradient_steps: int = 1,
-    policy_delay: int = 2,
-    action_noise_scale: float = 0.1,
-    target_policy_noise: float = 0.2,
-    target_noise_clip: float = 0.5,
-    policy_kwargs: dict[str, Any] | None = None,
-    tensorboard_log: str | None = None,
-    seed: int = 0,
-    device: str = "auto",
-    verbose: int = 0,
-) -> TD3:
-    """TD3 with ``MultiInputPolicy`` on the query action (``QueryAction``).
-
-    Exploration: Gaussian action noise with standard deviation ``action_noise_scale`` times half
-    the width of the action box, per dimension. ``buffer_size``: see :func:`make_dqn`.
-    """
-    space = _check_query_env(env, "TD3")
-    sigma = action_noise_scale * (space.high - space.low) / 2.0
-    return TD3(
-        "MultiInputPolicy", env, learning_rate=learning_rate, buffer_size=buffer_size, learning_starts=learning_starts,
-        batch_size=batch_size, tau=tau, gamma=gamma, train_freq=train_freq, gradient_steps=gradient_steps,
-        policy_delay=policy_delay, action_noise=NormalActionNoise(np.zeros_like(sigma), sigma),
-        target_policy_noise=target_policy_noise, target_noise_clip=target_noise_clip,
-        policy_kwargs=policy_kwargs or default_policy_kwargs(), tensorboard_log=tensorboard_log, seed=seed,
-        device=device, verbose=verbose,
-    )  # fmt: skip
-
-
-_BUILDERS: dict[str, Callable[..., BaseAlgorithm]] = {
-    "ppo": make_ppo, "a2c": make_a2c, "dqn": make_dqn, "ppo-query": make_ppo, "sac-query": make_sac, "td3-query": make_td3,
-}  # fmt: skip
-_ALGORITHMS: dict[str, type[BaseAlgorithm]] = {
-    "ppo": PPO, "a2c": A2C, "dqn": DQN, "ppo-query": PPO, "sac-query": SAC, "td3-query": TD3,
-}  # fmt: skip
+    _check_agent(agent)
+    spec = MODEL_SPECS[agent]
+    known = algorithm_keywords(spec.algorithm)
+    project = tuple(key for key in PROJECT_HYPERPARAMETERS if key in spec.hyperparameters)
+    unknown = sorted(set(overrides) - set(known) - set(project))
+    if unknown:
+        reserved = [key for key in unknown if key in _SET_BY_MAKE_MODEL]
+        hint = f" ({', '.join(reserved)}: set by make_model)" if reserved else ""
+        raise ConfigurationError(
+            f"unknown hyper-parameters for {agent!r} ({spec.algorithm.__name__}): {unknown}{hint}; "
+            f"known: {sorted(known + project)}"
+        )
+    if "action_noise" in overrides and "action_noise_scale" in overrides:
+        raise ConfigurationError(f"{agent!r}: give action_noise or action_noise_scale, not both")
+    settings = copy.deepcopy({**COMMON_HYPERPARAMETERS, **spec.hyperparameters})
+    settings.update({key: value for key, value in overrides.items() if not (key == "policy_kwargs" and not value)})
+    return settings
 
 
 def make_model(agent: str, env: VecEnv | gym.Env, **hyperparameters: Any) -> BaseAlgorithm:
     """Build the SB3 model of ``agent`` on ``env`` (from :func:`make_training_env`).
 
+    The policy is ``MultiInputPolicy``; the hyper-parameters are those of the agent's row of
+    :data:`MODEL_SPECS` (see the module docstring), with ``hyperparameters`` over them
+    (:func:`model_hyperparameters`). ``action_noise_scale`` (``td3-query``) becomes SB3's
+    ``action_noise``: Gaussian noise whose standard deviation is that share of half the width of
+    the action box, per dimension (an explicit ``action_noise`` replaces it).
+
     Args:
         agent: one of :data:`SB3_AGENTS`.
         env: its training environment: plain for index agents, ``QueryAction`` for query agents.
-        **hyperparameters: keyword arguments of the agent's builder (:func:`make_ppo`,
-            :func:`make_a2c`, :func:`make_dqn`, :func:`make_sac`, :func:`make_td3`), e.g.
-            ``seed``, ``device``, ``tensorboard_log``, ``learning_rate``.
+        **hyperparameters: keyword arguments of the agent's SB3 algorithm (e.g. ``seed``,
+            ``device``, ``tensorboard_log``, ``learning_rate``, ``n_steps``), or of
+            :data:`PROJECT_HYPERPARAMETERS` where the agent's row has them.
 
     Raises:
-        ConfigurationError: unknown agent, an action space that does not fit it, or unknown
-            hyper-parameters.
+        ConfigurationError: unknown agent, an action space that does not fit it, unknown
+            hyper-parameters, or values the algorithm refuses.
     """
-    _check_agent(agent)
-    expected = spaces.Box if agent in QUERY_AGENTS else spaces.Discrete
+    settings = model_hyperparameters(agent, **hyperparameters)
+    spec = MODEL_SPECS[agent]
+    query = spec.action == "query"
+    expected = spaces.Box if query else spaces.Discrete
     if not isinstance(env.action_space, expected):
         raise ConfigurationError(
             f"agent {agent!r} needs a {expected.__name__} action space "
-            f"({'wrap the env in QueryAction' if agent in QUERY_AGENTS else 'the plain DialogRetrievalEnv'}), "
+            f"({'wrap the env in QueryAction' if query else 'the plain DialogRetrievalEnv'}), "
             f"got {env.action_space}"
         )
-    builder = _BUILDERS[agent]
+    if "action_noise_scale" in settings:
+        scale = settings.pop("action_noise_scale")
+        if "action_noise" not in hyperparameters:
+            sigma = scale * (env.action_space.high - env.action_space.low) / 2.0
+            settings["action_noise"] = NormalActionNoise(np.zeros_like(sigma), sigma)
     try:
-        return builder(env, **hyperparameters)
-    except TypeError as error:
-        raise ConfigurationError(f"unknown hyper-parameters for {agent!r} ({builder.__name__}): {error}") from error
+        return spec.algorithm("MultiInputPolicy", env, **settings)
+    except (TypeError, ValueError, AssertionError) as error:
+        raise ConfigurationError(
+            f"{agent!r} ({spec.algorithm.__name__}) refused the hyper-parameters {sorted(hyperparameters)}: "
+            f"{type(error).__name__}: {error}"
+        ) from error
 
 
-def load_model(agent: str, path: str | Path, env: VecEnv | gym.Env, device: str = "auto", **hyperparameters: Any) -> BaseAlgorithm:
+def load_model(
+    agent: str, path: str | Path, env: VecEnv | gym.Env, device: str = "auto", **hyperparameters: Any
+) -> BaseAlgorithm:
     """Load a model saved with ``model.save(path)`` (an SB3 ``.zip``) for ``agent``, without running its pickles.
 
     An SB3 ``.zip`` stores some entries (the policy class, the spaces, schedules) as cloudpickle
     blobs, which SB3's own ``load`` unpickles, and a crafted file could run code that way. Here
     no blob of the file is unpickled: every such entry is replaced by the same entry of a fresh
-    ``agent`` model built on ``env`` (our builders set all of them), and SB3 reads the weights
+    ``agent`` model built on ``env`` (:func:`make_model` sets all of them), and SB3 reads the weights
     with ``torch.load(weights_only=True)``. The saved weights must fit that fresh model, so a model
     made with other shapes (``net_arch``) needs the same ``hyperparameters`` here; the schedules
-    (learning rate, clipping, exploration) are the builder's, which matters only to continued training.
+    (learning rate, clipping, exploration) are :func:`make_model`'s, which matters only to continued training.
 
     Args:
         agent: one of :data:`SB3_AGENTS`.
@@ -442,7 +448,7 @@ def load_model(agent: str, path: str | Path, env: VecEnv | gym.Env, device: str 
         env: an environment of the spaces the model was trained on (e.g. its
             :func:`make_training_env`), plain for index agents, ``QueryAction`` for query agents.
         device: torch device.
-        **hyperparameters: keyword arguments of the agent's builder the model was made with.
+        **hyperparameters: the :func:`make_model` hyper-parameters the model was made with.
 
     Raises:
         ConfigurationError: a missing or unreadable file, not an SB3 model, or weights and spaces
@@ -458,22 +464,30 @@ def load_model(agent: str, path: str | Path, env: VecEnv | gym.Env, device: str 
         with zipfile.ZipFile(path) as archive:
             data = json.loads(archive.read("data"))
     except (zipfile.BadZipFile, KeyError, ValueError, OSError) as error:
-        raise ConfigurationError(f"{str(path)!r} is not a readable Stable-Baselines3 model (.zip with a 'data' entry): {error}") from error
+        raise ConfigurationError(
+            f"{str(path)!r} is not a readable Stable-Baselines3 model (.zip with a 'data' entry): {error}"
+        ) from error
     if not isinstance(data, dict):
         raise ConfigurationError(f"{str(path)!r}: its 'data' entry is not a JSON object")
-    small = {"buffer_size": 1} if agent in ("dqn", "sac-query", "td3-query") else {}  # only its pickled entries are used
+    # Only the fresh model's pickled entries are used: no need for a real replay buffer.
+    small = {"buffer_size": 1} if "buffer_size" in algorithm_keywords(MODEL_SPECS[agent].algorithm) else {}
     fresh = make_model(agent, env, **{**hyperparameters, "seed": 0, "device": device, **small})
     pickled = [key for key, value in data.items() if isinstance(value, dict) and ":serialized:" in value]
     replacements = {key: getattr(fresh, key, None) for key in pickled}
     try:
-        return _ALGORITHMS[agent].load(path, env=env, device=device, custom_objects=replacements)
+        return MODEL_SPECS[agent].algorithm.load(path, env=env, device=device, custom_objects=replacements)
     except Exception as error:  # noqa: BLE001 - SB3 raises many types for a file that does not fit
-        raise ConfigurationError(f"saved {agent!r} model {str(path)!r} could not be loaded: {type(error).__name__}: {error}") from error
+        raise ConfigurationError(
+            f"saved {agent!r} model {str(path)!r} could not be loaded: {type(error).__name__}: {error}"
+        ) from error
 
 
 class ProgressCallback(BaseCallback):
-    """Advances a progress bar (anything with ``update(n)``, e.g. ``tqdm``) by the environment
-    steps of each vector step."""
+    """Advances a progress bar by the environment steps of each vector step.
+
+    Args:
+        bar: anything with ``update(n)``, e.g. ``tqdm``.
+    """
 
     def __init__(self, bar: Any) -> None:
         super().__init__()
@@ -487,13 +501,6 @@ class ProgressCallback(BaseCallback):
 def _check_agent(agent: str) -> None:
     if agent not in SB3_AGENTS:
         raise ConfigurationError(f"unknown SB3 agent {agent!r}; choose one of {list(SB3_AGENTS)}")
-
-
-def _check_query_env(env: VecEnv | gym.Env, algorithm: str) -> spaces.Box:
-    space = env.action_space
-    if not isinstance(space, spaces.Box):
-        raise ConfigurationError(f"{algorithm} needs the query action (wrap the env in QueryAction), got {space}")
-    return space
 
 
 # ---------------------------------------------------------------------------- evaluation adapter
@@ -533,7 +540,8 @@ class SB3Agent(Agent):
         if isinstance(space, spaces.Discrete):
             if action_catalog is None:
                 raise ConfigurationError(
-                    f"SB3Agent {name!r}: an index model (Discrete({space.n})) needs action_catalog, the split it was trained on"
+                    f"SB3Agent {name!r}: an index model (Discrete({space.n})) needs action_catalog, the split it was "
+                    "trained on"
                 )
             if action_catalog.num_images != int(space.n):
                 raise ConfigurationError(
@@ -551,6 +559,7 @@ class SB3Agent(Agent):
         self._queries = np.zeros((0, 0), dtype=np.float32)
 
     def reset(self, catalog: Catalog, num_dialogs: int) -> None:
+        """Prepare for ``num_dialogs`` dialogs over ``catalog``, the evaluated split (its ranker, the index mapping)."""
         image_space = self.model.observation_space["image"]
         if catalog.dim != image_space.shape[0]:
             raise ConfigurationError(
@@ -562,6 +571,7 @@ class SB3Agent(Agent):
         self._queries = np.zeros((num_dialogs, catalog.dim), dtype=np.float32)
 
     def act(self, observations: Mapping[str, np.ndarray], infos: Mapping[str, Any]) -> np.ndarray:
+        """The images to show: the model's deterministic actions mapped to the split (see the class docstring)."""
         if self._ranker is None:
             raise ConfigurationError(f"SB3Agent {self.name!r}: act() called before reset()")
         batch = {key: np.asarray(observations[key]) for key in _OBSERVATION_KEYS}
@@ -577,6 +587,7 @@ class SB3Agent(Agent):
         return nearest_image(self._ranker, self.action_catalog.features[indices])
 
     def rank_targets(self, targets: np.ndarray) -> np.ndarray | None:
+        """Query agents: ``(B,) int64`` ranks of the targets w.r.t. the last queries; index agents: ``None``."""
         if not self.query_agent:
             return None
         assert self._ranker is not None

@@ -10,9 +10,11 @@ Trains (or loads from ``--runs-dir``) and evaluates every agent on the same fixe
 - the Stable-Baselines3 baselines (``ppo``, ``a2c``, ``dqn``, ``ppo-query``, ``sac-query``,
   ``td3-query``).
 
-Every learned agent is trained with each of ``--seeds``; confidence intervals are 95% bootstrap
+Every learned agent is trained (:mod:`agents.training`, with ``train_agent.py``'s defaults for
+what the budget leaves open) with each of ``--seeds``; confidence intervals are 95% bootstrap
 intervals that resample seeds and episodes. Runs already in ``--runs-dir`` (a finished
-checkpoint) are loaded instead of retrained, so an interrupted comparison resumes where it was.
+checkpoint) are loaded instead of retrained, and an interrupted training of the paper's agent
+continues from its last checkpoint, so an interrupted comparison resumes where it was.
 Writes ``agents.md`` (tables and the verdict on each claim), ``agents.json`` (every number, the
 command, seeds, versions, wall time) and ``agents.png`` (per-turn curves with confidence bands).
 
@@ -24,36 +26,89 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import io
-import json
+import dataclasses
 import platform
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
+from agents.base import Agent
+from agents.baselines import RandomAgent
+from agents.checkpoints import load_dialog_manager
+from agents.dialog_manager import DialogManagerAgent, resolve_device
+from agents.evaluation import EpisodeSet, EvaluationResult, evaluate, metric_values
+from agents.oracle import AttributeOracleAgent
+from agents.registry import SB3_AGENTS, is_sb3_agent
+from agents.training import (
+    LAST_CHECKPOINT,
+    PaperTrainingConfig,
+    SB3TrainingConfig,
+    TrainingHooks,
+    TrainingInterrupted,
+    final_model_path,
+    prepare_torch,
+    read_training_checkpoint,
+    remove_interrupted_writes,
+    resume_changes,
+    stop_on_sigint,
+    torch_threads_for,
+    train_paper_agent,
+    train_sb3_agent,
+)
+from dialog_env.cli import dataclass_parser
+from dialog_env.env import DialogRetrievalEnv
+from dialog_env.errors import ConfigurationError, DialogEnvError
+from dialog_env.runs import RunFolder
+from dialog_env.synthetic import make_synthetic_shoes
+
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # run as a script from anywhere: train_agent.py lives at the root
+# As in every benchmark: ``benchmarks`` is not an installed package (and torchrl installs an unrelated
+# ``benchmarks`` namespace into site-packages), so a script run needs the root to import the shared report writer.
+if str(ROOT) not in sys.path:  # run as a script (python benchmarks/compare_agents.py)
     sys.path.insert(0, str(ROOT))
 
-import train_agent  # noqa: E402
-from agents.base import Agent  # noqa: E402
-from agents.baselines import RandomAgent  # noqa: E402
-from agents.checkpoints import load_dialog_manager  # noqa: E402
-from agents.dialog_manager import DialogManagerAgent  # noqa: E402
-from agents.evaluation import EpisodeSet, EvaluationResult, evaluate, metric_values  # noqa: E402
-from agents.oracle import AttributeOracleAgent  # noqa: E402
-from dialog_env.env import DialogRetrievalEnv  # noqa: E402
-from dialog_env.synthetic import make_synthetic_shoes  # noqa: E402
+from benchmarks.report import write_report  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 METRICS = ("shown_percentile", "success", "ranking_percentile", "recall@10", "recall@50")
-SB3_AGENTS = train_agent.SB3_AGENTS
+#: The claims' bootstrap generator is seeded with ``--eval-seed`` plus this, the tables' with
+#: ``--eval-seed`` itself: two generators, so that the claims' intervals do not move when the
+#: tables draw more (another agent, another metric).
+CLAIMS_SEED_OFFSET = 1
+
+
+@dataclass
+class Args:
+    """Options of ``compare_agents.py`` (each field is a ``--flag``; its docstring, the help)."""
+
+    quick: bool = False
+    """tiny budgets on a small catalogue (a smoke test of the pipeline)"""
+    seeds: list[int] | None = None
+    """training seeds (default 1 2 3; --quick: 1 2)"""
+    eval_seed: int = 2018
+    """seed of the evaluation episodes"""
+    resamples: int = 1000
+    """bootstrap resamples"""
+    runs_dir: str | None = None
+    """where runs are trained or loaded (default runs/compare, --quick: runs/compare-quick)"""
+    out: str | None = None
+    """output folder (default benchmarks/results; --quick: the runs dir)"""
+
+
+def parse_args(argv: Sequence[str] | None = None) -> Args:
+    """Command-line options from :class:`Args`, with the defaults that depend on ``--quick`` filled in."""
+    parser = dataclass_parser(Args, "Compare every agent on the same episodes.")
+    args = Args(**vars(parser.parse_args(argv)))
+    return dataclasses.replace(
+        args,
+        seeds=args.seeds or ([1, 2] if args.quick else [1, 2, 3]),
+        runs_dir=args.runs_dir or ("runs/compare-quick" if args.quick else "runs/compare"),
+    )
 
 
 @dataclass(frozen=True)
@@ -82,12 +137,15 @@ class Entry:
 
 
 def bootstrap(values: np.ndarray, rng: np.random.Generator, resamples: int) -> dict[str, float]:
-    """Mean of ``(S, E)`` values (seeds x episodes) with a 95% bootstrap interval resampling seeds
-    and episodes (the same episode draw for every seed: the episodes are shared)."""
+    """Mean of ``(S, E)`` values (seeds x episodes) with a 95% bootstrap interval resampling seeds and episodes.
+
+    Each resample draws seeds and episodes apart, with one episode draw for every seed: the
+    episodes are shared by the seeds.
+    """
     num_seeds, num_episodes = values.shape
     seed_draws = rng.integers(num_seeds, size=(resamples, num_seeds))
     episode_draws = rng.integers(num_episodes, size=(resamples, num_episodes))
-    means = np.array([values[s][:, e].mean() for s, e in zip(seed_draws, episode_draws)])
+    means = np.array([values[s][:, e].mean() for s, e in zip(seed_draws, episode_draws, strict=True)])
     low, high = np.percentile(means, [2.5, 97.5])
     return {"mean": float(values.mean()), "low": float(low), "high": float(high)}
 
@@ -104,6 +162,7 @@ def stacked(entry: Entry, metric: str, turn: int) -> np.ndarray | None:
 
 
 def verdict(difference: dict[str, float]) -> str:
+    """A claim's verdict from the interval of a difference (``a - b``): supported if it lies above 0."""
     if difference["low"] > 0:
         return "supported"
     if difference["high"] < 0:
@@ -114,10 +173,10 @@ def verdict(difference: dict[str, float]) -> str:
 class Comparison:
     """Trains, loads and evaluates every agent of the comparison (see the module docstring)."""
 
-    def __init__(self, args: argparse.Namespace) -> None:
+    def __init__(self, args: Args) -> None:
         self.args = args
         self.budget = QUICK if args.quick else FULL
-        self.runs_dir = Path(args.runs_dir)
+        self.runs_dir = Path(args.runs_dir or "runs/compare")
         self.runs_dir.mkdir(parents=True, exist_ok=True)
         self.catalog_path: str | None = None
         if args.quick:  # a small catalogue keeps the quick pipeline under a few minutes
@@ -131,33 +190,60 @@ class Comparison:
 
     # ------------------------------------------------------------------ training
     def _train(self, agent: str, seed: int, run_name: str, user: str) -> Path:
-        """Train one agent with ``train_agent.py`` unless its run already finished."""
+        """Train one agent (:mod:`agents.training`) in ``runs_dir/run_name`` unless its run already finished."""
         run_dir = self.runs_dir / run_name
-        finished = run_dir / "checkpoints" / ("final.zip" if agent in SB3_AGENTS else "final.pt")
-        if finished.exists():
+        checkpoint_dir = run_dir / "checkpoints"
+        final = final_model_path(checkpoint_dir, agent)
+        if final.exists():
             print(f"  {run_name}: loading the finished run", flush=True)
             return run_dir
-        budget = self.budget
-        argv = [
-            "--agent", agent, "--seed", str(seed), "--run-name", run_name, "--runs-dir", str(self.runs_dir),
-            "--user", user, "--pretrain-iterations", str(budget.pretrain_iterations),
-            "--improve-iterations", str(budget.improve_iterations), "--batch-size", str(budget.batch_size),
-            "--total-timesteps", str(budget.total_timesteps), "--eval-episodes", str(min(budget.episodes, 100)),
-            "--no-eval-random", "--no-progress",
-        ]  # fmt: skip
-        if self.catalog_path is not None:
-            argv += ["--catalog", self.catalog_path]
-        if (run_dir / "checkpoints").exists():
-            argv.append("--resume")  # an interrupted run continues from its last checkpoint
         print(f"  {run_name}: training ({agent}, user {user}) ...", flush=True)
         started = time.perf_counter()
-        log = io.StringIO()
-        with contextlib.redirect_stdout(log):
-            code = train_agent.main(argv)
-        if code != 0:
-            raise RuntimeError(f"train_agent.py {' '.join(argv)} failed with exit code {code}:\n{log.getvalue()[-2000:]}")
+        budget = self.budget
+        env_kwargs = {"catalog": self.catalog_path, "user": user, "user_kwargs": {}}
+        with RunFolder(run_dir, "compare_agents.py") as folder:
+            prepare_torch(seed, torch_threads_for(agent))
+            device = resolve_device("auto")
+            if is_sb3_agent(agent):  # not checkpointed midway: an interrupted training starts again
+                folder.started()
+                config = SB3TrainingConfig(agent, seed=seed, total_timesteps=budget.total_timesteps)
+                train_sb3_agent(config, env_kwargs, final, device=device, tensorboard_log=run_dir / "tensorboard")
+            else:
+                paper = PaperTrainingConfig(
+                    seed=seed, batch_size=budget.batch_size, pretrain_iterations=budget.pretrain_iterations,
+                    improve_iterations=budget.improve_iterations,
+                )  # fmt: skip
+                settings = {"agent": agent, "catalog": self.catalog_path, "user": user, **dataclasses.asdict(paper)}
+                resumed = self._resumed(checkpoint_dir / LAST_CHECKPOINT, settings)
+                folder.started()
+                remove_interrupted_writes(checkpoint_dir)  # the folder's lock: no live process is writing there
+                with stop_on_sigint(_warn) as stop_requested:
+                    hooks = TrainingHooks(stop_requested=stop_requested)  # quiet: this script reports per run
+                    train_paper_agent(paper, env_kwargs, checkpoint_dir, device=device, resumed=resumed,
+                                      run_settings=settings, hooks=hooks)  # fmt: skip
         print(f"  {run_name}: trained in {time.perf_counter() - started:.0f} s", flush=True)
         return run_dir
+
+    @staticmethod
+    def _resumed(last: Path, settings: dict[str, Any]) -> dict[str, Any] | None:
+        """The checkpoint an interrupted training continues from, if any, once its settings are checked.
+
+        Raises:
+            ConfigurationError: the checkpoint was made with other settings (another budget...).
+        """
+        if not last.exists():
+            return None
+        resumed = read_training_checkpoint(last)
+        changes = resume_changes(resumed["args"], settings, resumed)
+        if changes:
+            listing = "; ".join(
+                f"{c.key}: {c.before!r} -> {c.now!r}" + (f" ({c.reason})" if c.reason else "") for c in changes
+            )
+            raise ConfigurationError(
+                f"{str(last)!r} was trained with other settings ({listing}); remove its run folder or choose "
+                f"another --runs-dir"
+            )
+        return resumed
 
     # ------------------------------------------------------------------ evaluation
     def _evaluate(self, agent: Agent, user: str, seed: int) -> EvaluationResult:
@@ -165,7 +251,8 @@ class Comparison:
         return evaluate(agent, self.episodes, env_kwargs, max_turns=10, seed=self.args.eval_seed)
 
     def run(self) -> dict[str, Entry]:
-        seeds = list(self.args.seeds)
+        """Train or load every agent and evaluate it; returns the entries by agent name."""
+        seeds = list(self.args.seeds or [1])
         entries: dict[str, Entry] = {}
 
         def add(name: str, label: str, result: EvaluationResult, seed: int) -> None:
@@ -175,8 +262,10 @@ class Comparison:
 
         print("references", flush=True)
         add("random", "random", self._evaluate(RandomAgent(seed=seeds[0]), "rule", seeds[0]), seeds[0])
-        add("attribute-oracle", "attribute oracle (privileged)", self._evaluate(AttributeOracleAgent(), "rule", seeds[0]), seeds[0])
-        for user, prefix, label in (("rule", "paper", "natural language"), ("relative-attribute", "relative", "relative attributes")):
+        oracle = self._evaluate(AttributeOracleAgent(), "rule", seeds[0])
+        add("attribute-oracle", "attribute oracle (privileged)", oracle, seeds[0])
+        users = (("rule", "paper", "natural language"), ("relative-attribute", "relative", "relative attributes"))
+        for user, prefix, label in users:
             print(f"the paper's agent with {label} feedback", flush=True)
             for seed in seeds:
                 run_dir = self._train("paper", seed, f"{prefix}-s{seed}", user)
@@ -184,7 +273,8 @@ class Comparison:
                 for stage, checkpoint in (("stage1", "stage1.pt"), ("stage2", "final.pt")):
                     model = load_dialog_manager(run_dir / "checkpoints" / checkpoint, self.image_dim, words)
                     name = f"{prefix}-{stage}"
-                    add(name, f"paper {stage.replace('stage', 'stage ')} ({label})", self._evaluate(DialogManagerAgent(model, name=name), user, seed), seed)
+                    result = self._evaluate(DialogManagerAgent(model, name=name), user, seed)
+                    add(name, f"paper {stage.replace('stage', 'stage ')} ({label})", result, seed)
         from agents.sb3 import SB3Agent, load_model, make_training_env  # optional dependency, needed from here on
 
         train_split = DialogRetrievalEnv(catalog=self.catalog_path, split="train").catalog
@@ -193,13 +283,16 @@ class Comparison:
             for seed in seeds:
                 run_dir = self._train(agent_name, seed, f"{agent_name}-s{seed}", "rule")
                 spaces_env = make_training_env(agent_name, {"catalog": self.catalog_path, "split": "train"}, n_envs=1)
-                model = load_model(agent_name, run_dir / "checkpoints" / "final.zip", spaces_env, device="cpu")
+                model = load_model(
+                    agent_name, final_model_path(run_dir / "checkpoints", agent_name), spaces_env, device="cpu"
+                )
                 agent = SB3Agent(model, agent_name, action_catalog=train_split)
                 add(agent_name, f"SB3 {agent_name}", self._evaluate(agent, "rule", seed), seed)
         return entries
 
 
 def summarize_entries(entries: dict[str, Entry], resamples: int, seed: int) -> dict[str, Any]:
+    """Per-turn means and bootstrap intervals of every metric of every entry (``agents.json``'s ``"agents"``)."""
     rng = np.random.default_rng(seed)
     summary = {}
     for name, entry in entries.items():
@@ -217,7 +310,7 @@ def summarize_entries(entries: dict[str, Entry], resamples: int, seed: int) -> d
 
 def claims(entries: dict[str, Entry], resamples: int, seed: int) -> list[dict[str, Any]]:
     """The paper's three claims as paired differences (same episodes, same seeds) at turns 5 and 10."""
-    rng = np.random.default_rng(seed + 1)
+    rng = np.random.default_rng(seed + CLAIMS_SEED_OFFSET)
 
     def difference(a: str, b: str, metric: str, turn: int) -> dict[str, float] | None:
         values_a, values_b = stacked(entries[a], metric, turn), stacked(entries[b], metric, turn)
@@ -227,16 +320,22 @@ def claims(entries: dict[str, Entry], resamples: int, seed: int) -> list[dict[st
             values_b = np.broadcast_to(values_b.mean(axis=0, keepdims=True), values_a.shape)
         return bootstrap(values_a - values_b, rng, resamples)
 
-    best_sb3 = max(SB3_AGENTS, key=lambda name: stacked(entries[name], "success", 10).mean()) if all(
-        name in entries for name in SB3_AGENTS
-    ) else None
+    best_sb3 = (
+        max(SB3_AGENTS, key=lambda name: stacked(entries[name], "success", 10).mean())
+        if all(name in entries for name in SB3_AGENTS)
+        else None
+    )
     items = [
         ("Policy improvement beats supervised pre-training alone", [("paper-stage2", "paper-stage1")]),
         (
-            f"Both stages beat generic RL baselines trained on the same environment (best SB3 agent at turn 10: {best_sb3})",
+            "Both stages beat generic RL baselines trained on the same environment "
+            f"(best SB3 agent at turn 10: {best_sb3})",
             [("paper-stage1", best_sb3), ("paper-stage2", best_sb3)] if best_sb3 else [],
         ),
-        ("Natural-language feedback beats relative-attribute feedback", [("paper-stage2", "relative-stage2"), ("paper-stage1", "relative-stage1")]),
+        (
+            "Natural-language feedback beats relative-attribute feedback",
+            [("paper-stage2", "relative-stage2"), ("paper-stage1", "relative-stage1")],
+        ),
     ]
     report = []
     for text, pairs in items:
@@ -246,7 +345,9 @@ def claims(entries: dict[str, Entry], resamples: int, seed: int) -> list[dict[st
                 for metric in ("success", "shown_percentile"):
                     d = difference(a, b, metric, turn)
                     if d is not None:
-                        comparisons.append({"a": a, "b": b, "metric": metric, "turn": turn, "difference": d, "verdict": verdict(d)})
+                        comparisons.append(
+                            {"a": a, "b": b, "metric": metric, "turn": turn, "difference": d, "verdict": verdict(d)}
+                        )
         verdicts = {c["verdict"] for c in comparisons}
         overall = "supported" if verdicts == {"supported"} else ("inconclusive" if comparisons else "not measured")
         if any(v.startswith("not supported") for v in verdicts):
@@ -258,39 +359,44 @@ def claims(entries: dict[str, Entry], resamples: int, seed: int) -> list[dict[st
 
 
 def to_markdown(report: dict[str, Any]) -> str:
+    """``agents.md``: the per-turn table of every agent, then each claim with its comparisons."""
+
     def cell(value: dict[str, float] | None, signed: bool = False) -> str:
         if value is None:
             return ""
         sign = "+" if signed else ""
         return f"{100 * value['mean']:{sign}.1f} [{100 * value['low']:{sign}.1f}, {100 * value['high']:{sign}.1f}]"
 
+    quick = " QUICK MODE: tiny budgets, not results." if report["quick"] else ""
     lines = [
         "# Agents compared on the same episodes",
         "",
         f"Command: `{report['command']}` ({report['wall_seconds'] / 60:.1f} min). {report['episodes']:,} test episodes "
         f"(seed {report['eval_seed']}), the same for every agent; training seeds {report['seeds']} for every learned "
-        f"agent. Mean [95% bootstrap interval over seeds and episodes], in %.{' QUICK MODE: tiny budgets, not results.' if report['quick'] else ''}",
+        f"agent. Mean [95% bootstrap interval over seeds and episodes], in %.{quick}",
         "",
         "| agent | seeds | turn | shown-image rank pct. | success by turn | agent ranking pct. | R@10 | R@50 |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for name, summary in report["agents"].items():
+    for summary in report["agents"].values():
         for turn in range(1, 11):
             row = summary["turns"][turn - 1]
             cells = " | ".join(cell(row.get(metric)) for metric in METRICS)
             lines.append(f"| {summary['label']} | {len(summary['seeds'])} | {turn} | {cells} |")
     lines += ["", "## The paper's claims", ""]
     for item in report["claims"]:
-        lines += [f"**{item['claim']}**: {item['verdict']}.", "", "| comparison | metric | turn | difference | verdict |",
-                  "| --- | --- | ---: | ---: | --- |"]  # fmt: skip
+        lines += [f"**{item['claim']}**: {item['verdict']}.", ""]
+        lines += ["| comparison | metric | turn | difference | verdict |", "| --- | --- | ---: | ---: | --- |"]
         for c in item["comparisons"]:
-            lines.append(f"| {c['a']} minus {c['b']} | {c['metric']} | {c['turn']} | {cell(c['difference'], True)} | {c['verdict']} |")
+            difference = cell(c["difference"], True)
+            lines.append(f"| {c['a']} minus {c['b']} | {c['metric']} | {c['turn']} | {difference} | {c['verdict']} |")
         lines.append("")
     lines += ["Per-turn curves: `agents.png`; every number: `agents.json`.", ""]
     return "\n".join(lines)
 
 
 def plot(report: dict[str, Any], path: Path) -> None:
+    """``agents.png``: per-turn shown-image rank percentile and success of every agent, with their bands."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -303,40 +409,45 @@ def plot(report: dict[str, Any], path: Path) -> None:
         # References dotted, the paper's agent solid, SB3 baselines dashed.
         style = ":" if name in ("random", "attribute-oracle") else ("--" if name in SB3_AGENTS else "-")
         color = colors[(2 * index) % 20] if index < 10 else colors[(2 * index + 1) % 20]
-        for axis, metric in zip(axes, ("shown_percentile", "success")):
+        for axis, metric in zip(axes, ("shown_percentile", "success"), strict=True):
             rows = summary["turns"]
             mean = np.array([100 * r[metric]["mean"] for r in rows])
             low = np.array([100 * r[metric]["low"] for r in rows])
             high = np.array([100 * r[metric]["high"] for r in rows])
             axis.plot(turns, mean, style, marker="o", markersize=3, color=color, label=summary["label"])
             axis.fill_between(turns, low, high, color=color, alpha=0.15)
-    axes[0].set(xlabel="turn", ylabel="rank percentile of the target w.r.t. the shown image (%)", title="Shown-image rank percentile")
+    axes[0].set(
+        xlabel="turn",
+        ylabel="rank percentile of the target w.r.t. the shown image (%)",
+        title="Shown-image rank percentile",
+    )
     axes[1].set(xlabel="turn", ylabel="target shown at or before the turn (%)", title="Success by turn")
     for axis in axes:
         axis.grid(alpha=0.3)
         axis.set_xticks(turns)
     axes[1].legend(fontsize=7, loc="upper left")
-    figure.suptitle(f"{report['episodes']:,} test episodes, training seeds {report['seeds']}; bands: 95% bootstrap intervals")
+    figure.suptitle(
+        f"{report['episodes']:,} test episodes, training seeds {report['seeds']}; bands: 95% bootstrap intervals"
+    )
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Compare every agent on the same episodes.")
-    parser.add_argument("--quick", action="store_true", help="tiny budgets on a small catalogue (a smoke test of the pipeline)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=None, help="training seeds (default 1 2 3; --quick: 1 2)")
-    parser.add_argument("--eval-seed", type=int, default=2018, help="seed of the evaluation episodes")
-    parser.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples")
-    parser.add_argument("--runs-dir", default=None, help="where runs are trained or loaded (default runs/compare, --quick: runs/compare-quick)")
-    parser.add_argument("--out", type=Path, default=None, help="output folder (default benchmarks/results; --quick: the runs dir)")
-    args = parser.parse_args(argv)
-    args.seeds = args.seeds or ([1, 2] if args.quick else [1, 2, 3])
-    args.runs_dir = args.runs_dir or ("runs/compare-quick" if args.quick else "runs/compare")
-    out = args.out or (Path(args.runs_dir) if args.quick else RESULTS)
+    """Compare every agent and write ``agents.json``, ``agents.md`` and ``agents.png``; returns the exit status."""
+    args = parse_args(argv)
+    out = Path(args.out) if args.out else (Path(args.runs_dir or "") if args.quick else RESULTS)
     started = time.perf_counter()
-    comparison = Comparison(args)
-    entries = comparison.run()
+    try:
+        comparison = Comparison(args)
+        entries = comparison.run()
+    except TrainingInterrupted as interrupted:
+        print(f"\ninterrupted: {interrupted}; run the same command again to continue", file=sys.stderr)
+        return 130
+    except DialogEnvError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     import gymnasium
     import torch
 
@@ -346,19 +457,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         "seeds": args.seeds,
         "episodes": len(comparison.episodes),
         "eval_seed": args.eval_seed,
-        "budget": comparison.budget.__dict__,
+        "budget": dataclasses.asdict(comparison.budget),
         "agents": summarize_entries(entries, args.resamples, args.eval_seed),
         "claims": claims(entries, args.resamples, args.eval_seed),
-        "versions": {"python": platform.python_version(), "numpy": np.__version__, "torch": torch.__version__, "gymnasium": gymnasium.__version__},
+        "versions": {
+            "python": platform.python_version(),
+            "numpy": np.__version__,
+            "torch": torch.__version__,
+            "gymnasium": gymnasium.__version__,
+        },  # fmt: skip
     }
     report["wall_seconds"] = time.perf_counter() - started
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "agents.json").write_text(json.dumps(report, indent=2) + "\n")
-    (out / "agents.md").write_text(to_markdown(report))
+    markdown = to_markdown(report)
+    print(markdown)
+    write_report(out, "agents", report, markdown)
     plot(report, out / "agents.png")
-    print(to_markdown(report))
-    print(f"wrote {out / 'agents.md'}, agents.json and agents.png in {report['wall_seconds'] / 60:.1f} min")
+    print(f"wrote {out / 'agents.png'}; {report['wall_seconds'] / 60:.1f} min in all", flush=True)
     return 0
+
+
+def _warn(message: str) -> None:
+    print(f"\n{message}", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

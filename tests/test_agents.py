@@ -37,13 +37,16 @@ def small_catalog_file(tmp_path_factory):
 
 
 def _train_envs(batch=16, turns=4, user="rule"):
-    return gym.make_vec("DialogRetrieval-v0", num_envs=batch, catalog=SMALL, max_turns=turns, expose_target=True, user=user,
+    return gym.make_vec("DialogRetrieval-v0", num_envs=batch, catalog=SMALL, max_turns=turns, expose_target=True,
+                        user=user,
                         vectorization_mode="vector_entry_point").unwrapped  # fmt: skip
 
 
 def _model(envs, seed=0):
     torch.manual_seed(seed)
-    return DialogManager(DialogManagerConfig(envs.catalog.dim, len(envs.vocabulary), embed_dim=32, word_dim=32, hidden_dim=32))
+    return DialogManager(
+        DialogManagerConfig(envs.catalog.dim, len(envs.vocabulary), embed_dim=32, word_dim=32, hidden_dim=32)
+    )
 
 
 # ---------------------------------------------------------------------------- protocol and evaluation
@@ -118,7 +121,9 @@ def test_paired_difference_is_exact_for_identical_and_shifted_results():
 
 # ---------------------------------------------------------------------------- the dialog manager
 def test_model_shapes_and_padding_invariance():
-    model = DialogManager(DialogManagerConfig(image_dim=16, vocab_size=20, embed_dim=8, word_dim=12, hidden_dim=10)).eval()
+    model = DialogManager(
+        DialogManagerConfig(image_dim=16, vocab_size=20, embed_dim=8, word_dim=12, hidden_dim=10)
+    ).eval()
     tokens = torch.tensor([[3, 4, 5, 0, 0, 0], [7, 0, 0, 0, 0, 0]])
     query, state = model(torch.randn(2, 16), tokens, model.initial_state(2))
     assert query.shape == (2, 8) and state.shape == (2, 10)
@@ -158,7 +163,9 @@ def test_agent_ranking_matches_ranker_on_embeddings():
     targets = np.asarray(infos["target_index"])
     with torch.no_grad():
         embeddings = model.embed_images(torch.from_numpy(np.array(catalog.features))).numpy()
-    np.testing.assert_array_equal(agent.rank_targets(targets), Ranker(embeddings).query_target_ranks(agent._queries, targets))
+    np.testing.assert_array_equal(
+        agent.rank_targets(targets), Ranker(embeddings).query_target_ranks(agent._queries, targets)
+    )
 
 
 def test_masked_mean_gradient_uses_the_mask_of_its_turn():
@@ -190,7 +197,15 @@ def test_pretraining_is_deterministic_and_resumable():
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
         losses = []
         for start, stop in splits:  # stopping and starting again must not change anything
-            pretrain(model, envs, stop, optimizer, seed=5, start_iteration=start, on_iteration=lambda i, m: losses.append(m["loss"]))
+            pretrain(
+                model,
+                envs,
+                stop,
+                optimizer,
+                seed=5,
+                start_iteration=start,
+                on_iteration=lambda i, m: losses.append(m["loss"]),
+            )
         return losses, model.state_dict()
 
     losses_a, state_a = train([(0, 6)])
@@ -229,10 +244,12 @@ def test_improved_action_is_the_arg_best_of_the_rollout_values():
     targets = np.asarray(infos["target_index"])
     shown = np.asarray(infos["shown_index"])[:, None]
     with torch.no_grad():
-        query, state = base(torch.from_numpy(observations["image"]), torch.from_numpy(observations["feedback"]), base.initial_state(6))
+        query, state = base(
+            torch.from_numpy(observations["image"]), torch.from_numpy(observations["feedback"]), base.initial_state(6)
+        )
     candidates = top_unseen(embedding_ranker, query.numpy(), shown, 4)
     seeds = list(range(100, 124))
-    values = rollout_values(base, catalog, envs.user, vocabulary, envs.ranker, embedding_ranker, state, candidates, targets,
+    values = rollout_values(base, envs.model, embedding_ranker, state, candidates, targets,
                             shown, 2, [np.random.default_rng(s) for s in seeds])  # fmt: skip
     # Reference: each rollout alone, step by step.
     for b in range(6):
@@ -244,7 +261,11 @@ def test_improved_action_is_the_arg_best_of_the_rollout_values():
             for _ in range(2):
                 text = envs.user.describe(catalog, targets[b : b + 1], np.array([current]), [rng])
                 with torch.no_grad():
-                    q, h = base(torch.from_numpy(catalog.features[[current]]), torch.from_numpy(vocabulary.encode_batch(text)), h)
+                    q, h = base(
+                        torch.from_numpy(catalog.features[[current]]),
+                        torch.from_numpy(vocabulary.encode_batch(text)),
+                        h,
+                    )
                 current = int(nearest_unseen(embedding_ranker, q.numpy(), np.array([history]))[0])
                 history.append(current)
                 total += 0 if found else envs.ranker.target_ranks(np.array([current]), targets[b : b + 1])[0]
@@ -258,12 +279,15 @@ def test_improved_action_is_the_arg_best_of_the_rollout_values():
 
 
 # ---------------------------------------------------------------------------- train_agent.py
-TINY = ["--pretrain-iterations", "4", "--improve-iterations", "2", "--batch-size", "8", "--train-turns", "3", "--max-turns", "4",
+TINY = ["--pretrain-iterations", "4", "--improve-iterations", "2", "--batch-size", "8", "--train-turns", "3",
+        "--max-turns", "4",
         "--eval-episodes", "40", "--checkpoint-every", "2", "--no-progress", "--seed", "3"]  # fmt: skip
 
 
 def _run(args, cwd):
-    return subprocess.run([sys.executable, str(ROOT / "train_agent.py"), *args], capture_output=True, text=True, timeout=600, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "train_agent.py"), *args], capture_output=True, text=True, timeout=600, cwd=cwd
+    )
 
 
 def test_train_agent_end_to_end(tmp_path, small_catalog_file):
@@ -278,7 +302,10 @@ def test_train_agent_end_to_end(tmp_path, small_catalog_file):
         assert (run / "checkpoints" / name).exists()
     assert list((run / "tensorboard").iterdir())
     assert "paper-stage2: per-turn results on the test split" in result.stdout
-    assert "| turn | shown-image rank pct. (%) | success by turn (%) | agent ranking pct. (%) | R@10 (%) | R@50 (%) |" in result.stdout
+    assert (
+        "| turn | shown-image rank pct. (%) | success by turn (%) | agent ranking pct. (%) | R@10 (%) | R@50 (%) |"
+        in result.stdout
+    )
 
     # Same seed, same metrics.
     twin = _run(["--catalog", small_catalog_file, "--run-name", "twin", "--runs-dir", str(tmp_path), *TINY], tmp_path)
@@ -289,7 +316,10 @@ def test_train_agent_end_to_end(tmp_path, small_catalog_file):
     again = tmp_path / "again"
     shutil.copytree(run, again)
     shutil.copy(again / "checkpoints" / "stage1.pt", again / "checkpoints" / "last.pt")
-    resumed = _run(["--catalog", small_catalog_file, "--run-name", "again", "--runs-dir", str(tmp_path), "--resume", *TINY], tmp_path)
+    resumed = _run(
+        ["--catalog", small_catalog_file, "--run-name", "again", "--runs-dir", str(tmp_path), "--resume", *TINY],
+        tmp_path,
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert "resumed from" in resumed.stdout
     assert json.loads((again / "metrics.json").read_text())["results"] == metrics["results"]
@@ -314,7 +344,9 @@ def test_train_agent_end_to_end(tmp_path, small_catalog_file):
 def test_train_agent_rejects_bad_arguments(tmp_path):
     result = _run(["--batch-size", "0", "--agent", "nope"], tmp_path)
     assert result.returncode == 2
-    assert "--agent must be one of ['paper', 'random']" in result.stderr and "--batch-size must be >= 1" in result.stderr
+    assert (
+        "--agent must be one of ['paper', 'random']" in result.stderr and "--batch-size must be >= 1" in result.stderr
+    )
 
 
 def test_ctrl_c_saves_a_checkpoint_and_resume_reaches_the_same_metrics(tmp_path, small_catalog_file):
@@ -323,7 +355,8 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_reaches_the_same_metrics(tmp_path,
 
     budget = ["--catalog", small_catalog_file, "--runs-dir", str(tmp_path), "--pretrain-iterations", "400",
               "--improve-iterations", "2", "--batch-size", "4", "--train-turns", "2", "--max-turns", "3",
-              "--eval-episodes", "20", "--checkpoint-every", "5", "--no-progress", "--no-eval-random", "--seed", "4"]  # fmt: skip
+              "--eval-episodes", "20", "--checkpoint-every", "5", "--no-progress", "--no-eval-random", "--seed",
+                  "4"]  # fmt: skip
     process = subprocess.Popen([sys.executable, str(ROOT / "train_agent.py"), "--run-name", "interrupted", *budget],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)  # fmt: skip
     last = tmp_path / "interrupted" / "checkpoints" / "last.pt"
@@ -343,5 +376,7 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_reaches_the_same_metrics(tmp_path,
     assert f"resumed from {last}: stage pretrain, iteration {stopped_at}" in resumed.stdout
     straight = _run(["--run-name", "straight", *budget], tmp_path)
     assert straight.returncode == 0, straight.stderr
-    results = [json.loads((tmp_path / name / "metrics.json").read_text())["results"] for name in ("interrupted", "straight")]
+    results = [
+        json.loads((tmp_path / name / "metrics.json").read_text())["results"] for name in ("interrupted", "straight")
+    ]
     assert results[0] == results[1]

@@ -1,4 +1,4 @@
-"""Every bad input of ``docs/bad_input.md``: one project error that names the culprit, what was found, what was expected.
+"""Every bad input of ``docs/bad_input.md``: one project error naming the culprit, what was found, what was expected.
 
 Each case below builds its bad input in a temporary folder and triggers it; the test checks the
 exception type (always a :class:`~dialog_env.errors.DialogEnvError`) and that the message names
@@ -12,9 +12,9 @@ from __future__ import annotations
 import json
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import gymnasium as gym
 import h5py
@@ -76,7 +76,8 @@ def two_image_catalogue() -> Catalog:
     full = catalogue()
     rows = np.array([0, 1, 2])
     return Catalog(full.features[rows], full.ids[rows], {"train": [0, 1], "test": [2]},
-                   {k: v[rows] for k, v in full.attributes.items()}, list(full.attribute_schema.values()), name="three")  # fmt: skip
+                   {k: v[rows] for k, v in full.attributes.items()}, list(full.attribute_schema.values()),
+                   name="three")  # fmt: skip
 
 
 # ---------------------------------------------------------------------------- catalogue files
@@ -152,16 +153,22 @@ def damaged(folder: Path, how: str) -> Path:
     good = agent_checkpoint(folder)
     path = folder / f"{how}.pt"
     data = good.read_bytes()
-    path.write_bytes(data[: len(data) // 2] if how == "truncated" else bytes(np.random.default_rng(0).integers(0, 256, 2048, dtype=np.uint8)))
+    path.write_bytes(
+        data[: len(data) // 2]
+        if how == "truncated"
+        else bytes(np.random.default_rng(0).integers(0, 256, 2048, dtype=np.uint8))
+    )
     return path
 
 
 def captioner_checkpoint(folder: Path, dim: int = 8) -> Path:
-    from dialog_env.users.attribute import RuleBasedUser
     from dialog_env.users.captioner import CaptionerConfig, RelativeCaptioner, save_captioner
+    from dialog_env.users.rule import RuleBasedUser
 
     vocabulary = RuleBasedUser().vocabulary
-    model = RelativeCaptioner(CaptionerConfig(image_dim=dim, vocab_size=len(vocabulary), embed_dim=8, hidden_dim=8, attention_dim=4))
+    model = RelativeCaptioner(
+        CaptionerConfig(image_dim=dim, vocab_size=len(vocabulary), embed_dim=8, hidden_dim=8, attention_dim=4)
+    )
     source = make_synthetic_shoes(num_train=20, num_test=6, dim=dim, seed=1)
     return save_captioner(folder / "captioner.pt", model, vocabulary, source)
 
@@ -201,7 +208,11 @@ def run_with_checkpoint(folder: Path, **changes) -> Path:  # noqa: ANN003
 def resume(folder: Path, **arguments) -> int:  # noqa: ANN003
     import train_agent
 
-    return train_agent.run(train_agent.Args(run_name="bad", runs_dir=str(folder), resume=True, eval_episodes=5, progress=False, **arguments))
+    return train_agent.run(
+        train_agent.Args(
+            run_name="bad", runs_dir=str(folder), resume=True, eval_episodes=5, progress=False, **arguments
+        )
+    )
 
 
 def train_args(**arguments) -> None:  # noqa: ANN003
@@ -256,13 +267,17 @@ CASES: list[Case] = [
          InvalidActionError, ("action -1", "out of range", "0..19")),
     Case("action-float", "Environment", "float action", lambda d: started_env().step(1.5),
          InvalidActionError, ("1.5", "float", "integer image index in 0..19")),
-    Case("action-wrong-shape", "Environment", "array action in a single env", lambda d: started_env().step(np.array([1, 2])),
+    Case("action-wrong-shape", "Environment", "array action in a single env",
+         lambda d: started_env().step(np.array([1, 2])),
          InvalidActionError, ("shape \\(2,\\)", "one image index")),
-    Case("vector-action-wrong-shape", "Environment", "vector env: actions of the wrong shape", lambda d: vector_env().step(np.array([0, 1])),
+    Case("vector-action-wrong-shape", "Environment", "vector env: actions of the wrong shape",
+         lambda d: vector_env().step(np.array([0, 1])),
          InvalidActionError, ("\\(3,\\) array", "got shape \\(2,\\)")),
-    Case("vector-action-out-of-range", "Environment", "vector env: one action out of range", lambda d: vector_env().step(np.array([0, 1, 99])),
+    Case("vector-action-out-of-range", "Environment", "vector env: one action out of range",
+         lambda d: vector_env().step(np.array([0, 1, 99])),
          InvalidActionError, ("action 99 of dialog 2", "0..19")),
-    Case("step-after-end", "Environment", "`step` after the episode ended, without `reset`", lambda d: ended_env().step(1),
+    Case("step-after-end", "Environment", "`step` after the episode ended, without `reset`",
+         lambda d: ended_env().step(1),
          ResetNeeded, ("step\\(\\)", "episode ended", "call reset\\(\\) first")),
     Case("unknown-reward-mode", "Environment", "unknown reward mode", lambda d: env(reward_mode="rank"),
          ConfigurationError, ("reward_mode 'rank'", "percentile", "improvement", "success")),
@@ -275,24 +290,33 @@ CASES: list[Case] = [
     Case("split-too-small", "Environment", "a split with fewer than 2 images",
          lambda d: dialog_env.DialogRetrievalEnv(catalog=two_image_catalogue(), split="test"),
          CatalogError, ("split 'test'", "has 1 image", "at least 2")),
-    Case("catalog-argument", "Environment", "`catalog=` of an unsupported type", lambda d: dialog_env.DialogRetrievalEnv(catalog=5),
+    Case("catalog-argument", "Environment", "`catalog=` of an unsupported type",
+         lambda d: dialog_env.DialogRetrievalEnv(catalog=5),
          ConfigurationError, ("catalog must be", "got int")),
-    Case("relative-attribute-without-attributes", "Environment", "`user=\"relative-attribute\"` on a catalogue without attributes",
+    Case("relative-attribute-without-attributes", "Environment",
+         "`user=\"relative-attribute\"` on a catalogue without attributes",
          lambda d: dialog_env.DialogRetrievalEnv(catalog=bare_catalogue(), user="relative-attribute"),
          UserSimulatorError, ("user simulator 'relative-attribute'", "no-attributes", "lacks")),
-    Case("expose-target-not-bool", "Environment", "`expose_target` that is not a bool (`\"yes\"`, `1`)", lambda d: env(expose_target="yes"),
+    Case("expose-target-not-bool", "Environment", "`expose_target` that is not a bool (`\"yes\"`, `1`)",
+         lambda d: env(expose_target="yes"),
          ConfigurationError, ("expose_target", "must be a bool", "got 'yes' of type str")),
-    Case("user-kwargs-not-mapping", "Environment", "`user_kwargs` that is not a mapping (a list, a string)", lambda d: env(user_kwargs=["vague_rate", 0.2]),
-         ConfigurationError, ("user_kwargs", "mapping of keyword arguments of user simulator 'rule'", "got \\['vague_rate', 0.2\\] of type list")),
-    Case("feedback-text-in-info-not-bool", "Environment", "`feedback_text_in_info` that is not a bool", lambda d: env(feedback_text_in_info="no"),
+    Case("user-kwargs-not-mapping", "Environment", "`user_kwargs` that is not a mapping (a list, a string)",
+         lambda d: env(user_kwargs=["vague_rate", 0.2]),
+         ConfigurationError, ("user_kwargs", "mapping of keyword arguments of user simulator 'rule'",
+                              "got \\['vague_rate', 0.2\\] of type list")),
+    Case("feedback-text-in-info-not-bool", "Environment", "`feedback_text_in_info` that is not a bool",
+         lambda d: env(feedback_text_in_info="no"),
          ConfigurationError, ("feedback_text_in_info", "must be a bool", "got 'no' of type str")),
     Case("unknown-autoreset-mode", "Environment", "vector env: unknown `autoreset_mode`",
          lambda d: dialog_env.DialogRetrievalVectorEnv(num_envs=2, catalog=catalogue(), autoreset_mode="same_step"),
          ConfigurationError, ("autoreset_mode 'same_step'", "AutoresetMode", "'NextStep', 'SameStep', 'Disabled'")),
-    Case("step-ended-dialog-disabled", "Environment", "vector env with `autoreset_mode=\"Disabled\"`: `step` before resetting an ended dialog",
-         lambda d: (lambda e: (e.reset(seed=0), e.step(np.zeros(3, dtype=np.int64)), e.step(np.zeros(3, dtype=np.int64))))(
-             dialog_env.DialogRetrievalVectorEnv(num_envs=3, catalog=catalogue(), max_turns=1, autoreset_mode="Disabled")),
-         ResetNeeded, ("dialog\\(s\\) \\[0, 1, 2\\] have ended", "'Disabled'", "reset\\(options=\\{'reset_mask': mask\\}\\)")),
+    Case("step-ended-dialog-disabled", "Environment",
+         "vector env with `autoreset_mode=\"Disabled\"`: `step` before resetting an ended dialog",
+         lambda d: (lambda e, zeros: (e.reset(seed=0), e.step(zeros), e.step(zeros)))(
+             dialog_env.DialogRetrievalVectorEnv(num_envs=3, catalog=catalogue(), max_turns=1,
+                                                 autoreset_mode="Disabled"), np.zeros(3, dtype=np.int64)),
+         ResetNeeded, ("dialog\\(s\\) \\[0, 1, 2\\] have ended", "'Disabled'",
+                       "reset\\(options=\\{'reset_mask': mask\\}\\)")),
     Case("catalog-seed-negative", "Environment", "negative seed of the synthetic catalogue",
          lambda d: dialog_env.DialogRetrievalEnv(catalog={"seed": -1}),
          ConfigurationError, ("seed of the synthetic catalogue", "non-negative integer", "got -1")),
@@ -309,7 +333,8 @@ CASES: list[Case] = [
          CatalogFormatError, ("notes.h5", "not a readable HDF5 file")),
     Case("catalog-truncated", "Catalogue files", "truncated file", lambda d: Catalog.load(truncated_file(d)),
          CatalogFormatError, ("truncated.h5", "truncated")),
-    Case("catalog-missing-dataset", "Catalogue files", "missing dataset", lambda d: Catalog.load(edited_file(d, lambda h: h.__delitem__("ids"))),
+    Case("catalog-missing-dataset", "Catalogue files", "missing dataset",
+         lambda d: Catalog.load(edited_file(d, lambda h: h.__delitem__("ids"))),
          CatalogFormatError, ("bad.h5", "'ids'", "is missing")),
     Case("catalog-extra-dataset", "Catalogue files", "unexpected dataset",
          lambda d: Catalog.load(edited_file(d, lambda h: h.create_dataset("labels", data=np.zeros(3)))),
@@ -323,12 +348,15 @@ CASES: list[Case] = [
     Case("catalog-nan", "Catalogue files", "NaN/inf features", lambda d: Catalog.load(edited_file(d, with_nan)),
          CatalogFormatError, ("bad.h5", "'features'", "NaN or inf", "row 3")),
     Case("catalog-extreme-row", "Catalogue files", "a feature beyond the safe range |value| <= 1e15 (one row at 3e38)",
-         lambda d: Catalog.load(edited_file(d, replace("features", np.vstack([catalogue().features[:3], np.full((1, 8), 3e38, np.float32), catalogue().features[4:]])))),
+         lambda d: Catalog.load(edited_file(d, replace("features", np.vstack(
+             [catalogue().features[:3], np.full((1, 8), 3e38, np.float32), catalogue().features[4:]])))),
          CatalogFormatError, ("bad.h5", "'features'", "row 3 \\(id 'syn_", "holds 3e\\+38", "\\|value\\| <= 1e\\+15")),
     Case("catalog-extreme-scale", "Catalogue files", "features scaled far beyond the safe range (all times 1e19)",
          lambda d: Catalog.load(edited_file(d, replace("features", catalogue().features * np.float32(1e19)))),
-         CatalogFormatError, ("bad.h5", "'features'", "row 0 \\(id 'syn_", "\\|value\\| <= 1e\\+15", "26 row\\(s\\) exceed it")),
-    Case("catalog-duplicate-ids", "Catalogue files", "duplicate ids", lambda d: Catalog.load(edited_file(d, with_duplicate_id)),
+         CatalogFormatError, ("bad.h5", "'features'", "row 0 \\(id 'syn_", "\\|value\\| <= 1e\\+15",
+                              "26 row\\(s\\) exceed it")),
+    Case("catalog-duplicate-ids", "Catalogue files", "duplicate ids",
+         lambda d: Catalog.load(edited_file(d, with_duplicate_id)),
          CatalogFormatError, ("bad.h5", "ids must be unique", "duplicated")),
     Case("catalog-split-out-of-range", "Catalogue files", "split index out of range",
          lambda d: Catalog.load(edited_file(d, replace("splits/test", np.array([20, 99])))),
@@ -337,14 +365,16 @@ CASES: list[Case] = [
          lambda d: Catalog.load(edited_file(d, replace("splits/test", np.array([0, 21])))),
          CatalogFormatError, ("bad.h5", "overlap", "disjoint")),
     Case("catalog-attribute-length", "Catalogue files", "attribute of the wrong length",
-         lambda d: Catalog.load(edited_file(d, lambda h: h["attributes"].__delitem__("color") or h["attributes"].create_dataset(
-             "color", data=np.zeros(5, dtype=np.int16)).attrs.__setitem__("values", ["a"]))),
+         lambda d: Catalog.load(edited_file(d, lambda h: h["attributes"].__delitem__("color")
+                                            or h["attributes"].create_dataset("color", data=np.zeros(5, dtype=np.int16))
+                                            .attrs.__setitem__("values", ["a"]))),
          CatalogFormatError, ("bad.h5", "attributes/color", "5 entries", "expected 26")),
     Case("catalog-schema-version", "Catalogue files", "unknown schema version",
          lambda d: Catalog.load(edited_file(d, lambda h: h.attrs.__setitem__("schema_version", 7))),
          CatalogFormatError, ("bad.h5", "schema_version 7", "reads schema version 1")),
     # caption files
-    Case("captions-missing-file", "Caption files", "missing file", lambda d: load_image_captions(d / "absent.json", catalogue()),
+    Case("captions-missing-file", "Caption files", "missing file",
+         lambda d: load_image_captions(d / "absent.json", catalogue()),
          CaptionNotFoundError, ("absent.json", "does not exist")),
     Case("captions-malformed-json", "Caption files", "malformed JSON", lambda d: relative(d, '[{"ImageName": '),
          CaptionFormatError, ("captions.json", "not valid JSON", "line 1, column")),
@@ -353,16 +383,21 @@ CASES: list[Case] = [
          CaptionFormatError, ("captions.json", "record \\[1\\]", "no key 'ReferenceImageName'", "expected keys")),
     Case("captions-empty", "Caption files", "empty caption", lambda d: relative(d, [record("   ")]),
          CaptionFormatError, ("captions.json", "record \\[0\\]", "empty caption", "expected text")),
-    Case("captions-unknown-image", "Caption files", "image not in the catalogue (`on_missing=\"error\"`; the default skips, counts and warns)",
+    Case("captions-unknown-image", "Caption files",
+         "image not in the catalogue (`on_missing=\"error\"`; the default skips, counts and warns)",
          lambda d: relative(d, [record(), {**record(), "ImageName": "ghost.jpg"}], on_missing="error"),
-         CaptionFormatError, ("captions.json", "record \\[1\\]", "'ghost.jpg' is not in catalogue", "expected one of its ids")),
+         CaptionFormatError, ("captions.json", "record \\[1\\]", "'ghost.jpg' is not in catalogue",
+                              "expected one of its ids")),
     Case("captions-non-ascii", "Caption files", "non-ASCII text (`non_ascii=\"transliterate\"` maps accents to ASCII)",
          lambda d: relative(d, [record("is more beige \u201cnude\u201d")]),
-         CaptionFormatError, ("captions.json", "record \\[0\\]", "non-ASCII character", "U\\+201C", "expected ASCII text")),
+         CaptionFormatError, ("captions.json", "record \\[0\\]", "non-ASCII character", "U\\+201C",
+                              "expected ASCII text")),
     # checkpoints
-    Case("checkpoint-truncated", "Checkpoints", "truncated agent checkpoint", lambda d: load_checkpoint(damaged(d, "truncated")),
+    Case("checkpoint-truncated", "Checkpoints", "truncated agent checkpoint",
+         lambda d: load_checkpoint(damaged(d, "truncated")),
          ConfigurationError, ("truncated.pt", "could not be read", "truncated or corrupted")),
-    Case("checkpoint-corrupted", "Checkpoints", "corrupted agent checkpoint (random bytes)", lambda d: load_checkpoint(damaged(d, "corrupted")),
+    Case("checkpoint-corrupted", "Checkpoints", "corrupted agent checkpoint (random bytes)",
+         lambda d: load_checkpoint(damaged(d, "corrupted")),
          ConfigurationError, ("corrupted.pt", "could not be read")),
     Case("checkpoint-other-dimension", "Checkpoints", "agent checkpoint made for another feature dimension",
          lambda d: load_checkpoint(agent_checkpoint(d), image_dim=256),
@@ -370,7 +405,8 @@ CASES: list[Case] = [
     Case("checkpoint-other-vocabulary", "Checkpoints", "agent checkpoint made for another vocabulary",
          lambda d: load_checkpoint(agent_checkpoint(d), vocabulary_words=["a", "b", "c"]),
          ConfigurationError, ("last.pt", "another vocabulary", "2 words", "has 3")),
-    Case("checkpoint-payload", "Checkpoints", "a checkpoint holding a pickled object (code that would run when unpickled)",
+    Case("checkpoint-payload", "Checkpoints",
+         "a checkpoint holding a pickled object (code that would run when unpickled)",
          lambda d: load_checkpoint(planted_checkpoint(d)),
          ConfigurationError, ("planted.pt", "other than tensors and plain containers", "could run code")),
     Case("checkpoint-missing-key", "Checkpoints", "agent checkpoint missing a key",
@@ -386,7 +422,8 @@ CASES: list[Case] = [
          lambda d: resume(d, seed=5, tau=0.5) if run_with_checkpoint(d) else None,
          ConfigurationError, ("--seed: 1 -> 5", "--tau: 0.2 -> 0.5", "--allow-changed-args")),
     Case("resume-without-checkpoint", "Checkpoints", "`train_agent.py --resume` without a checkpoint",
-         lambda d: __import__("train_agent").run(__import__("train_agent").Args(run_name="none", runs_dir=str(d), resume=True, eval_episodes=5)),
+         lambda d: __import__("train_agent").run(__import__("train_agent").Args(run_name="none", runs_dir=str(d),
+                                                                                resume=True, eval_episodes=5)),
          ConfigurationError, ("--resume", "no checkpoint", "last.pt")),
     Case("captioner-truncated", "Checkpoints", "truncated captioner checkpoint",
          lambda d: dialog_env.make_user("captioner", checkpoint=str(damaged_captioner(d))),
@@ -395,7 +432,8 @@ CASES: list[Case] = [
          lambda d: env(user="captioner", user_kwargs={"checkpoint": str(captioner_checkpoint(d, dim=16))}),
          UserSimulatorError, ("captioner.pt", "16-d features", "has 8-d features")),
     Case("captioner-other-catalogue", "Checkpoints", "captioner trained on another catalogue (no image in common)",
-         lambda d: dialog_env.DialogRetrievalEnv(catalog=make_synthetic_shoes(num_train=20, num_test=6, dim=8, seed=2), user="captioner",
+         lambda d: dialog_env.DialogRetrievalEnv(catalog=make_synthetic_shoes(num_train=20, num_test=6, dim=8, seed=2),
+                                                 user="captioner",
                                                  user_kwargs={"checkpoint": str(captioner_checkpoint(d))}),
          UserSimulatorError, ("captioner.pt", "shares none", "strict_catalog=False")),
     Case("captioner-other-features", "Checkpoints", "captioner trained on other features of the same images",
@@ -408,11 +446,13 @@ CASES: list[Case] = [
     # commands
     Case("seed-negative", "Commands", "`train_agent.py --seed -1`", lambda d: train_args(seed=-1),
          ConfigurationError, ("--seed", "0..4294967295", "got -1")),
-    Case("seed-too-large", "Commands", "`train_agent.py --seed 4294967296` (2^32)", lambda d: train_args(eval_seed=2**32),
+    Case("seed-too-large", "Commands", "`train_agent.py --seed 4294967296` (2^32)",
+         lambda d: train_args(eval_seed=2**32),
          ConfigurationError, ("--eval-seed", "0..4294967295", "got 4294967296")),
     Case("hyperparameter-nan", "Commands", "`--margin nan`, `--tau inf`, `--pretrain-lr nan`",
          lambda d: train_args(margin=float("nan"), tau=float("inf"), pretrain_lr=float("nan")),
-         ConfigurationError, ("--margin must be a finite number >= 0, got nan", "--tau must be a finite number > 0, got inf",
+         ConfigurationError, ("--margin must be a finite number >= 0, got nan",
+                              "--tau must be a finite number > 0, got inf",
                               "--pretrain-lr .* got nan")),
     Case("device-without-cuda", "Commands", "`--device cuda` on a CPU-only torch", lambda d: train_args(device="cuda"),
          ConfigurationError, ("device 'cuda'", "no CUDA device", "'cpu' or 'auto'")),
@@ -431,7 +471,9 @@ CASES: list[Case] = [
 def shifted_catalogue() -> Catalog:
     """The test catalogue's images with other features (as from another feature extractor)."""
     full = catalogue()
-    return Catalog(full.features + 1, full.ids, full.splits, full.attributes, list(full.attribute_schema.values()), name="shifted")
+    return Catalog(
+        full.features + 1, full.ids, full.splits, full.attributes, list(full.attribute_schema.values()), name="shifted"
+    )
 
 
 def damaged_captioner(folder: Path) -> Path:
@@ -499,7 +541,9 @@ def _rows(markdown: str) -> list[tuple[str, str]]:
 def test_documented_table_is_current(tmp_path):
     assert DOC.exists(), "run: python tests/test_bad_input.py > docs/bad_input.md"
     documented, current = DOC.read_text(), render_table(tmp_path)
-    assert _rows(documented) == _rows(current), "docs/bad_input.md is stale: python tests/test_bad_input.py > docs/bad_input.md"
+    assert _rows(documented) == _rows(current), (
+        "docs/bad_input.md is stale: python tests/test_bad_input.py > docs/bad_input.md"
+    )
     assert len(_rows(documented)) == len(CASES)
 
 

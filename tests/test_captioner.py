@@ -19,8 +19,8 @@ from dialog_env.errors import ConfigurationError, UserSimulatorError
 from dialog_env.synthetic import make_synthetic_shoes
 from dialog_env.text import PAD_ID, UNK_ID, Vocabulary, corpus_bleu
 from dialog_env.users import make_user
-from dialog_env.users.rule import RuleBasedUser
 from dialog_env.users.captioner import CaptionerConfig, CaptionerUser, RelativeCaptioner, catalog_probe, save_captioner
+from dialog_env.users.rule import RuleBasedUser
 
 ROOT = Path(__file__).resolve().parents[1]
 VOCABULARY = RuleBasedUser().vocabulary
@@ -28,7 +28,9 @@ VOCABULARY = RuleBasedUser().vocabulary
 
 def tiny_model(dim: int = 32, spatial: tuple[int, int] | None = None, seed: int = 0) -> RelativeCaptioner:
     torch.manual_seed(seed)
-    config = CaptionerConfig(image_dim=dim, vocab_size=len(VOCABULARY), spatial_shape=spatial, embed_dim=16, hidden_dim=24, attention_dim=8)
+    config = CaptionerConfig(
+        image_dim=dim, vocab_size=len(VOCABULARY), spatial_shape=spatial, embed_dim=16, hidden_dim=24, attention_dim=8
+    )
     return RelativeCaptioner(config).eval()
 
 
@@ -140,7 +142,13 @@ def checkpoint(tmp_path_factory, catalogue) -> Path:
 
 
 def test_env_with_the_captioner_user(checkpoint, catalogue):
-    env = gym.make("DialogRetrieval-v0", catalog=catalogue, split="test", user="captioner", user_kwargs={"checkpoint": str(checkpoint)})
+    env = gym.make(
+        "DialogRetrieval-v0",
+        catalog=catalogue,
+        split="test",
+        user="captioner",
+        user_kwargs={"checkpoint": str(checkpoint)},
+    )
     check_env(env.unwrapped, skip_render_check=True)
     _, info = env.reset(seed=0)
     assert info["feedback_text"] and "<unk>" not in info["feedback_text"]
@@ -149,7 +157,12 @@ def test_env_with_the_captioner_user(checkpoint, catalogue):
 
 @pytest.mark.parametrize("decoding", ["greedy", "sample"])
 def test_vector_env_equals_single_envs_with_the_captioner(checkpoint, catalogue, decoding):
-    kwargs = {"catalog": catalogue, "split": "test", "user": "captioner", "user_kwargs": {"checkpoint": str(checkpoint), "decoding": decoding}}
+    kwargs = {
+        "catalog": catalogue,
+        "split": "test",
+        "user": "captioner",
+        "user_kwargs": {"checkpoint": str(checkpoint), "decoding": decoding},
+    }
     vector = gym.make_vec("DialogRetrieval-v0", num_envs=4, vectorization_mode="vector_entry_point", **kwargs)
     singles = [gym.make("DialogRetrieval-v0", **kwargs) for _ in range(4)]
     _, vector_info = vector.reset(seed=3)
@@ -198,9 +211,17 @@ def test_captioner_user_errors(tmp_path, checkpoint, catalogue):
     with pytest.raises(UserSimulatorError, match="other features"):
         gym.make("DialogRetrieval-v0", catalog=make_synthetic_shoes(num_train=120, num_test=60, dim=32, seed=12),
                  user="captioner", user_kwargs={"checkpoint": str(checkpoint)})  # fmt: skip
-    renamed = Catalog(catalogue.features, [f"x{i}" for i in range(catalogue.num_images)], catalogue.splits, name="renamed")
+    renamed = Catalog(
+        catalogue.features, [f"x{i}" for i in range(catalogue.num_images)], catalogue.splits, name="renamed"
+    )
     with pytest.raises(UserSimulatorError, match="shares none"):
-        gym.make("DialogRetrieval-v0", catalog=renamed, split="test", user="captioner", user_kwargs={"checkpoint": str(checkpoint)})
+        gym.make(
+            "DialogRetrieval-v0",
+            catalog=renamed,
+            split="test",
+            user="captioner",
+            user_kwargs={"checkpoint": str(checkpoint)},
+        )
     env = gym.make("DialogRetrieval-v0", catalog=renamed, split="test", user="captioner",
                    user_kwargs={"checkpoint": str(checkpoint), "strict_catalog": False})  # fmt: skip
     assert env.reset(seed=0)[1]["feedback_text"]
@@ -250,7 +271,9 @@ def test_train_captioner_command_end_to_end(trained):
     losses = [row["val_loss"] for row in metrics["history"]]
     assert len(losses) == 3 and losses[-1] < losses[0]
     assert metrics["best_val_loss"] == min(losses) and metrics["best_epoch"] == 1 + int(np.argmin(losses))
-    assert set(metrics["bleu"]) >= {"bleu1", "bleu2", "bleu3", "bleu4"} and metrics["bleu"]["bleu1"] > 5  # untrained: < 1
+    assert (
+        set(metrics["bleu"]) >= {"bleu1", "bleu2", "bleu3", "bleu4"} and metrics["bleu"]["bleu1"] > 5
+    )  # untrained: < 1
     assert metrics["data"]["train_pairs"] + metrics["data"]["val_pairs"] == 1500
     assert not list(output.glob(".*tmp*"))
     # The result is a user simulator of the environment, on the test split too.
@@ -266,39 +289,62 @@ def test_train_agent_against_the_captioner_and_transfer(trained):
     assert trained["result"].returncode == 0, trained["result"].stderr
     runs = trained["folder"] / "runs"
     user_kwargs = json.dumps({"checkpoint": str(trained["output"] / "best.pt")})
-    tiny = ["--catalog", str(trained["catalog"]), "--runs-dir", str(runs), "--pretrain-iterations", "3", "--improve-iterations", "1",
-            "--batch-size", "8", "--train-turns", "2", "--max-turns", "3", "--eval-episodes", "30", "--no-progress", "--no-eval-random"]  # fmt: skip
-    for name, user in (("on-rule", ["--user", "rule"]), ("on-captioner", ["--user", "captioner", "--user-kwargs", user_kwargs])):
-        result = subprocess.run([sys.executable, "train_agent.py", "--run-name", name, *user, *tiny], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    tiny = ["--catalog", str(trained["catalog"]), "--runs-dir", str(runs), "--pretrain-iterations", "3",
+            "--improve-iterations", "1",
+            "--batch-size", "8", "--train-turns", "2", "--max-turns", "3", "--eval-episodes", "30", "--no-progress",
+                "--no-eval-random"]  # fmt: skip
+    for name, user in (
+        ("on-rule", ["--user", "rule"]),
+        ("on-captioner", ["--user", "captioner", "--user-kwargs", user_kwargs]),
+    ):
+        result = subprocess.run(
+            [sys.executable, "train_agent.py", "--run-name", name, *user, *tiny],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=ROOT,
+        )
         assert result.returncode == 0, result.stderr
     config = json.loads((runs / "on-captioner" / "config.json").read_text())
-    assert config["args"]["user"] == "captioner" and json.loads(config["args"]["user_kwargs"])["checkpoint"].endswith("best.pt")
+    assert config["args"]["user"] == "captioner" and json.loads(config["args"]["user_kwargs"])["checkpoint"].endswith(
+        "best.pt"
+    )
     out = trained["folder"] / "transfer"
     result = subprocess.run(
-        [sys.executable, "benchmarks/user_transfer.py", "--run", str(runs / "on-rule"), "--run", str(runs / "on-captioner"),
+        [sys.executable, "benchmarks/user_transfer.py", "--run", str(runs / "on-rule"), "--run",
+         str(runs / "on-captioner"),
          "--captioner", str(trained["output"] / "best.pt"), "--episodes", "30", "--out", str(out)],
         capture_output=True, text=True, timeout=300, cwd=ROOT,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     report = json.loads((out / "user_transfer.json").read_text())
-    assert [gap["agent"] for gap in report["gaps"]] == ["on-rule (trained against rule)", "on-captioner (trained against captioner)"]
+    assert [gap["agent"] for gap in report["gaps"]] == [
+        "on-rule (trained against rule)",
+        "on-captioner (trained against captioner)",
+    ]
     for label, by_user in report["summaries"].items():
         assert set(by_user) == {"rule", "captioner"}
         # the gap is the paired difference of the two evaluations
         gap = next(g for g in report["gaps"] if g["agent"] == label)["turns"]["5"]["success"]["mean"]
-        assert gap == pytest.approx(by_user["captioner"]["turns"][4]["success"]["mean"] - by_user["rule"]["turns"][4]["success"]["mean"])
+        assert gap == pytest.approx(
+            by_user["captioner"]["turns"][4]["success"]["mean"] - by_user["rule"]["turns"][4]["success"]["mean"]
+        )
     assert "| agent | turn |" in (out / "user_transfer.md").read_text()
 
 
 def test_captioner_speed_benchmark(trained):
     assert trained["result"].returncode == 0, trained["result"].stderr
     out = trained["folder"] / "speed"
-    result = subprocess.run([sys.executable, "benchmarks/captioner_speed.py", "--checkpoint", str(trained["output"] / "best.pt"),
-                             "--catalog", str(trained["catalog"]), "--batches", "4", "8", "--steps", "3", "--out", str(out)],
+    result = subprocess.run([sys.executable, "benchmarks/captioner_speed.py", "--checkpoint",
+                             str(trained["output"] / "best.pt"),
+                             "--catalog", str(trained["catalog"]), "--batches", "4", "8", "--steps", "3", "--out",
+                                 str(out)],
                             capture_output=True, text=True, timeout=300, cwd=ROOT)  # fmt: skip
     assert result.returncode == 0, result.stderr
     rows = json.loads((out / "captioner_speed.json").read_text())["rows"]
-    assert [row["batch"] for row in rows] == [4, 8] and all(row["rule_ms"] > 0 and row["captioner_ms"] > 0 for row in rows)
+    assert [row["batch"] for row in rows] == [4, 8] and all(
+        row["rule_ms"] > 0 and row["captioner_ms"] > 0 for row in rows
+    )
     assert "| 8 |" in (out / "captioner_speed.md").read_text()
 
 
@@ -310,7 +356,9 @@ def test_train_agent_rejects_bad_user_kwargs(tmp_path):
 
 # ---------------------------------------------------------------------------- attention and real captions
 def test_attention_captioner_end_to_end_on_lazy_spatial_features(tmp_path):
-    catalog_path = make_synthetic_shoes(num_train=160, num_test=40, dim=16, seed=21, spatial_channels=6).save(tmp_path / "spatial.h5")
+    catalog_path = make_synthetic_shoes(num_train=160, num_test=40, dim=16, seed=21, spatial_channels=6).save(
+        tmp_path / "spatial.h5"
+    )
     output = tmp_path / "attend"
     command = [sys.executable, "train_captioner.py", "--catalog", str(catalog_path), "--pairs", "600", "--epochs", "1",
                "--batch-size", "32", "--hidden-dim", "24", "--embed-dim", "12", "--bleu-pairs", "30", "--no-progress",
@@ -325,7 +373,13 @@ def test_attention_captioner_end_to_end_on_lazy_spatial_features(tmp_path):
     assert env.unwrapped.catalog.spatial_features is not None
     check_env(env.unwrapped, skip_render_check=True)
     # --attention off trains the same data without it
-    off = subprocess.run([*command[:-1], str(tmp_path / "off"), "--attention", "off"], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    off = subprocess.run(
+        [*command[:-1], str(tmp_path / "off"), "--attention", "off"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
     assert off.returncode == 0 and "attention off" in off.stdout
     assert json.loads((tmp_path / "off" / "metrics.json").read_text())["config"]["spatial_shape"] is None
 
@@ -337,18 +391,30 @@ def test_pairs_from_caption_files(tmp_path):
     ids = list(base.ids)
     train_ids = [ids[i] for i in base.splits["train"]]
     test_ids = [ids[i] for i in base.splits["test"]]
-    relative = [{"ImageName": train_ids[i], "ReferenceImageName": train_ids[i + 1], "RelativeCaption": f"is darker {i % 3}"} for i in range(20)]
-    relative.append({"ImageName": test_ids[0], "ReferenceImageName": train_ids[0], "RelativeCaption": "outside the split"})
-    relative.append({"ImageName": "unknown.jpg", "ReferenceImageName": train_ids[0], "RelativeCaption": "not in the catalogue"})
+    relative = [
+        {"ImageName": train_ids[i], "ReferenceImageName": train_ids[i + 1], "RelativeCaption": f"is darker {i % 3}"}
+        for i in range(20)
+    ]
+    relative.append(
+        {"ImageName": test_ids[0], "ReferenceImageName": train_ids[0], "RelativeCaption": "outside the split"}
+    )
+    relative.append(
+        {"ImageName": "unknown.jpg", "ReferenceImageName": train_ids[0], "RelativeCaption": "not in the catalogue"}
+    )
     single = [{"ImageName": train_ids[i], "Caption": "black high heels"} for i in range(5)]
     (tmp_path / "rel.json").write_text(json.dumps(relative))
     (tmp_path / "single.json").write_text(json.dumps(single))
-    args = Args(catalog="unused", relative_captions=str(tmp_path / "rel.json"), image_captions=str(tmp_path / "single.json"),
+    args = Args(catalog="unused", relative_captions=str(tmp_path / "rel.json"),
+                image_captions=str(tmp_path / "single.json"),
                 distant_references=3, min_word_count=2)  # fmt: skip
     view = base.select("train")
     with pytest.warns(UserWarning, match="skipped 1"):
         pairs, vocabulary, counts = real_pairs(args, base, view, seed=0)
-    assert counts["relative_missing_images"] == 1 and counts["relative_outside_split"] == 1 and counts["relative_pairs"] == 20
+    assert (
+        counts["relative_missing_images"] == 1
+        and counts["relative_outside_split"] == 1
+        and counts["relative_pairs"] == 20
+    )
     assert counts["image_pairs"] == 15 and len(pairs) == 35 and int(pairs.kinds.sum()) == 15
     assert pairs.captions[20:23] == ["black high heels"] * 3
     # distant references: never the target, always in the farther half of the split
@@ -368,9 +434,15 @@ def test_real_shoes_captions_build_pairs(tmp_path, shoes_data_dir):
     test_names = read_image_names(shoes_data_dir / "eval_im_names.txt")
     names = train_names + test_names
     features = np.random.default_rng(0).normal(size=(len(names), 8)).astype(np.float32)
-    full = Catalog(features, names, {"train": np.arange(len(train_names)), "test": np.arange(len(train_names), len(names))}, name="shoes-random")
+    full = Catalog(
+        features,
+        names,
+        {"train": np.arange(len(train_names)), "test": np.arange(len(train_names), len(names))},
+        name="shoes-random",
+    )
     args = Args(catalog="unused", relative_captions=str(shoes_data_dir / "relative_captions_shoes.train.json"),
-                image_captions=str(shoes_data_dir / "captions_shoes.train.json"), distant_references=3, min_word_count=2)  # fmt: skip
+                image_captions=str(shoes_data_dir / "captions_shoes.train.json"), distant_references=3,
+                min_word_count=2)  # fmt: skip
     pairs, vocabulary, counts = real_pairs(args, full, full.select("train"), seed=0)
     assert counts["relative_pairs"] == 8990 and counts["relative_missing_images"] == 0
     assert counts["image_pairs"] == 9000 and len(pairs) == 17990

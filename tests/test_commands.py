@@ -13,7 +13,10 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_demo_prints_transcripts_and_rank_table():
     result = subprocess.run(
         [sys.executable, "-m", "dialog_env.demo", "--episodes", "2", "--max-turns", "3", "--seed", "5"],
-        capture_output=True, text=True, timeout=300, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
     )
     assert result.returncode == 0, result.stderr
     out = result.stdout
@@ -24,14 +27,32 @@ def test_demo_prints_transcripts_and_rank_table():
 
 
 def test_demo_rejects_bad_arguments():
-    result = subprocess.run([sys.executable, "-m", "dialog_env.demo", "--episodes", "0"], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    result = subprocess.run(
+        [sys.executable, "-m", "dialog_env.demo", "--episodes", "0"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
     assert result.returncode != 0 and "--episodes must be >= 1" in result.stderr
 
 
 def test_simulator_realism_command(tmp_path, shoes_data_dir):
     result = subprocess.run(
-        [sys.executable, "benchmarks/simulator_realism.py", "--pairs", "500", "--data", str(shoes_data_dir), "--out", str(tmp_path)],
-        capture_output=True, text=True, timeout=300, cwd=ROOT,
+        [
+            sys.executable,
+            "benchmarks/simulator_realism.py",
+            "--pairs",
+            "500",
+            "--data",
+            str(shoes_data_dir),
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads((tmp_path / "simulator_realism.json").read_text())
@@ -41,6 +62,10 @@ def test_simulator_realism_command(tmp_path, shoes_data_dir):
 
 def test_simulator_realism_without_data(tmp_path):
     result = subprocess.run(
-        [sys.executable, "benchmarks/simulator_realism.py", "--data", str(tmp_path)], capture_output=True, text=True, timeout=300, cwd=ROOT
+        [sys.executable, "benchmarks/simulator_realism.py", "--data", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
     )
     assert result.returncode == 2 and "does not exist" in result.stderr and "--data DIR" in result.stderr

@@ -11,7 +11,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_quick_comparison_writes_tables_json_and_plot_and_reuses_runs(tmp_path):
-    command = [sys.executable, str(ROOT / "benchmarks" / "compare_agents.py"), "--quick", "--runs-dir", str(tmp_path / "runs"),
+    command = [sys.executable, str(ROOT / "benchmarks" / "compare_agents.py"), "--quick", "--runs-dir",
+               str(tmp_path / "runs"),
                "--out", str(tmp_path / "out"), "--resamples", "200"]  # fmt: skip
     first = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]

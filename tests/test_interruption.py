@@ -227,7 +227,9 @@ def test_a_damaged_checkpoint_raises_configuration_error_naming_the_file(tmp_pat
 def test_a_torch_file_that_is_not_a_checkpoint_is_refused_by_name(tmp_path):
     path = tmp_path / "weights.pt"
     torch.save({"weight": torch.zeros(3)}, path)
-    with pytest.raises(ConfigurationError, match="weights.pt.* is not a checkpoint .*expected .dialog-env-checkpoint.") as error:
+    with pytest.raises(
+        ConfigurationError, match="weights.pt.* is not a checkpoint .*expected .dialog-env-checkpoint."
+    ) as error:
         load_checkpoint(path)
     assert repr(str(path)) in str(error.value)
 

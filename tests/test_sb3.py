@@ -95,7 +95,9 @@ def test_extractor_output_size_comes_from_the_spaces():
     batch = {k: torch.as_tensor(v) for k, v in _observation_batch(env, 7).items()}
     features = extractor(batch)
     assert features.shape == (7, 33) and features.dtype == torch.float32
-    np.testing.assert_allclose(features[:, -1].detach().numpy(), batch["turn"][:, 0].numpy() / TURNS)  # turn scaled to [0, 1]
+    np.testing.assert_allclose(
+        features[:, -1].detach().numpy(), batch["turn"][:, 0].numpy() / TURNS
+    )  # turn scaled to [0, 1]
 
     wider = dialog_env.DialogRetrievalEnv(catalog={**SMALL, "dim": 11}, max_turns=TURNS)
     assert DialogFeaturesExtractor(wider.observation_space).image_mlp[0].in_features == 11
@@ -104,7 +106,9 @@ def test_extractor_output_size_comes_from_the_spaces():
 def test_text_encoder_ignores_padding_but_not_words():
     env = _env()
     short_space = env.observation_space
-    long_space = spaces.Dict({**short_space.spaces, "feedback": spaces.Box(0, len(env.vocabulary) - 1, (24,), np.int64)})
+    long_space = spaces.Dict(
+        {**short_space.spaces, "feedback": spaces.Box(0, len(env.vocabulary) - 1, (24,), np.int64)}
+    )
     torch.manual_seed(0)
     short = DialogFeaturesExtractor(short_space)
     long = DialogFeaturesExtractor(long_space)
@@ -197,7 +201,9 @@ def test_tiny_learn_save_and_load(agent, tmp_path):
     actions, _ = model.predict(observations, deterministic=True)
     assert all(model.action_space.contains(np.asarray(a, dtype=model.action_space.dtype)) for a in actions)
     model.save(tmp_path / "model.zip")
-    again, _ = load_model(agent, tmp_path / "model.zip", model.get_env(), device="cpu").predict(observations, deterministic=True)
+    again, _ = load_model(agent, tmp_path / "model.zip", model.get_env(), device="cpu").predict(
+        observations, deterministic=True
+    )
     np.testing.assert_array_equal(actions, again)
 
 
@@ -224,7 +230,9 @@ def test_query_agent_acts_and_ranks_with_its_query(catalog):
     test = catalog.select("test")
     envs = gym.make_vec("DialogRetrieval-v0", num_envs=4, catalog=SMALL, split="test", max_turns=TURNS,
                         vectorization_mode="vector_entry_point")  # fmt: skip
-    observations, infos = envs.reset(seed=0, options={"target": np.array([0, 1, 2, 3]), "initial": np.array([4, 5, 6, 7])})
+    observations, infos = envs.reset(
+        seed=0, options={"target": np.array([0, 1, 2, 3]), "initial": np.array([4, 5, 6, 7])}
+    )
     agent.reset(test, 4)
     shown = agent.act(observations, infos)
     queries, _ = model.predict(observations, deterministic=True)
@@ -234,7 +242,9 @@ def test_query_agent_acts_and_ranks_with_its_query(catalog):
     expected_ranks = (distances < distances[np.arange(4), targets][:, None]).sum(axis=1)
     np.testing.assert_array_equal(agent.rank_targets(targets), expected_ranks)
 
-    result = evaluate(agent, EpisodeSet.draw(test.num_images, 12, seed=1), {"catalog": SMALL, "split": "test"}, max_turns=TURNS)
+    result = evaluate(
+        agent, EpisodeSet.draw(test.num_images, 12, seed=1), {"catalog": SMALL, "split": "test"}, max_turns=TURNS
+    )
     assert result.ranking_percentile is not None and result.ranking_percentile.shape == (12, TURNS)
     assert ((result.shown_percentile >= 0) & (result.shown_percentile <= 1)).all()
 
@@ -254,7 +264,9 @@ def test_index_agent_maps_training_indices_into_the_evaluated_split(catalog):
     np.testing.assert_array_equal(shown, distances.argmin(axis=1))
     assert agent.rank_targets(np.arange(5)) is None
 
-    result = evaluate(agent, EpisodeSet.draw(test.num_images, 10, seed=2), {"catalog": SMALL, "split": "test"}, max_turns=TURNS)
+    result = evaluate(
+        agent, EpisodeSet.draw(test.num_images, 10, seed=2), {"catalog": SMALL, "split": "test"}, max_turns=TURNS
+    )
     assert result.ranking_percentile is None and result.success.shape == (10, TURNS)
     with pytest.raises(ConfigurationError, match="action_catalog has 20 images"):
         SB3Agent(model, "dqn", action_catalog=test)
@@ -263,12 +275,14 @@ def test_index_agent_maps_training_indices_into_the_evaluated_split(catalog):
 
 
 # ---------------------------------------------------------------------------- train_agent.py
-TINY_RUN = ["--total-timesteps", "256", "--n-envs", "2", "--train-turns", "3", "--max-turns", "3", "--eval-episodes", "16",
+TINY_RUN = ["--total-timesteps", "256", "--n-envs", "2", "--train-turns", "3", "--max-turns", "3", "--eval-episodes",
+            "16",
             "--no-eval-random", "--no-progress", "--seed", "2"]  # fmt: skip
 
 
 def _train_agent(args, cwd):
-    return subprocess.run([sys.executable, str(ROOT / "train_agent.py"), *args], capture_output=True, text=True, timeout=300, cwd=cwd,
+    return subprocess.run([sys.executable, str(ROOT / "train_agent.py"), *args], capture_output=True, text=True,
+                          timeout=300, cwd=cwd,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
 
 

@@ -1,0 +1,612 @@
+"""Training with resume: the paper's agent in two stages, and the Stable-Baselines3 baselines.
+
+The paper's agent (:func:`train_paper_agent`) is pre-trained with supervision (stage 1,
+:func:`agents.dialog_manager.pretrain`), evaluated once (that evaluation is kept: stage 2 changes
+the model), then improved with the look-ahead policy (stage 2, :func:`agents.policy_improvement.improve`)
+with its image encoder frozen (:func:`stage2_optimizer`). It writes, in one checkpoint folder:
+
+| file | written | holds |
+| --- | --- | --- |
+| ``last.pt`` | every ``checkpoint_every`` iterations, at each stage's end, on a stop | where to resume |
+| ``stage1.pt`` | after stage 1 | the pre-trained model (stage ``"improve"``, iteration 0) |
+| ``final.pt`` | at the end | the final model (stage ``"done"``) |
+
+Every file is written atomically (:func:`agents.checkpoints.save_checkpoint`), so a process killed
+at any moment leaves the previous complete checkpoint, and iteration ``i`` draws only from the
+seed and ``i``: a run resumed from ``last.pt`` (:func:`read_training_checkpoint`) reaches the
+numbers of an uninterrupted one. Stage 2's budget may grow after the fact (a finished run
+continues stage 2 where it ended); :func:`resume_changes` lists what else changed since a run started.
+
+A Stable-Baselines3 agent (:func:`train_sb3_agent`) trains in one go and writes ``final.zip``
+atomically; it is not checkpointed midway.
+
+Nothing here parses arguments or prints: progress, news and training metrics go to the
+:class:`TrainingHooks` the caller passes (silent by default), and a stop request (e.g. Ctrl-C,
+:func:`stop_on_sigint`) ends training with a checkpoint and :class:`TrainingInterrupted`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import json
+import signal
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from agents.checkpoints import check_checkpoint_fits, load_checkpoint, load_weights, save_checkpoint
+from agents.dialog_manager import DialogManager, DialogManagerAgent, DialogManagerConfig, pretrain
+from agents.evaluation import EpisodeSet, evaluate, summarize
+from agents.policy_improvement import improve
+from agents.registry import SB3_QUERY_AGENTS, describe, is_sb3_agent
+from dialog_env.errors import ConfigurationError
+from dialog_env.io import atomic_path
+
+if TYPE_CHECKING:  # Stable-Baselines3 is optional: imported only by train_sb3_agent
+    from agents.sb3 import SB3Agent
+
+__all__ = [
+    "BUDGET_ARGS", "FINAL_CHECKPOINT", "LAST_CHECKPOINT", "SB3_FINAL_MODEL", "STAGE1_CHECKPOINT", "STAGES",
+    "TRAINING_ARGS", "TRAINING_KEYS", "PaperTrainingConfig", "ProgressBar", "SB3TrainingConfig", "SettingChange",
+    "StageEvaluation", "TrainingHooks", "TrainingInterrupted", "final_model_path", "is_finished",
+    "prepare_torch", "read_training_checkpoint", "remove_interrupted_writes", "resume_changes", "stage2_optimizer",
+    "stop_on_sigint", "torch_threads_for", "train_paper_agent", "train_sb3_agent",
+]  # fmt: skip
+
+#: Checkpoint files of the paper's agent in its checkpoint folder (see the module docstring).
+LAST_CHECKPOINT, STAGE1_CHECKPOINT, FINAL_CHECKPOINT = "last.pt", "stage1.pt", "final.pt"
+#: The final model of a Stable-Baselines3 agent in its checkpoint folder.
+SB3_FINAL_MODEL = "final.zip"
+#: The stages a training checkpoint of the paper's agent can be in.
+STAGES = ("pretrain", "improve", "done")
+#: What a training checkpoint holds besides :data:`agents.checkpoints.REQUIRED_KEYS`, with its type.
+TRAINING_KEYS: dict[str, type | tuple[type, ...]] = {
+    "stage": str, "iteration": int, "optimizer": dict, "base": (dict, type(None)), "args": dict, "results": dict,
+}  # fmt: skip
+#: Settings (``train_agent.py``'s option names, the keys of a checkpoint's ``"args"``) that change
+#: what a run trains or how it is evaluated: a resumed run that changes one mixes two settings.
+TRAINING_ARGS = (
+    "agent", "seed", "catalog", "train_split", "user", "user_kwargs", "train_turns", "batch_size", "pretrain_lr",
+    "margin", "improve_lr", "top_k", "tau", "num_negatives", "total_timesteps", "n_envs", "eval_split", "max_turns",
+    "eval_episodes", "eval_seed",
+)  # fmt: skip
+#: Iteration budgets a resumed run may raise (stage 1's only while stage 1 is still running).
+BUDGET_ARGS = ("pretrain_iterations", "improve_iterations")
+
+
+# ---------------------------------------------------------------------------- settings
+@dataclass(frozen=True)
+class PaperTrainingConfig:
+    """Settings of the paper's agent's two stages; the defaults are the paper's (Sec. 4).
+
+    Attributes:
+        seed: seed of the training dialogs and draws (iteration ``i`` depends on it and ``i`` only).
+        train_split: catalogue split to train on.
+        train_turns: turns per training dialog (5 in the paper).
+        batch_size: training dialogs per iteration ``B`` (128 in the paper).
+        pretrain_iterations: stage 1 iterations.
+        pretrain_lr: stage 1 Adam learning rate.
+        margin: stage 1 triplet margin.
+        improve_iterations: stage 2 iterations; 0 skips stage 2.
+        improve_lr: stage 2 Adam learning rate.
+        top_k: stage 2 candidates looked ahead per turn (K).
+        tau: stage 2 softmax temperature.
+        num_negatives: stage 2 random negatives in the softmax.
+        checkpoint_every: iterations between two writes of ``last.pt``.
+    """
+
+    seed: int = 1
+    train_split: str = "train"
+    train_turns: int = 5
+    batch_size: int = 128
+    pretrain_iterations: int = 600
+    pretrain_lr: float = 1e-3
+    margin: float = 0.1
+    improve_iterations: int = 100
+    improve_lr: float = 1e-4
+    top_k: int = 4
+    tau: float = 0.2
+    num_negatives: int = 5
+    checkpoint_every: int = 100
+
+
+@dataclass(frozen=True)
+class SB3TrainingConfig:
+    """Settings of a Stable-Baselines3 agent's training.
+
+    Attributes:
+        agent: one of :data:`agents.registry.SB3_AGENTS`.
+        seed: seed of the model and of the training environments' first resets.
+        train_split: catalogue split to train on.
+        train_turns: turns per training dialog.
+        total_timesteps: environment steps of training.
+        n_envs: training environments stepped together.
+    """
+
+    agent: str
+    seed: int = 1
+    train_split: str = "train"
+    train_turns: int = 5
+    total_timesteps: int = 50_000
+    n_envs: int = 4
+
+
+@dataclass(frozen=True)
+class StageEvaluation:
+    """Where the paper's agent is evaluated after stage 1 (:func:`agents.evaluation.evaluate`).
+
+    Attributes:
+        episodes: the fixed evaluation episodes.
+        env_kwargs: ``evaluate()``'s environment arguments, the split included.
+        max_turns: turns per evaluation dialog.
+        seed: seed of the user simulator's randomness and of the bootstrap intervals.
+    """
+
+    episodes: EpisodeSet
+    env_kwargs: Mapping[str, Any]
+    max_turns: int = 10
+    seed: int = 0
+
+
+# ---------------------------------------------------------------------------- reporting and stopping
+class ProgressBar(Protocol):
+    """What training needs of a progress bar (``tqdm`` has it)."""
+
+    def update(self, n: int = 1) -> Any:
+        """Advance by ``n``."""
+
+    def set_postfix(self, ordered_dict: Mapping[str, Any] | None = None, refresh: bool = True) -> Any:
+        """Show these values beside the bar."""
+
+    def close(self) -> Any:
+        """The bar is done."""
+
+
+@dataclass(frozen=True)
+class TrainingHooks:
+    """How training reports its progress and learns that it should stop; every hook is optional.
+
+    The default reports nothing and never stops.
+
+    Attributes:
+        log: one line of news (``"resumed from ...: stage pretrain, iteration 40"``,
+            ``"evaluating paper-stage1 ..."``), e.g. ``print``.
+        progress: makes a progress bar from ``(total, initial, description)``, e.g. a ``tqdm``
+            factory; the bar advances by one per iteration (SB3: per environment step).
+        scalar: receives each training metric as ``(tag, value, step)`` with tags
+            ``train/stage1_loss``, ``train/stage2_<metric>``..., e.g. ``SummaryWriter.add_scalar``.
+        stop_requested: asked after every iteration of the paper's agent; ``True`` writes
+            ``last.pt`` and raises :class:`TrainingInterrupted` (see :func:`stop_on_sigint`).
+    """
+
+    log: Callable[[str], None] | None = None
+    progress: Callable[[int, int, str], ProgressBar] | None = None
+    scalar: Callable[[str, float, int], None] | None = None
+    stop_requested: Callable[[], bool] | None = None
+
+    def say(self, message: str) -> None:
+        """Send ``message`` to :attr:`log`, if any."""
+        if self.log is not None:
+            self.log(message)
+
+    def bar(self, total: int, initial: int, description: str) -> ProgressBar:
+        """A progress bar from :attr:`progress`, or one that shows nothing."""
+        return self.progress(total, initial, description) if self.progress is not None else _NoBar()
+
+
+class _NoBar:
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def set_postfix(self, ordered_dict: Mapping[str, Any] | None = None, refresh: bool = True) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class TrainingInterrupted(Exception):
+    """Training stopped on request after writing ``last.pt``; resume from it to continue.
+
+    Attributes:
+        checkpoint: the checkpoint written.
+        stage: 1 or 2.
+        iteration: the iterations of that stage done (the one to resume at).
+    """
+
+    def __init__(self, checkpoint: Path, stage: int, iteration: int) -> None:
+        super().__init__(f"checkpoint saved after stage {stage} iteration {iteration} in {checkpoint}")
+        self.checkpoint, self.stage, self.iteration = checkpoint, stage, iteration
+
+
+@contextlib.contextmanager
+def stop_on_sigint(notice: Callable[[str], None] | None = None) -> Iterator[Callable[[], bool]]:
+    """While active, a first Ctrl-C (SIGINT) asks training to stop; a second one aborts at once.
+
+    Use it in the main thread: ``with stop_on_sigint(notice) as stop: train_paper_agent(...,
+    hooks=TrainingHooks(stop_requested=stop))``. The previous handler is restored on exit.
+
+    Args:
+        notice: told about the first Ctrl-C (e.g. a print to stderr).
+
+    Yields:
+        ``stop_requested()``: whether Ctrl-C was pressed.
+    """
+    requested = False
+
+    def handler(signum: int, frame: Any) -> None:  # noqa: ARG001
+        nonlocal requested
+        if requested:
+            raise KeyboardInterrupt
+        requested = True
+        if notice is not None:
+            notice("Ctrl-C: stopping after this iteration (press again to abort without saving)")
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield lambda: requested
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+# ---------------------------------------------------------------------------- process set-up
+def prepare_torch(seed: int, threads: int = 0) -> None:
+    """Seed torch's and NumPy's global generators and set torch's CPU threads, before any model is built.
+
+    The paper's model and the SB3 networks draw their initial weights from torch's global
+    generator; nothing of this project draws from NumPy's, which is pinned for third-party code.
+
+    Args:
+        seed: the run's seed.
+        threads: torch CPU threads; 0 keeps torch's default (see :func:`torch_threads_for`).
+    """
+    if threads > 0:
+        torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+
+
+def torch_threads_for(agent: str, requested: int = 0) -> int:
+    """Torch CPU threads for ``agent``: ``requested`` if > 0, else a default that suits it.
+
+    The default is 1 for the SB3 agents (their small networks run about 3x faster on one thread
+    than on one per core here) and 0, torch's default, for the others.
+    """
+    return requested or (1 if is_sb3_agent(agent) else 0)
+
+
+# ---------------------------------------------------------------------------- resume
+def final_model_path(checkpoint_dir: str | Path, agent: str) -> Path:
+    """Where a finished run of ``agent`` keeps its final model: ``final.pt``, or ``final.zip`` for SB3 agents."""
+    describe(agent)
+    return Path(checkpoint_dir) / (SB3_FINAL_MODEL if is_sb3_agent(agent) else FINAL_CHECKPOINT)
+
+
+def read_training_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A training checkpoint of the paper's agent (``last.pt``), with every key a resume needs checked.
+
+    Raises:
+        ConfigurationError: unreadable, not a checkpoint, a missing key, or an unknown stage.
+    """
+    payload = load_checkpoint(path)
+    for key, kind in TRAINING_KEYS.items():
+        if key not in payload:
+            raise ConfigurationError(
+                f"checkpoint {str(path)!r} lacks the key {key!r}, which --resume needs (it holds {sorted(payload)})"
+            )
+        if not isinstance(payload[key], kind) or isinstance(payload[key], bool):
+            raise ConfigurationError(f"checkpoint {str(path)!r}: {key!r} is a {type(payload[key]).__name__}")
+    if payload["stage"] not in STAGES:
+        raise ConfigurationError(
+            f"checkpoint {str(path)!r} is at stage {payload['stage']!r}; this code knows the stages {list(STAGES)}"
+        )
+    if payload["iteration"] < 0:
+        raise ConfigurationError(f"checkpoint {str(path)!r} is at iteration {payload['iteration']}, expected >= 0")
+    if payload["stage"] != "pretrain" and payload["base"] is None:
+        raise ConfigurationError(
+            f"checkpoint {str(path)!r} is at stage {payload['stage']!r} but holds no stage-1 model ('base')"
+        )
+    return payload
+
+
+def is_finished(checkpoint: Mapping[str, Any], improve_iterations: int) -> bool:
+    """Whether a training checkpoint is the end of a training with ``improve_iterations`` stage-2 iterations."""
+    return checkpoint["stage"] == "done" and checkpoint["iteration"] >= improve_iterations
+
+
+def remove_interrupted_writes(checkpoint_dir: str | Path) -> list[Path]:
+    """Remove the temporary files of writes cut short by a crash (``kill -9``, power loss); returns them.
+
+    The checkpoints they were replacing are intact, so they only take space. Call it only while
+    no other process can be writing the folder (a locked :class:`~dialog_env.runs.RunFolder`).
+    """
+    folder = Path(checkpoint_dir)
+    if not folder.is_dir():
+        return []
+    # The temporary names of dialog_env.io.atomic_path: ".NAME.tmp-PID", or ".tmp-PID-NAME" with keep_suffix.
+    stale = [*folder.glob(".*.tmp-*"), *folder.glob(".tmp-*")]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
+@dataclass(frozen=True)
+class SettingChange:
+    """One setting that differs between a run's start and its resumption.
+
+    Attributes:
+        key: the setting's name (a key of :data:`TRAINING_ARGS` or :data:`BUDGET_ARGS`).
+        before: its value when the run started.
+        now: its value now.
+        reason: for a budget, why the change is refused; ``None`` for a setting that may not change at all.
+    """
+
+    key: str
+    before: Any
+    now: Any
+    reason: str | None = None
+
+
+def resume_changes(
+    previous: Mapping[str, Any] | None, current: Mapping[str, Any], checkpoint: Mapping[str, Any] | None
+) -> list[SettingChange]:
+    """The settings of ``current`` that a resumption of the run started with ``previous`` may not change.
+
+    Settings of :data:`TRAINING_ARGS` may not change (``user_kwargs`` is compared as an object:
+    its spelling does not count). Iteration budgets (:data:`BUDGET_ARGS`) may grow, stage 1's only
+    while stage 1 runs. Other settings (device, threads, progress...) may change freely.
+
+    Args:
+        previous: the settings the run started with (a checkpoint's ``"args"``, or ``config.json``'s);
+            ``None`` when unknown (nothing is checked).
+        current: the settings now.
+        checkpoint: the training checkpoint resumed from (its stage and iteration), if any.
+
+    Returns:
+        Each refused difference, in the order of :data:`TRAINING_ARGS` then :data:`BUDGET_ARGS`.
+    """
+    if previous is None:
+        return []
+    changes = []
+    for key in TRAINING_ARGS:
+        before, now = previous.get(key), current.get(key)
+        if key == "user_kwargs":
+            before, now = _as_object(before), _as_object(now)
+        if before != now:
+            changes.append(SettingChange(key, previous.get(key), current.get(key)))
+    stage = checkpoint["stage"] if checkpoint else None
+    iteration = checkpoint["iteration"] if checkpoint else 0
+    for key in BUDGET_ARGS:
+        before, now = previous.get(key), current.get(key)
+        if before is None or before == now:
+            continue
+        if now < before:
+            changes.append(SettingChange(key, before, now, "a budget may grow, not shrink"))
+        elif key == "pretrain_iterations" and stage not in (None, "pretrain"):
+            changes.append(SettingChange(key, before, now, f"stage 1 already finished after {before} iterations"))
+        elif key == "pretrain_iterations" and now < iteration:
+            changes.append(SettingChange(key, before, now, f"the checkpoint is at iteration {iteration}"))
+    return changes
+
+
+def _as_object(value: Any) -> Any:
+    """Keyword arguments given as a JSON string (or nothing) as a dict, to compare their content."""
+    if not value:
+        return {}
+    return json.loads(value) if isinstance(value, str) else value
+
+
+# ---------------------------------------------------------------------------- the paper's agent
+def stage2_optimizer(model: DialogManager, lr: float) -> torch.optim.Optimizer:
+    """Adam over everything but the image encoder, which it freezes (stage 2 keeps the embedding space)."""
+    for parameter in model.image_encoder.parameters():
+        parameter.requires_grad_(False)
+    return torch.optim.Adam([p for n, p in model.named_parameters() if not n.startswith("image_encoder.")], lr=lr)
+
+
+def train_paper_agent(
+    config: PaperTrainingConfig,
+    env_kwargs: Mapping[str, Any],
+    checkpoint_dir: str | Path,
+    *,
+    device: torch.device | str = "cpu",
+    evaluation: StageEvaluation | None = None,
+    resumed: Mapping[str, Any] | None = None,
+    run_settings: Mapping[str, Any] | None = None,
+    hooks: TrainingHooks | None = None,
+) -> tuple[DialogManager, dict[str, Any]]:
+    """Stage 1 then stage 2, with checkpoints in ``checkpoint_dir`` (see the module docstring).
+
+    The model's initial weights come from torch's global generator: seed it first
+    (:func:`prepare_torch`) for a reproducible run.
+
+    Args:
+        config: the stages' settings.
+        env_kwargs: arguments of the training environments (``gym.make_vec("DialogRetrieval-v0")``:
+            ``catalog``, ``user``, ``user_kwargs``...); the split, turns and batch come from ``config``.
+        checkpoint_dir: where ``last.pt``, ``stage1.pt`` and ``final.pt`` are written.
+        device: where the model trains.
+        evaluation: where the stage-1 model is evaluated (result ``"paper-stage1"``); ``None`` skips it.
+        resumed: the checked ``last.pt`` of an interrupted run (:func:`read_training_checkpoint`):
+            training continues from its stage and iteration with its optimizer state and results.
+        run_settings: what the run was started with, kept in every checkpoint as ``"args"``
+            (compared by :func:`resume_changes` on resumption).
+        hooks: progress, news, metrics and stop requests (default: silent, never stopped).
+
+    Returns:
+        The final model and the results so far (``{"paper-stage1": summary}`` with an evaluation).
+
+    Raises:
+        TrainingInterrupted: a stop request (``last.pt`` was written).
+        ConfigurationError: ``resumed`` does not fit this catalogue, user or model.
+    """
+    checkpoint_dir = Path(checkpoint_dir)
+    hooks = hooks or TrainingHooks()
+    envs = gym.make_vec(
+        "DialogRetrieval-v0", num_envs=config.batch_size, split=config.train_split, max_turns=config.train_turns,
+        expose_target=True, vectorization_mode="vector_entry_point", **env_kwargs,
+    )  # fmt: skip
+    train_env = envs.unwrapped if hasattr(envs, "unwrapped") else envs
+    vocabulary_words = train_env.vocabulary.words
+    model_config = DialogManagerConfig(image_dim=train_env.catalog.dim, vocab_size=len(train_env.vocabulary))
+    model = DialogManager(model_config).to(device)
+    base: DialogManager | None = None
+    stage, iteration = "pretrain", 0
+    results: dict[str, Any] = {}
+    optimizer: torch.optim.Optimizer = torch.optim.Adam(model.parameters(), lr=config.pretrain_lr)
+
+    last = checkpoint_dir / LAST_CHECKPOINT
+    if resumed is not None:
+        check_checkpoint_fits(resumed, last, model_config.image_dim, vocabulary_words)
+        stage, iteration, results = resumed["stage"], resumed["iteration"], dict(resumed["results"])
+        load_weights(model, resumed["model"], last, "model")
+        if stage in ("improve", "done"):
+            base = DialogManager(model_config).to(device)
+            load_weights(base, resumed["base"], last, "base")
+            # Stage 2 trains all but the image encoder: its optimizer holds fewer parameter groups' state.
+            optimizer = stage2_optimizer(model, config.improve_lr)
+        load_weights(optimizer, resumed["optimizer"], last, "optimizer")
+        if stage == "done" and iteration < config.improve_iterations:
+            stage = "improve"  # a larger stage-2 budget: continue stage 2 where it ended
+        hooks.say(f"resumed from {last}: stage {resumed['stage']}, iteration {iteration}")
+
+    def checkpoint(next_iteration: int, path: Path = last) -> None:
+        save_checkpoint(path, {
+            "stage": stage, "iteration": next_iteration,
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "base": None if base is None else base.state_dict(), "model_config": dataclasses.asdict(model_config),
+            "vocabulary": vocabulary_words, "args": dict(run_settings or {}), "results": results,
+        })  # fmt: skip
+
+    def after_iteration(name: str, stage_number: int, bar: ProgressBar) -> Callable[[int, dict[str, float]], None]:
+        """The per-iteration callback of a stage: report, honour a stop request, checkpoint periodically."""
+
+        def callback(i: int, metrics: dict[str, float]) -> None:
+            bar.update(1)
+            bar.set_postfix({k: f"{v:.4f}" for k, v in metrics.items()}, refresh=False)
+            if hooks.scalar is not None:
+                for key, value in metrics.items():
+                    hooks.scalar(f"train/{name}_{key}", value, i)
+            if hooks.stop_requested is not None and hooks.stop_requested():
+                checkpoint(i + 1)
+                raise TrainingInterrupted(last, stage_number, i + 1)
+            if (i + 1) % config.checkpoint_every == 0:
+                checkpoint(i + 1)
+
+        return callback
+
+    try:
+        if stage == "pretrain":
+            bar = hooks.bar(config.pretrain_iterations, iteration, "stage 1 (pre-training)")
+            pretrain(
+                model, train_env, config.pretrain_iterations, optimizer, seed=config.seed, start_iteration=iteration,
+                margin=config.margin, device=device, on_iteration=after_iteration("stage1", 1, bar),
+            )  # fmt: skip
+            bar.close()
+            if evaluation is not None:
+                hooks.say("evaluating paper-stage1 ...")
+                agent = DialogManagerAgent(model, device, "paper-stage1")
+                result = evaluate(
+                    agent,
+                    evaluation.episodes,
+                    evaluation.env_kwargs,
+                    max_turns=evaluation.max_turns,
+                    seed=evaluation.seed,
+                )
+                results["paper-stage1"] = summarize(result, seed=evaluation.seed)
+            base = copy.deepcopy(model)
+            stage, iteration = "improve", 0
+            optimizer = stage2_optimizer(model, config.improve_lr)
+            checkpoint(0, checkpoint_dir / STAGE1_CHECKPOINT)
+            checkpoint(0)
+        if stage == "improve" and config.improve_iterations > 0:
+            assert base is not None
+            bar = hooks.bar(config.improve_iterations, iteration, "stage 2 (policy improvement)")
+            improve(
+                model, base, train_env, config.improve_iterations, optimizer, seed=config.seed,
+                start_iteration=iteration, top_k=config.top_k, tau=config.tau, num_negatives=config.num_negatives,
+                device=device, on_iteration=after_iteration("stage2", 2, bar),
+            )  # fmt: skip
+            bar.close()
+        stage = "done"
+        checkpoint(config.improve_iterations)
+        checkpoint(config.improve_iterations, checkpoint_dir / FINAL_CHECKPOINT)
+    finally:
+        envs.close()
+    return model, results
+
+
+# ---------------------------------------------------------------------------- Stable-Baselines3 agents
+def train_sb3_agent(
+    config: SB3TrainingConfig,
+    env_kwargs: Mapping[str, Any],
+    final_path: str | Path,
+    *,
+    device: torch.device | str = "cpu",
+    tensorboard_log: str | Path | None = None,
+    resume: bool = False,
+    hooks: TrainingHooks | None = None,
+) -> SB3Agent:
+    """Train a Stable-Baselines3 agent and write it to ``final_path`` atomically (or, with ``resume``, load it).
+
+    The model trains on ``config.train_split`` with ``config.n_envs`` environments of
+    ``config.train_turns`` turns for ``config.total_timesteps`` steps. SB3 training is not
+    checkpointed midway: ``final_path`` is written once, at the end, and a crash never leaves a
+    half-written model there. For how index actions over the training split are evaluated on
+    another split, see :class:`agents.sb3.SB3Agent`.
+
+    Args:
+        config: the agent and its training settings.
+        env_kwargs: arguments of :class:`~dialog_env.env.DialogRetrievalEnv` (``catalog``, ``user``...);
+            the split and turns come from ``config``.
+        final_path: the model's ``.zip``.
+        device: torch device of the model.
+        tensorboard_log: SB3's TensorBoard folder (``None``: no logs).
+        resume: load the finished model at ``final_path`` instead of training.
+        hooks: progress (one step per environment step) and news (default: silent).
+
+    Returns:
+        The model as an :class:`~agents.base.Agent`, acting on the training split's images.
+
+    Raises:
+        DependencyNotInstalled: stable-baselines3 is not installed.
+        ConfigurationError: not an SB3 agent, or (``resume``) no readable model at ``final_path``.
+    """
+    from agents.sb3 import ProgressCallback, SB3Agent, load_model, make_model, make_training_env
+
+    final_path = Path(final_path)
+    hooks = hooks or TrainingHooks()
+    agent = config.agent
+    env = make_training_env(agent, {**env_kwargs, "split": config.train_split}, n_envs=config.n_envs, seed=config.seed,
+                            max_turns=config.train_turns)  # fmt: skip
+    try:
+        train_catalog = env.get_attr("catalog")[0]
+        if resume:
+            model = load_model(agent, final_path, env, device=str(device))
+            hooks.say(f"resumed from {final_path}: training finished, evaluating")
+        else:
+            log_dir = None if tensorboard_log is None else str(tensorboard_log)
+            model = make_model(agent, env, seed=config.seed, device=str(device), tensorboard_log=log_dir)
+            kind = (
+                "query vector (QueryAction)"
+                if agent in SB3_QUERY_AGENTS
+                else f"image index (Discrete({train_catalog.num_images}))"
+            )
+            hooks.say(
+                f"training {agent} ({type(model).__name__}, action: {kind}) for {config.total_timesteps} steps ..."
+            )
+            bar = hooks.bar(config.total_timesteps, 0, f"{agent} (SB3)")
+            model.learn(config.total_timesteps, callback=ProgressCallback(bar), tb_log_name=agent)
+            bar.close()
+            with atomic_path(final_path, keep_suffix=True) as temporary:  # SB3's save keeps a .zip suffix
+                model.save(temporary)
+    finally:
+        env.close()
+    return SB3Agent(model, agent, action_catalog=train_catalog)
