@@ -159,6 +159,7 @@ class DialogModel:
         reward_fn: str | RewardFunction = "percentile",
     ) -> None:
         self.reward_fn = resolve_reward(reward_fn)
+        self._builtin_reward = any(self.reward_fn is builtin for builtin in REWARD_FUNCTIONS.values())
         user.check_catalog(catalog)
         self.catalog = catalog
         self.user = user
@@ -200,6 +201,8 @@ class DialogModel:
             ConfigurationError: a reward function that returned something else than ``B`` finite numbers.
         """
         rewards = self.reward_fn(percentiles, previous_percentiles, found)
+        if self._builtin_reward:  # known to return (B,) float64 finite values
+            return rewards
         try:
             rewards = np.asarray(rewards, dtype=np.float64)
         except (TypeError, ValueError) as error:
