@@ -22,6 +22,7 @@ from dialog_env.users.base import UserSimulator, make_user
 __all__ = [
     "DialogRetrievalEnv",
     "DialogSettings",
+    "ModelParts",
     "build_dialog",
     "dialog_observation_space",
     "make_catalog",
@@ -332,7 +333,37 @@ def transcript_line(
     )
 
 
-class DialogRetrievalEnv(gym.Env):
+class ModelParts:
+    """The parts of an environment's turn model (``self.model``) as attributes of the environment.
+
+    Shared by :class:`DialogRetrievalEnv` and the vector environment, for planning agents and
+    wrappers that read ``env.unwrapped.catalog`` and the like.
+    """
+
+    model: DialogModel
+
+    @property
+    def catalog(self) -> Catalog:
+        """The catalogue of the split (action indices index it): ``self.model.catalog``."""
+        return self.model.catalog
+
+    @property
+    def user(self) -> UserSimulator:
+        """The user simulator: ``self.model.user``."""
+        return self.model.user
+
+    @property
+    def ranker(self) -> Ranker:
+        """The ranking engine over the split: ``self.model.ranker``."""
+        return self.model.ranker
+
+    @property
+    def vocabulary(self) -> Vocabulary:
+        """The words of the feedback: ``self.model.vocabulary``."""
+        return self.model.vocabulary
+
+
+class DialogRetrievalEnv(ModelParts, gym.Env):
     """Dialog-based interactive image retrieval (Guo et al., NeurIPS 2018).
 
     ## Description
@@ -495,27 +526,6 @@ class DialogRetrievalEnv(gym.Env):
         self._feedback_text = ""
         self._done = True
         self._transcript: list[str] = []
-
-    # ------------------------------------------------------------------ the model's parts
-    @property
-    def catalog(self) -> Catalog:
-        """The catalogue of the split (action indices index it): ``self.model.catalog``."""
-        return self.model.catalog
-
-    @property
-    def user(self) -> UserSimulator:
-        """The user simulator: ``self.model.user``."""
-        return self.model.user
-
-    @property
-    def ranker(self) -> Ranker:
-        """The ranking engine over the split: ``self.model.ranker``."""
-        return self.model.ranker
-
-    @property
-    def vocabulary(self) -> Vocabulary:
-        """The words of the feedback: ``self.model.vocabulary``."""
-        return self.model.vocabulary
 
     # ------------------------------------------------------------------ API
     def reset(

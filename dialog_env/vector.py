@@ -12,12 +12,17 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from dialog_env.catalog import Catalog
 from dialog_env.dynamics import DialogModel, RewardFunction, uniform_except
-from dialog_env.env import CatalogSpec, build_dialog, dialog_observation_space, transcript_frame, transcript_line
+from dialog_env.env import (
+    CatalogSpec,
+    ModelParts,
+    build_dialog,
+    dialog_observation_space,
+    transcript_frame,
+    transcript_line,
+)
 from dialog_env.errors import ConfigurationError, InvalidActionError, ResetNeeded
-from dialog_env.ranking import Ranker
-from dialog_env.text import MAX_FEEDBACK_TOKENS, Vocabulary
+from dialog_env.text import MAX_FEEDBACK_TOKENS
 from dialog_env.users.base import UserSimulator
 
 __all__ = ["DialogRetrievalVectorEnv"]
@@ -38,7 +43,7 @@ def _autoreset_mode(value: Any) -> AutoresetMode:
     )
 
 
-class DialogRetrievalVectorEnv(VectorEnv):
+class DialogRetrievalVectorEnv(ModelParts, VectorEnv):
     """``num_envs`` dialogs of :class:`~dialog_env.env.DialogRetrievalEnv`, batched natively.
 
     ## Description
@@ -225,27 +230,6 @@ class DialogRetrievalVectorEnv(VectorEnv):
         self._needs_reset = np.zeros(batch, dtype=np.bool_)
         self._has_reset = False
         self._transcripts: list[list[str]] = [[] for _ in range(batch)]
-
-    # ------------------------------------------------------------------ the model's parts
-    @property
-    def catalog(self) -> Catalog:
-        """The catalogue of the split (action indices index it): ``self.model.catalog``."""
-        return self.model.catalog
-
-    @property
-    def user(self) -> UserSimulator:
-        """The user simulator: ``self.model.user``."""
-        return self.model.user
-
-    @property
-    def ranker(self) -> Ranker:
-        """The ranking engine over the split: ``self.model.ranker``."""
-        return self.model.ranker
-
-    @property
-    def vocabulary(self) -> Vocabulary:
-        """The words of the feedback: ``self.model.vocabulary``."""
-        return self.model.vocabulary
 
     # ------------------------------------------------------------------ API
     def reset(
