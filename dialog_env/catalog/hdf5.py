@@ -19,23 +19,29 @@ reads for NaN/inf). Files without them are unchanged, so the schema version stay
 
 :meth:`Catalog.save <dialog_env.catalog.model.Catalog.save>` and :meth:`Catalog.load
 <dialog_env.catalog.model.Catalog.load>` are the entry points; importers that stream rows into a
-new file use :func:`create_spatial_dataset`.
+new file use :func:`~dialog_env.catalog.spatial.create_spatial_dataset` (the spatial dataset's own
+layout lives beside its lazy reader, in :mod:`dialog_env.catalog.spatial`). The imports run one
+way: the model imports this module, which imports the spatial storage.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 
 from dialog_env.catalog.arrays import _oversized_message, nonfinite_rows, oversized_rows
+from dialog_env.catalog.spatial import (
+    SPATIAL_DATASET,
+    SPATIAL_STORAGE_DTYPES,
+    HDF5SpatialFeatures,
+    _check_spatial_dataset,
+    create_spatial_dataset,
+)
 from dialog_env.errors import CatalogError, CatalogFormatError, CatalogNotFoundError
 from dialog_env.io import atomic_path
-
-if TYPE_CHECKING:
-    from dialog_env.catalog.model import Catalog
 
 __all__ = [
     "FORMAT_NAME",
@@ -49,60 +55,11 @@ __all__ = [
 
 FORMAT_NAME = "dialog-retrieval-catalog"
 SCHEMA_VERSION = 1
-#: Name of the optional HDF5 dataset holding the ``(N, L, C)`` spatial features.
-SPATIAL_DATASET = "spatial_features"
-#: Storage dtypes accepted for the spatial features (read back as float32).
-SPATIAL_STORAGE_DTYPES = (np.dtype(np.float32), np.dtype(np.float16))
-
-
-def _check_spatial_dataset(dataset, where: str, num_images: int | None = None) -> None:  # noqa: ANN001
-    """Shape and dtype checks of ``/spatial_features`` that read no values."""
-    import h5py
-
-    def fail(message: str) -> CatalogFormatError:
-        return CatalogFormatError(f"catalogue file {where!r}, dataset {SPATIAL_DATASET!r}: {message}")
-
-    if not isinstance(dataset, h5py.Dataset):
-        raise fail("must be a dataset")
-    if dataset.ndim != 3:
-        raise fail(f"must have shape (N, L, C), got shape {dataset.shape}")
-    if dataset.dtype not in SPATIAL_STORAGE_DTYPES:
-        raise fail(f"must be float32 or float16, got {dataset.dtype}")
-    if 0 in dataset.shape:
-        raise fail(f"must be non-empty, got shape {dataset.shape}")
-    if num_images is not None and dataset.shape[0] != num_images:
-        raise fail(f"has {dataset.shape[0]} rows, expected {num_images} (one per image of /features)")
-
-
-def create_spatial_dataset(  # noqa: ANN201 - h5py.Dataset
-    handle,  # noqa: ANN001 - h5py.File
-    shape: tuple[int, int, int],
-    dtype: np.dtype | str = np.float32,
-):
-    """Create the empty ``/spatial_features`` dataset in an open, writable HDF5 catalogue file.
-
-    One image per chunk, uncompressed, so that reading a few random rows touches only those rows.
-    Used by :meth:`Catalog.save` and by importers that stream rows in.
-
-    Args:
-        handle: an ``h5py.File`` opened for writing.
-        shape: ``(N, L, C)``.
-        dtype: float32 or float16 (half the size; values beyond +-65504 become inf).
-
-    Returns:
-        The ``h5py.Dataset``.
-    """
-    dtype = np.dtype(dtype)
-    if dtype not in SPATIAL_STORAGE_DTYPES:
-        raise CatalogError(f"spatial features are stored as float32 or float16, got {dtype}")
-    count, regions, channels = (int(n) for n in shape)
-    return handle.create_dataset(
-        SPATIAL_DATASET, shape=(count, regions, channels), dtype=dtype, chunks=(1, regions, channels)
-    )
-
-
-def write_catalog(catalog: Catalog, path: str | os.PathLike[str]) -> Path:
+def write_catalog(catalog: Any, path: str | os.PathLike[str]) -> Path:
     """Write ``catalog`` to ``path`` in this schema, atomically (:func:`dialog_env.io.atomic_path`).
+
+    ``catalog`` is a :class:`~dialog_env.catalog.model.Catalog` (this module imports no model:
+    the model imports it).
 
     Spatial features are streamed block by block (bounded memory, also from a lazy source)
     and keep their storage dtype (float32 or float16).
@@ -139,7 +96,7 @@ def write_catalog(catalog: Catalog, path: str | os.PathLike[str]) -> Path:
     return path
 
 
-def read_catalog(path: str | os.PathLike[str], cls: type[Catalog]) -> Catalog:
+def read_catalog(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read and validate a catalogue file written by :func:`write_catalog` (or by an importer).
 
     Everything is read into memory except ``/spatial_features``, whose shape and dtype are
@@ -148,7 +105,12 @@ def read_catalog(path: str | os.PathLike[str], cls: type[Catalog]) -> Catalog:
 
     Args:
         path: the HDF5 file.
-        cls: the catalogue class to build (:class:`~dialog_env.catalog.model.Catalog` or a subclass).
+
+    Returns:
+        The arguments of :class:`~dialog_env.catalog.model.Catalog`, by name: ``features``,
+        ``ids``, ``splits``, ``attributes`` and ``attribute_schema`` (``None`` when the file has
+        no attributes; the schema as ``(name, values, ordinal)`` tuples), ``name`` and
+        ``spatial_features``. :meth:`Catalog.load` builds the catalogue from them.
 
     Raises:
         CatalogNotFoundError: the file does not exist.
@@ -171,7 +133,7 @@ def read_catalog(path: str | os.PathLike[str], cls: type[Catalog]) -> Catalog:
         ) from error
     try:
         with handle:
-            return _read_open_file(handle, str(path), cls)
+            return _read_open_file(handle, str(path))
     except CatalogFormatError:
         raise
     except CatalogError as error:
@@ -180,12 +142,8 @@ def read_catalog(path: str | os.PathLike[str], cls: type[Catalog]) -> Catalog:
         raise CatalogFormatError(f"catalogue file {str(path)!r} could not be read: {error}") from error
 
 
-def _read_open_file(handle, where: str, cls: type[Catalog]) -> Catalog:  # noqa: ANN001 - h5py.File
+def _read_open_file(handle, where: str) -> dict[str, Any]:  # noqa: ANN001 - h5py.File
     import h5py
-
-    # Here, not at the top: the model and the spatial storage import this module's schema.
-    from dialog_env.catalog.model import AttributeSchema
-    from dialog_env.catalog.spatial import HDF5SpatialFeatures
 
     def fail(dataset: str, message: str) -> CatalogFormatError:
         return CatalogFormatError(f"catalogue file {where!r}, dataset {dataset!r}: {message}")
@@ -254,7 +212,7 @@ def _read_open_file(handle, where: str, cls: type[Catalog]) -> Catalog:  # noqa:
         raise fail("splits", "holds no split")
 
     attributes: dict[str, np.ndarray] = {}
-    schema: list[AttributeSchema] = []
+    schema: list[tuple[str, tuple[str, ...], bool]] = []  # (name, values, ordinal)
     if "attributes" in handle:
         group = handle["attributes"]
         if not isinstance(group, h5py.Group):
@@ -270,7 +228,7 @@ def _read_open_file(handle, where: str, cls: type[Catalog]) -> Catalog:  # noqa:
             if "values" not in dataset.attrs:
                 raise fail(name, "has no 'values' attribute naming its values")
             values = tuple(v.decode() if isinstance(v, bytes) else str(v) for v in dataset.attrs["values"])
-            schema.append(AttributeSchema(attribute_name, values, bool(dataset.attrs.get("ordinal", False))))
+            schema.append((attribute_name, values, bool(dataset.attrs.get("ordinal", False))))
             attributes[attribute_name] = dataset[()]
 
     spatial: HDF5SpatialFeatures | None = None
@@ -283,7 +241,12 @@ def _read_open_file(handle, where: str, cls: type[Catalog]) -> Catalog:  # noqa:
     name = handle.attrs.get("name", Path(where).stem)
     if isinstance(name, bytes):
         name = name.decode()
-    try:
-        return cls(features, ids, splits, attributes or None, schema or None, name=str(name), spatial_features=spatial)
-    except CatalogError as error:
-        raise CatalogFormatError(f"catalogue file {where!r}: {error}") from error
+    return {
+        "features": features,
+        "ids": ids,
+        "splits": splits,
+        "attributes": attributes or None,
+        "attribute_schema": schema or None,
+        "name": str(name),
+        "spatial_features": spatial,
+    }

@@ -17,7 +17,7 @@ import numpy as np
 from dialog_env.catalog.arrays import _oversized_message, _readonly, nonfinite_rows, oversized_rows
 from dialog_env.catalog.hdf5 import read_catalog, write_catalog
 from dialog_env.catalog.spatial import InMemorySpatialFeatures, SpatialFeatures, _spatial_equal
-from dialog_env.errors import CatalogError
+from dialog_env.errors import CatalogError, CatalogFormatError
 
 __all__ = ["AttributeSchema", "Catalog"]
 
@@ -315,4 +315,10 @@ class Catalog:
                 the wrong dtype or shape, or holds invalid values. The message names the file and
                 the dataset.
         """
-        return read_catalog(path, cls)
+        fields = read_catalog(path)
+        if fields["attribute_schema"] is not None:
+            fields["attribute_schema"] = [AttributeSchema(*entry) for entry in fields["attribute_schema"]]
+        try:
+            return cls(**fields)
+        except CatalogError as error:
+            raise CatalogFormatError(f"catalogue file {str(path)!r}: {error}") from error

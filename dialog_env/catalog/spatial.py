@@ -18,10 +18,67 @@ from pathlib import Path
 import numpy as np
 
 from dialog_env.catalog.arrays import _readonly, nonfinite_rows
-from dialog_env.catalog.hdf5 import SPATIAL_DATASET, _check_spatial_dataset
 from dialog_env.errors import CatalogError, CatalogFormatError, CatalogNotFoundError
 
-__all__ = ["SpatialFeatures", "InMemorySpatialFeatures", "HDF5SpatialFeatures"]
+__all__ = [
+    "SpatialFeatures",
+    "InMemorySpatialFeatures",
+    "HDF5SpatialFeatures",
+    "SPATIAL_DATASET",
+    "SPATIAL_STORAGE_DTYPES",
+    "create_spatial_dataset",
+]
+
+#: Name of the optional HDF5 dataset holding the ``(N, L, C)`` spatial features.
+SPATIAL_DATASET = "spatial_features"
+#: Storage dtypes accepted for the spatial features (read back as float32).
+SPATIAL_STORAGE_DTYPES = (np.dtype(np.float32), np.dtype(np.float16))
+
+
+def _check_spatial_dataset(dataset, where: str, num_images: int | None = None) -> None:  # noqa: ANN001
+    """Shape and dtype checks of ``/spatial_features`` that read no values."""
+    import h5py
+
+    def fail(message: str) -> CatalogFormatError:
+        return CatalogFormatError(f"catalogue file {where!r}, dataset {SPATIAL_DATASET!r}: {message}")
+
+    if not isinstance(dataset, h5py.Dataset):
+        raise fail("must be a dataset")
+    if dataset.ndim != 3:
+        raise fail(f"must have shape (N, L, C), got shape {dataset.shape}")
+    if dataset.dtype not in SPATIAL_STORAGE_DTYPES:
+        raise fail(f"must be float32 or float16, got {dataset.dtype}")
+    if 0 in dataset.shape:
+        raise fail(f"must be non-empty, got shape {dataset.shape}")
+    if num_images is not None and dataset.shape[0] != num_images:
+        raise fail(f"has {dataset.shape[0]} rows, expected {num_images} (one per image of /features)")
+
+
+def create_spatial_dataset(  # noqa: ANN201 - h5py.Dataset
+    handle,  # noqa: ANN001 - h5py.File
+    shape: tuple[int, int, int],
+    dtype: np.dtype | str = np.float32,
+):
+    """Create the empty ``/spatial_features`` dataset in an open, writable HDF5 catalogue file.
+
+    One image per chunk, uncompressed, so that reading a few random rows touches only those rows.
+    Used by :meth:`Catalog.save` and by importers that stream rows in.
+
+    Args:
+        handle: an ``h5py.File`` opened for writing.
+        shape: ``(N, L, C)``.
+        dtype: float32 or float16 (half the size; values beyond +-65504 become inf).
+
+    Returns:
+        The ``h5py.Dataset``.
+    """
+    dtype = np.dtype(dtype)
+    if dtype not in SPATIAL_STORAGE_DTYPES:
+        raise CatalogError(f"spatial features are stored as float32 or float16, got {dtype}")
+    count, regions, channels = (int(n) for n in shape)
+    return handle.create_dataset(
+        SPATIAL_DATASET, shape=(count, regions, channels), dtype=dtype, chunks=(1, regions, channels)
+    )
 
 #: Rows read or written at once when spatial features are streamed (save, comparison).
 _STREAM_BYTES = 64 * 2**20
