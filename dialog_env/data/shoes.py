@@ -55,6 +55,7 @@ import numpy as np
 from dialog_env.catalog import Catalog, create_spatial_dataset, nonfinite_rows
 from dialog_env.data.captions import load_image_captions, load_relative_captions, read_image_names
 from dialog_env.errors import ConfigurationError, DataFileNotFoundError, DataFormatError, DialogEnvError
+from dialog_env.io import atomic_path
 
 __all__ = ["import_shoes", "load_embedding", "main", "EMBEDDING_TRAIN_KEYS", "EMBEDDING_TEST_KEYS"]
 
@@ -441,18 +442,13 @@ def import_shoes(
         name=name,
     )
 
-    temporary = output.with_name(f".{output.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_path(output) as temporary:
         catalog.save(temporary)
         if att_paths:
             _stream_spatial(
                 temporary, att_paths, att_key, att_layout, storage, names, num_train, num_test, chunk_bytes, progress
             )
         Catalog.load(temporary)  # the written file must load (reads no spatial values)
-        os.replace(temporary, output)
-    finally:
-        if temporary.exists():
-            temporary.unlink()
     return output
 
 
