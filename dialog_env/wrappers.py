@@ -16,10 +16,11 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from dialog_env.catalog import Catalog
 from dialog_env.errors import ConfigurationError, InvalidActionError
 from dialog_env.ranking import Ranker
 
-__all__ = ["QueryAction", "nearest_image"]
+__all__ = ["QueryAction", "nearest_image", "query_action_space"]
 
 
 def nearest_image(ranker: Ranker, queries: np.ndarray) -> np.ndarray:
@@ -40,6 +41,17 @@ def nearest_image(ranker: Ranker, queries: np.ndarray) -> np.ndarray:
     """
     indices, _ = ranker.nearest(queries, k=1)
     return indices[:, 0]
+
+
+def query_action_space(catalog: Catalog) -> spaces.Box:
+    """The query actions over ``catalog``: ``Box(low, high, (D,), float32)``, its per-dimension feature range."""
+    features = catalog.features
+    return spaces.Box(
+        low=features.min(axis=0).astype(np.float32),
+        high=features.max(axis=0).astype(np.float32),
+        shape=(features.shape[1],),
+        dtype=np.float32,
+    )
 
 
 class QueryAction(gym.Wrapper, gym.utils.RecordConstructorArgs):
@@ -111,13 +123,7 @@ class QueryAction(gym.Wrapper, gym.utils.RecordConstructorArgs):
                 f"QueryAction wraps a DialogRetrievalEnv, got an environment whose unwrapped class is "
                 f"{type(env.unwrapped).__name__}"
             )
-        features = env.unwrapped.catalog.features
-        self.action_space = spaces.Box(
-            low=features.min(axis=0).astype(np.float32),
-            high=features.max(axis=0).astype(np.float32),
-            shape=(features.shape[1],),
-            dtype=np.float32,
-        )
+        self.action_space = query_action_space(env.unwrapped.catalog)
 
     def step(self, action: Any) -> tuple[dict[str, np.ndarray], SupportsFloat, bool, bool, dict[str, Any]]:
         """Show the catalogue image nearest to the query ``action`` (a ``(D,)`` float vector).
