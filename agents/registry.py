@@ -8,9 +8,13 @@ check a name, list the agents or decide what to import before any optional depen
 | --- | --- | --- |
 | ``core`` | ``paper``, ``random`` | :func:`agents.training.train_paper_agent` (``random``: nothing) |
 | ``evaluation-only`` | ``attribute-oracle`` | nothing (privileged reference) |
-| ``sb3-index`` | ``ppo``, ``a2c``, ``dqn`` | :func:`agents.training.train_sb3_agent`; action: a catalogue index |
-| ``sb3-query`` | ``ppo-query``, ``sac-query``, ``td3-query`` | the same; action: a query vector |
-"""
+| ``sb3-index`` | ``ppo``, ``a2c``, ``dqn``, ``maskable-ppo``, ``recurrent-ppo`` | :func:`agents.training.train_sb3_agent`; action: a catalogue index |
+| ``sb3-query`` | ``ppo-query``, ``sac-query``, ``td3-query``, ``recurrent-ppo-query`` | the same; action: a query vector |
+
+``maskable-ppo``, ``recurrent-ppo`` and ``recurrent-ppo-query`` are sb3-contrib's ``MaskablePPO``
+(with the environment's no-repeat action mask) and ``RecurrentPPO`` (an LSTM policy); sb3-contrib
+comes with the same optional extra as Stable-Baselines3 (``sb3``).
+"""  # noqa: E501 - a Markdown table
 
 from __future__ import annotations
 
@@ -28,10 +32,10 @@ CORE_AGENTS = ("paper", "random")
 #: Agents that are only evaluated, never trained.
 EVAL_ONLY_AGENTS = ("attribute-oracle",)
 #: Stable-Baselines3 agents whose action is a catalogue index (``Discrete(N)``).
-SB3_INDEX_AGENTS = ("ppo", "a2c", "dqn")
+SB3_INDEX_AGENTS = ("ppo", "a2c", "dqn", "maskable-ppo", "recurrent-ppo")
 #: Stable-Baselines3 agents whose action is a query vector (``Box(D)``, through ``QueryAction``).
-SB3_QUERY_AGENTS = ("ppo-query", "sac-query", "td3-query")
-#: Every Stable-Baselines3 agent (they need the optional ``stable-baselines3``).
+SB3_QUERY_AGENTS = ("ppo-query", "sac-query", "td3-query", "recurrent-ppo-query")
+#: Every Stable-Baselines3 agent (they need the optional ``stable-baselines3`` and ``sb3-contrib``).
 SB3_AGENTS = SB3_INDEX_AGENTS + SB3_QUERY_AGENTS
 #: Every agent, in the order commands list them.
 AGENTS = CORE_AGENTS + EVAL_ONLY_AGENTS + SB3_AGENTS
@@ -53,6 +57,9 @@ _SUMMARIES = {
     "ppo-query": "Stable-Baselines3 PPO, action: query vector",
     "sac-query": "Stable-Baselines3 SAC, action: query vector",
     "td3-query": "Stable-Baselines3 TD3, action: query vector",
+    "maskable-ppo": "sb3-contrib MaskablePPO, action: image index, never an image already shown in the dialog",
+    "recurrent-ppo": "sb3-contrib RecurrentPPO (LSTM policy), action: image index",
+    "recurrent-ppo-query": "sb3-contrib RecurrentPPO (LSTM policy), action: query vector",
 }
 
 
@@ -64,7 +71,7 @@ class AgentInfo:
         name: the agent's name, e.g. ``"ppo-query"``.
         kind: a key of :data:`KINDS`.
         trains: whether it is trained before it is evaluated.
-        needs_sb3: whether it needs the optional ``stable-baselines3``.
+        needs_sb3: whether it needs the optional extra ``sb3`` (``stable-baselines3``, ``sb3-contrib``).
         summary: one line for listings.
     """
 

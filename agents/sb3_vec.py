@@ -19,6 +19,14 @@ Actions:
   shown the catalogue image nearest its query (one batched exact nearest-neighbour search) and its
   info gains ``query_index`` and ``query_rank`` (the target's rank w.r.t. the query itself), as
   with :class:`~dialog_env.wrappers.QueryAction`.
+
+Action masks (index actions only): :meth:`NativeDialogVecEnv.action_masks` is the ``(n, N) bool``
+no-repeat mask of the native environment (True = an image not yet shown in that dialog, see
+:meth:`DialogRetrievalVectorEnv.action_masks <dialog_env.vector.DialogRetrievalVectorEnv.action_masks>`),
+and ``env_method("action_masks")`` returns its rows, one ``(N,)`` mask per dialog, as
+``DummyVecEnv`` returns each single environment's: what sb3-contrib's ``get_action_masks(env)``
+and ``MaskablePPO`` read. Because SB3 autoresets in the step that ends a dialog, the mask after a
+step always belongs to the observation that step returned.
 """
 
 from __future__ import annotations
@@ -155,9 +163,40 @@ class NativeDialogVecEnv(VecEnv):
     def env_method(
         self, method_name: str, *method_args: Any, indices: VecEnvIndices = None, **method_kwargs: Any
     ) -> list[Any]:
-        """Call a method of the vector environment once, and return its result for each selected dialog."""
+        """Call a method of the vector environment once, and return its result for each selected dialog.
+
+        ``"action_masks"`` is the exception: each selected dialog gets its own ``(N,) bool`` row of
+        :meth:`action_masks`, as ``DummyVecEnv`` returns each single environment's mask.
+        """
+        if method_name == "action_masks":
+            masks = self.action_masks(*method_args, **method_kwargs)
+            return [masks[i] for i in self._get_indices(indices)]
         result = getattr(self.envs, method_name)(*method_args, **method_kwargs)
         return [result for _ in self._get_indices(indices)]
+
+    def has_attr(self, attr_name: str) -> bool:
+        """Whether the vector environment has ``attr_name``; ``"action_masks"`` only with index actions."""
+        if attr_name == "action_masks":  # sb3-contrib's is_masking_supported asks this
+            return self.action_kind == "index"
+        return super().has_attr(attr_name)
+
+    def action_masks(self) -> np.ndarray:
+        """The no-repeat masks of every dialog (index actions only; see the module docstring).
+
+        Returns:
+            ``(n_envs, N) bool``: row ``i`` True for the images not yet shown in dialog ``i``
+            (after a step that ended it: in the new dialog it was reset to); a fresh array.
+
+        Raises:
+            ConfigurationError: with ``action="query"``, whose actions are query vectors.
+        """
+        if self.action_kind != "index":
+            raise ConfigurationError(
+                f"action masks cover image indices (Discrete(N)), but this NativeDialogVecEnv has "
+                f"action={self.action_kind!r} (Box(D) query vectors, which no mask covers); "
+                f"use action='index' with MaskablePPO or get_action_masks()"
+            )
+        return self.envs.action_masks()
 
     def env_is_wrapped(self, wrapper_class: type[gym.Wrapper], indices: VecEnvIndices = None) -> list[bool]:
         """No dialog is a wrapped single environment (``Monitor``'s statistics are built in)."""

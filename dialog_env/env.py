@@ -380,6 +380,18 @@ class DialogRetrievalEnv(ModelParts, gym.Env):
     ``Discrete(N)``: the index, within the active split, of the image to show next
     (``env.unwrapped.catalog.ids[action]`` is its id). Showing an image twice is allowed.
 
+    ## Action Mask
+
+    ``env.unwrapped.action_masks()`` returns an ``(N,) bool`` array, True for the images *not yet
+    shown* in the current dialog (the first image of ``reset`` counts as shown), the no-repeat
+    mask that sb3-contrib's ``MaskablePPO`` reads (its convention: a method named
+    ``action_masks``, True = allowed). It is a fresh array built from the dialog's ``turn + 1``
+    shown indices, so it costs ``N`` bytes per call and the environment keeps no ``(N,)`` state.
+    While a dialog runs the target is never masked (showing it ends the dialog), so at least one
+    action is allowed. After the dialog ends it stays the ended dialog's mask until ``reset``;
+    before the first ``reset`` every action is allowed. The mask is advice: ``step`` still
+    accepts a masked action.
+
     ## Observation Space
 
     A flat ``Dict`` (Stable-Baselines3 accepts it with ``MultiInputPolicy``):
@@ -526,6 +538,7 @@ class DialogRetrievalEnv(ModelParts, gym.Env):
         self._feedback_text = ""
         self._done = True
         self._transcript: list[str] = []
+        self._shown_history: list[int] = []  # every image shown this dialog, the first one included
 
     # ------------------------------------------------------------------ API
     def reset(
@@ -562,6 +575,7 @@ class DialogRetrievalEnv(ModelParts, gym.Env):
         self._turn = 0
         self._done = False
         self._transcript = []
+        self._shown_history = []
         self._show(initial)
         if self.render_mode == "human":
             self.render()
@@ -591,6 +605,17 @@ class DialogRetrievalEnv(ModelParts, gym.Env):
         if self.render_mode == "human":
             self.render()
         return self._get_obs(), float(reward), terminated, truncated, self._get_info()
+
+    def action_masks(self) -> np.ndarray:
+        """The no-repeat action mask of the current dialog (see "Action Mask").
+
+        Returns:
+            ``(N,) bool``: True for the images of the split not yet shown in the current dialog
+            (all True before the first ``reset``); a fresh array.
+        """
+        mask = np.ones(self.catalog.num_images, dtype=np.bool_)
+        mask[self._shown_history] = False
+        return mask
 
     def render(self) -> str | np.ndarray | None:
         """The transcript: a string (``"ansi"``), printed (``"human"``) or a frame (``"rgb_array"``).
@@ -630,6 +655,7 @@ class DialogRetrievalEnv(ModelParts, gym.Env):
         assert self._target is not None
         response = self.model.respond(np.array([self._target]), np.array([shown]), [self.np_random])
         self._shown = shown
+        self._shown_history.append(shown)
         self._rank = int(response.ranks[0])
         self._percentile = float(response.percentiles[0])
         self._feedback_text = response.captions[0]

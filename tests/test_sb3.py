@@ -1,5 +1,5 @@
-"""Stable-Baselines3 baselines: the features extractor, the QueryAction wrapper, the six agents,
-their evaluation adapter and train_agent.py's SB3 path."""
+"""Stable-Baselines3 baselines: the features extractor, the QueryAction wrapper, every SB3 agent,
+their training environment, their evaluation adapter and train_agent.py's SB3 path."""
 
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ from agents.sb3 import (
     make_model,
     make_training_env,
 )
+from agents.sb3_vec import NativeDialogVecEnv
 from dialog_env import QueryAction
 from dialog_env.errors import ConfigurationError, InvalidActionError
 from dialog_env.ranking import Ranker
@@ -45,6 +46,9 @@ TINY_HYPERPARAMETERS = {
     "ppo-query": {"n_steps": 64, "batch_size": 64, "n_epochs": 2},
     "sac-query": {"learning_starts": 64, "batch_size": 16},
     "td3-query": {"learning_starts": 64, "batch_size": 16},
+    "maskable-ppo": {"n_steps": 64, "batch_size": 64, "n_epochs": 2},
+    "recurrent-ppo": {"n_steps": 64, "batch_size": 64, "n_epochs": 2},
+    "recurrent-ppo-query": {"n_steps": 64, "batch_size": 64, "n_epochs": 2},
 }
 
 
@@ -189,7 +193,7 @@ def test_sb3_check_env_accepts_both_action_views():
         check_env(QueryAction(_env()), warn=True)
 
 
-# ---------------------------------------------------------------------------- the six agents
+# ---------------------------------------------------------------------------- every agent
 @pytest.mark.parametrize("agent", SB3_AGENTS)
 def test_tiny_learn_save_and_load(agent, tmp_path):
     model = _tiny_model(agent)
@@ -211,6 +215,22 @@ def test_same_seed_trains_the_same_model():
     first, second = _tiny_model("ppo", seed=4), _tiny_model("ppo", seed=4)
     for a, b in zip(first.policy.parameters(), second.policy.parameters()):
         torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("agent", ["ppo", "ppo-query"])
+def test_training_env_is_the_native_vec_env_seeded_as_dummy_vec_env_was(agent, catalog):
+    env = make_training_env(agent, {"catalog": SMALL}, n_envs=3, seed=7, max_turns=TURNS)
+    assert isinstance(env, NativeDialogVecEnv)
+    assert env.action_kind == ("query" if agent in QUERY_AGENTS else "index")
+    train = env.get_attr("catalog")[0]  # what agents.training.train_sb3_agent reads
+    assert np.array_equal(train.ids, catalog.select("train").ids)
+    observations = env.reset()
+    for i in range(3):  # dialog i: seed + i, as DummyVecEnv.seed(seed) seeds environment i
+        single, _ = _env().reset(seed=7 + i)
+        for key, value in single.items():
+            np.testing.assert_array_equal(observations[key][i], value)
+    with pytest.raises(ConfigurationError, match="sets 'autoreset_mode' itself"):
+        make_training_env("ppo", {"catalog": SMALL, "autoreset_mode": "NextStep"})
 
 
 def test_make_model_rejects_a_mismatched_action_space_and_unknown_settings():
@@ -299,6 +319,8 @@ def test_train_agent_trains_and_evaluates_sb3_agents(tmp_path, small_catalog_fil
     metrics = json.loads((run / "metrics.json").read_text())
     assert set(metrics["results"]) == {"ppo"} and len(metrics["results"]["ppo"]["turns"]) == 3
     assert "ranking_percentile" not in metrics["results"]["ppo"]["turns"][0]
+    budget = metrics["results"]["ppo"]["interaction_budget"]
+    assert budget["lookahead_calls"] == 0 and budget["simulator_calls"] == budget["dialog_turns"] > 0
     assert (run / "checkpoints" / "final.zip").exists() and (run / "tensorboard" / "ppo_1").is_dir()
     assert "ppo: per-turn results on the test split" in result.stdout
 
