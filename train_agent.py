@@ -8,9 +8,13 @@
     python train_agent.py --run-name mine --resume   # continue an interrupted run
 
 Writes ``runs/NAME/``: ``config.json``, ``checkpoints/`` (``last.pt`` written atomically during
-training, ``stage1.pt``, ``final.pt``; SB3 agents: ``final.zip``), ``metrics.json`` (per-turn metrics with 95% bootstrap
-confidence intervals) and TensorBoard logs (``tensorboard --logdir runs``). Ctrl-C saves a
-checkpoint and exits; ``--resume`` continues from the last checkpoint with the same numbers.
+training, ``stage1.pt``, ``final.pt``; SB3 agents: ``last.zip`` every ``--checkpoint-every-steps``,
+``final.zip``; ``snapshots/`` at the ``--snapshot-calls`` budgets), ``metrics.json`` (per-turn
+metrics with 95% bootstrap confidence intervals, and each trained agent's interaction budget:
+simulator calls, split into dialog turns and look-ahead calls) and TensorBoard logs
+(``tensorboard --logdir runs``; ``budget/*`` is the interaction budget). Ctrl-C saves a
+checkpoint and exits; ``--resume`` continues from the last checkpoint (the paper's agent: with the
+same numbers; SB3 agents: with the same budget and settings, not the same digits).
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from agents.registry import SB3_AGENTS, describe
 from agents.training import (
     LAST_CHECKPOINT,
     SB3_FINAL_MODEL,
+    SB3_LAST_MODEL,
     PaperTrainingConfig,
     SB3TrainingConfig,
     SettingChange,
@@ -57,6 +62,7 @@ from agents.training import (
     train_sb3_agent,
 )
 from dialog_env.cli import dataclass_parser
+from dialog_env.dynamics import InteractionBudget
 from dialog_env.errors import ConfigurationError, DialogEnvError
 from dialog_env.io import atomic_write_json
 from dialog_env.runs import RunFolder, check_folder_name, check_parent_folder
@@ -128,7 +134,18 @@ class Args:
     total_timesteps: int = SB3TrainingConfig.total_timesteps
     """SB3 agents: environment steps of training (the default takes 1-3 minutes per agent on 2 CPU cores)"""
     n_envs: int = SB3TrainingConfig.n_envs
-    """SB3 agents: training environments stepped together"""
+    """SB3 agents: dialogs stepped together (one native vector environment)"""
+    budget_calls: int | None = None
+    """SB3 agents: stop training once the user simulator has written this many captions (the interaction budget),
+    or at --total-timesteps, whichever comes first (the paper's agent's budget follows from its iterations)"""
+    sb3_hyperparameters: str | None = None
+    """SB3 agents: hyper-parameters over the project's defaults (agents/sb3.py MODEL_SPECS) as a JSON object, e.g.
+    '{"learning_rate": 0.0001, "n_steps": 64}'"""
+    checkpoint_every_steps: int = SB3TrainingConfig.checkpoint_every_steps
+    """SB3 agents: environment steps between mid-run checkpoints (last.zip; 0: none)"""
+    snapshot_calls: list[int] = dataclasses.field(default_factory=list)
+    """interaction budgets (simulator calls, look-ahead included) at which a copy of the model is kept in
+    checkpoints/snapshots/ (for learning curves)"""
     checkpoint_every: int = PaperTrainingConfig.checkpoint_every
     """iterations between checkpoints"""
     resume: bool = False
@@ -166,7 +183,7 @@ def validate_args(args: Args) -> None:
                  "num_negatives", "total_timesteps", "n_envs"):  # fmt: skip
         if getattr(args, name) < 1:
             problems.append(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    for name in ("pretrain_iterations", "improve_iterations", "torch_threads"):
+    for name in ("pretrain_iterations", "improve_iterations", "torch_threads", "checkpoint_every_steps"):
         if getattr(args, name) < 0:
             problems.append(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
     for name in ("seed", "eval_seed"):
@@ -179,10 +196,22 @@ def validate_args(args: Args) -> None:
             problems.append(f"--{name.replace('_', '-')} must be a finite number > 0, got {getattr(args, name)}")
     if not (math.isfinite(args.margin) and args.margin >= 0):
         problems.append(f"--margin must be a finite number >= 0, got {args.margin}")
+    if args.budget_calls is not None and args.budget_calls < 1:
+        problems.append(f"--budget-calls must be >= 1, got {args.budget_calls}")
+    if args.budget_calls is not None and args.agent not in SB3_AGENTS:
+        problems.append(
+            f"--budget-calls applies to the SB3 agents; the budget of {args.agent!r} follows from its iterations "
+            "(agents.training.paper_iteration_calls)"
+        )
+    if args.sb3_hyperparameters is not None and args.agent not in SB3_AGENTS:
+        problems.append(f"--sb3-hyperparameters applies to the SB3 agents, not {args.agent!r}")
+    if any(calls < 1 for calls in args.snapshot_calls):
+        problems.append(f"--snapshot-calls must all be >= 1, got {args.snapshot_calls}")
     if args.allow_changed_args and not args.resume:
         problems.append("--allow-changed-args only applies with --resume")
     for check in (
         lambda: user_kwargs_of(args),
+        lambda: sb3_hyperparameters_of(args),
         lambda: resolve_device(args.device),
         lambda: check_parent_folder(args.runs_dir, "--runs-dir"),
         lambda: args.run_name is None or check_folder_name(args.run_name),
@@ -201,17 +230,28 @@ def user_kwargs_of(args: Args) -> dict[str, Any]:
     Raises:
         ConfigurationError: not a JSON object.
     """
-    if not args.user_kwargs:
+    return _json_object(args.user_kwargs, "--user-kwargs")
+
+
+def _json_object(text: str | None, option: str) -> dict[str, Any]:
+    if not text:
         return {}
     try:
-        value = json.loads(args.user_kwargs)
+        value = json.loads(text)
     except json.JSONDecodeError as error:
-        raise ConfigurationError(f"--user-kwargs must be a JSON object, got {args.user_kwargs!r}: {error}") from error
+        raise ConfigurationError(f"{option} must be a JSON object, got {text!r}: {error}") from error
     if not isinstance(value, dict):
-        raise ConfigurationError(
-            f"--user-kwargs must be a JSON object ({{...}}), got {type(value).__name__}: {args.user_kwargs!r}"
-        )
+        raise ConfigurationError(f"{option} must be a JSON object ({{...}}), got {type(value).__name__}: {text!r}")
     return value
+
+
+def sb3_hyperparameters_of(args: Args) -> dict[str, Any]:
+    """``--sb3-hyperparameters`` parsed (an empty dict when not given).
+
+    Raises:
+        ConfigurationError: not a JSON object.
+    """
+    return _json_object(args.sb3_hyperparameters, "--sb3-hyperparameters")
 
 
 # ---------------------------------------------------------------------------- the run
@@ -242,7 +282,9 @@ def _run_in(folder: RunFolder, args: Args, run_name: str, start_time: float) -> 
     run_dir = folder.path
     checkpoint_dir = run_dir / "checkpoints"
     last = checkpoint_dir / LAST_CHECKPOINT
-    if not args.resume and any((checkpoint_dir / name).exists() for name in (LAST_CHECKPOINT, SB3_FINAL_MODEL)):
+    if not args.resume and any(
+        (checkpoint_dir / name).exists() for name in (LAST_CHECKPOINT, SB3_FINAL_MODEL, SB3_LAST_MODEL)
+    ):
         raise ConfigurationError(
             f"run folder {str(run_dir)!r} already holds a checkpoint: pass --resume to continue it, or choose "
             f"another --run-name"
@@ -255,15 +297,18 @@ def _run_in(folder: RunFolder, args: Args, run_name: str, start_time: float) -> 
             resumed = read_training_checkpoint(last)
             previous_args = resumed["args"]
         else:
-            final = checkpoint_dir / SB3_FINAL_MODEL
-            if args.agent in SB3_AGENTS and not final.exists():
+            final, sb3_last = checkpoint_dir / SB3_FINAL_MODEL, checkpoint_dir / SB3_LAST_MODEL
+            if args.agent in SB3_AGENTS and not final.exists() and not sb3_last.exists():
                 raise ConfigurationError(
-                    f"--resume: no finished SB3 model at {str(final)!r} (SB3 training is not checkpointed midway; "
-                    f"start the run again without --resume)"
+                    f"--resume: no SB3 model at {str(final)!r} or checkpoint at {str(sb3_last)!r} (the run stopped "
+                    f"before its first checkpoint; start it again without --resume)"
                 )
             previous_args = _previous_args(run_dir)
         changed = refuse_changed_args(args, previous_args, resumed)
-        trained = resumed is None or is_finished(resumed, args.improve_iterations)
+        if resumed is not None:
+            trained = is_finished(resumed, args.improve_iterations)
+        else:
+            trained = args.agent not in SB3_AGENTS or (checkpoint_dir / SB3_FINAL_MODEL).exists()
         if (run_dir / "metrics.json").is_file() and trained and not changed:
             print(f"run {run_name} is complete: its results are in {run_dir / 'metrics.json'} (delete that file to "
                   f"evaluate it again)")  # fmt: skip
@@ -295,22 +340,28 @@ def _run_in(folder: RunFolder, args: Args, run_name: str, start_time: float) -> 
     )
     results: dict[str, Any] = {}
     agents_to_eval: list[Agent] = []
+    budgets: dict[str, dict[str, int] | None] = {}  # agent -> its training's interaction budget
     if args.agent == "paper":
         evaluation = StageEvaluation(episodes, eval_kwargs, max_turns=args.max_turns, seed=args.eval_seed)
         with stop_on_sigint(lambda notice: _warn(f"\n{notice}")) as stop_requested:
-            final_model, results = train_paper_agent(
+            final_model, results, budget = train_paper_agent(
                 _settings(PaperTrainingConfig, args), env_kwargs, checkpoint_dir, device=device, evaluation=evaluation,
                 resumed=resumed, run_settings=dataclasses.asdict(args),
                 hooks=dataclasses.replace(hooks, stop_requested=stop_requested),
             )  # fmt: skip
-        agents_to_eval.append(
-            DialogManagerAgent(final_model, device, name="paper-stage2" if args.improve_iterations else "paper-stage1")
-        )
+        final_name = "paper-stage2" if args.improve_iterations else "paper-stage1"
+        agents_to_eval.append(DialogManagerAgent(final_model, device, name=final_name))
+        budgets[final_name] = None if budget is None else budget.as_dict()
     elif args.agent in SB3_AGENTS:
-        agents_to_eval.append(train_sb3_agent(
-            _settings(SB3TrainingConfig, args), env_kwargs, checkpoint_dir / SB3_FINAL_MODEL, device=device,
-            tensorboard_log=run_dir / "tensorboard", resume=args.resume, hooks=hooks,
-        ))  # fmt: skip
+        config = _settings(SB3TrainingConfig, args, hyperparameters=sb3_hyperparameters_of(args))
+        with stop_on_sigint(lambda notice: _warn(f"\n{notice}")) as stop_requested:
+            sb3_agent, budget = train_sb3_agent(
+                config, env_kwargs, checkpoint_dir / SB3_FINAL_MODEL, device=device,
+                tensorboard_log=run_dir / "tensorboard", resume=args.resume,
+                hooks=dataclasses.replace(hooks, stop_requested=stop_requested),
+            )  # fmt: skip
+        agents_to_eval.append(sb3_agent)
+        budgets[sb3_agent.name] = None if budget is None else budget.as_dict()
     elif args.agent == "attribute-oracle":
         from agents.oracle import AttributeOracleAgent  # imported here: only this agent needs it
 
@@ -324,12 +375,18 @@ def _run_in(folder: RunFolder, args: Args, run_name: str, start_time: float) -> 
         print(f"evaluating {agent.name} on {len(episodes)} episodes ...", flush=True)
         result = evaluate(agent, episodes, eval_kwargs, max_turns=args.max_turns, seed=args.eval_seed)
         results[agent.name] = summarize(result, seed=args.eval_seed)
+        if agent.name in budgets:
+            results[agent.name]["interaction_budget"] = budgets[agent.name]
+        elif agent.name in ("random", "attribute-oracle"):
+            results[agent.name]["interaction_budget"] = InteractionBudget().as_dict()  # nothing trained
     for name, summary in results.items():
         _log_summary(writer, name, summary)
         print(
             f"\n{name}: per-turn results on the {args.eval_split} split ({summary['episodes']} episodes, mean [95% CI])"
         )
         print(format_turn_table(summary))
+        spent = summary.get("interaction_budget")
+        print(f"training budget: {'unknown' if spent is None else InteractionBudget.from_dict(spent).describe()}")
     if writer is not None:
         writer.close()
     metrics = {
@@ -396,9 +453,10 @@ def _as_option(change: SettingChange) -> str:
 Settings = TypeVar("Settings")
 
 
-def _settings(kind: type[Settings], args: Args) -> Settings:
-    """The library's settings dataclass ``kind`` filled from the options of the same names."""
-    return kind(**{field.name: getattr(args, field.name) for field in dataclasses.fields(kind)})  # type: ignore[arg-type]
+def _settings(kind: type[Settings], args: Args, **others: Any) -> Settings:
+    """The library's settings dataclass ``kind`` filled from the options of the same names, then ``others``."""
+    names = [field.name for field in dataclasses.fields(kind) if field.name not in others]  # type: ignore[arg-type]
+    return kind(**{name: getattr(args, name) for name in names}, **others)
 
 
 def _say(message: str) -> None:

@@ -60,7 +60,8 @@ def rollout_values(
     more images from the simulated shopper's feedback; its value is the sum of the target's ranks
     w.r.t. every image it shows (``1 + horizon`` ranks; 0 for every turn once the target is shown).
     The dialogs are imagined through the environment's turn model and nothing else of the
-    environment.
+    environment; its captions count as look-ahead calls of the model's interaction budget
+    (``B * K * horizon`` per call: the last image's rank needs no caption).
 
     Args:
         base: the base policy (its state after the dialog so far is ``state``).
@@ -90,7 +91,7 @@ def rollout_values(
         if turn == horizon:  # the last image's rank counts; nobody reads its feedback
             ranks = model.ranks(flat_targets, current)
         else:
-            response = model.respond(flat_targets, current, rngs)
+            response = model.respond(flat_targets, current, rngs, purpose="lookahead")
             ranks = response.ranks
         total += np.where(found, 0, ranks)
         found |= current == flat_targets

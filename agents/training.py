@@ -17,8 +17,13 @@ seed and ``i``: a run resumed from ``last.pt`` (:func:`read_training_checkpoint`
 numbers of an uninterrupted one. Stage 2's budget may grow after the fact (a finished run
 continues stage 2 where it ended); :func:`resume_changes` lists what else changed since a run started.
 
-A Stable-Baselines3 agent (:func:`train_sb3_agent`) trains in one go and writes ``final.zip``
-atomically; it is not checkpointed midway.
+A Stable-Baselines3 agent (:func:`train_sb3_agent`) writes ``last.zip`` midway and ``final.zip`` at
+the end (:mod:`agents.sb3_checkpoints`); a resumed run continues from ``last.zip`` with the same
+budget, not the same digits.
+
+Both count their interaction budget (:class:`~dialog_env.dynamics.InteractionBudget`: captions of
+the user simulator, the paper's look-ahead included), log it and keep snapshots of the model at
+fixed budgets (:mod:`agents.snapshots`), so that agents are compared at equal budgets.
 
 Nothing here parses arguments or prints: progress, news and training metrics go to the
 :class:`TrainingHooks` the caller passes (silent by default), and a stop request (e.g. Ctrl-C,
@@ -46,24 +51,27 @@ from agents.dialog_manager import DialogManager, DialogManagerAgent, DialogManag
 from agents.evaluation import EpisodeSet, evaluate, summarize
 from agents.policy_improvement import improve
 from agents.registry import SB3_QUERY_AGENTS, describe, is_sb3_agent
+from agents.snapshots import SnapshotIndex
+from dialog_env.dynamics import InteractionBudget
 from dialog_env.errors import ConfigurationError
-from dialog_env.io import atomic_path
+from dialog_env.io import atomic_path, atomic_write_json, read_json_object
 
 if TYPE_CHECKING:  # Stable-Baselines3 is optional: imported only by train_sb3_agent
     from agents.sb3 import SB3Agent
 
 __all__ = [
-    "BUDGET_ARGS", "FINAL_CHECKPOINT", "LAST_CHECKPOINT", "SB3_FINAL_MODEL", "STAGE1_CHECKPOINT", "STAGES",
-    "TRAINING_ARGS", "TRAINING_KEYS", "PaperTrainingConfig", "ProgressBar", "SB3TrainingConfig", "SettingChange",
-    "StageEvaluation", "TrainingHooks", "TrainingInterrupted", "final_model_path", "is_finished",
-    "prepare_torch", "read_training_checkpoint", "remove_interrupted_writes", "resume_changes", "stage2_optimizer",
-    "stop_on_sigint", "torch_threads_for", "train_paper_agent", "train_sb3_agent",
+    "BUDGET_ARGS", "FINAL_CHECKPOINT", "LAST_CHECKPOINT", "SB3_FINAL_MODEL", "SB3_LAST_MODEL", "STAGE1_CHECKPOINT",
+    "STAGES", "TRAINING_ARGS", "TRAINING_KEYS", "PaperTrainingConfig", "paper_iteration_calls", "ProgressBar",
+    "SB3TrainingConfig", "SettingChange", "StageEvaluation", "TrainingHooks", "TrainingInterrupted",
+    "final_model_path", "is_finished", "prepare_torch", "read_trained_budget", "read_training_checkpoint",
+    "remove_interrupted_writes", "resume_changes", "stage2_optimizer", "stop_on_sigint", "torch_threads_for",
+    "train_paper_agent", "train_sb3_agent",
 ]  # fmt: skip
 
 #: Checkpoint files of the paper's agent in its checkpoint folder (see the module docstring).
 LAST_CHECKPOINT, STAGE1_CHECKPOINT, FINAL_CHECKPOINT = "last.pt", "stage1.pt", "final.pt"
-#: The final model of a Stable-Baselines3 agent in its checkpoint folder.
-SB3_FINAL_MODEL = "final.zip"
+#: The final model of a Stable-Baselines3 agent in its checkpoint folder, and its mid-run checkpoint.
+SB3_FINAL_MODEL, SB3_LAST_MODEL = "final.zip", "last.zip"
 #: The stages a training checkpoint of the paper's agent can be in.
 STAGES = ("pretrain", "improve", "done")
 #: What a training checkpoint holds besides :data:`agents.checkpoints.REQUIRED_KEYS`, with its type.
@@ -75,7 +83,7 @@ TRAINING_KEYS: dict[str, type | tuple[type, ...]] = {
 TRAINING_ARGS = (
     "agent", "seed", "catalog", "train_split", "user", "user_kwargs", "train_turns", "batch_size", "pretrain_lr",
     "margin", "improve_lr", "top_k", "tau", "num_negatives", "total_timesteps", "n_envs", "eval_split", "max_turns",
-    "eval_episodes", "eval_seed",
+    "eval_episodes", "eval_seed", "budget_calls", "sb3_hyperparameters",
 )  # fmt: skip
 #: Iteration budgets a resumed run may raise (stage 1's only while stage 1 is still running).
 BUDGET_ARGS = ("pretrain_iterations", "improve_iterations")
@@ -100,6 +108,9 @@ class PaperTrainingConfig:
         tau: stage 2 softmax temperature.
         num_negatives: stage 2 random negatives in the softmax.
         checkpoint_every: iterations between two writes of ``last.pt``.
+        snapshot_calls: interaction budgets (simulator calls, look-ahead included) at which a
+            copy of the model is kept: after the first iteration that reaches each budget, as
+            ``snapshots/calls-<budget>.pt`` (for learning curves; see :func:`snapshot_path`).
     """
 
     seed: int = 1
@@ -115,6 +126,7 @@ class PaperTrainingConfig:
     tau: float = 0.2
     num_negatives: int = 5
     checkpoint_every: int = 100
+    snapshot_calls: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -128,6 +140,14 @@ class SB3TrainingConfig:
         train_turns: turns per training dialog.
         total_timesteps: environment steps of training.
         n_envs: training environments stepped together.
+        budget_calls: stop once the user simulator has written this many captions
+            (:class:`~dialog_env.dynamics.InteractionBudget`), or at ``total_timesteps``,
+            whichever comes first; ``None``: ``total_timesteps`` only.
+        checkpoint_every_steps: environment steps between two writes of ``last.zip`` (0: none midway).
+        snapshot_calls: interaction budgets at which a copy of the model is kept
+            (``snapshots/calls-<budget>.zip``, see :func:`snapshot_path`).
+        hyperparameters: the model's hyper-parameters over its row of
+            :data:`agents.sb3.MODEL_SPECS` (keyword arguments of :func:`agents.sb3.make_model`).
     """
 
     agent: str
@@ -136,6 +156,10 @@ class SB3TrainingConfig:
     train_turns: int = 5
     total_timesteps: int = 50_000
     n_envs: int = 4
+    budget_calls: int | None = None
+    checkpoint_every_steps: int = 100_000
+    snapshot_calls: tuple[int, ...] = ()
+    hyperparameters: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -289,6 +313,24 @@ def final_model_path(checkpoint_dir: str | Path, agent: str) -> Path:
     return Path(checkpoint_dir) / (SB3_FINAL_MODEL if is_sb3_agent(agent) else FINAL_CHECKPOINT)
 
 
+def read_trained_budget(model_path: str | Path) -> InteractionBudget | None:
+    """The interaction budget a saved model was trained with, or ``None`` if it was saved without one.
+
+    Args:
+        model_path: a checkpoint of the paper's agent (``.pt``: its ``"budget"``) or an SB3 model
+            (``.zip``: the ``.json`` beside it that :func:`train_sb3_agent` writes).
+
+    Raises:
+        ConfigurationError: an unreadable file or budget.
+    """
+    model_path = Path(model_path)
+    if model_path.suffix == ".zip":
+        state = model_path.with_suffix(".json")
+        return InteractionBudget.from_dict(_read_state(state)["budget"]) if state.exists() else None
+    payload = load_checkpoint(model_path)
+    return InteractionBudget.from_dict(payload["budget"]) if "budget" in payload else None
+
+
 def read_training_checkpoint(path: str | Path) -> dict[str, Any]:
     """A training checkpoint of the paper's agent (``last.pt``), with every key a resume needs checked.
 
@@ -404,6 +446,20 @@ def _as_object(value: Any) -> Any:
 
 
 # ---------------------------------------------------------------------------- the paper's agent
+def paper_iteration_calls(config: PaperTrainingConfig) -> tuple[int, int]:
+    """Simulator calls of one stage-1 and one stage-2 iteration of the paper's agent with ``config``.
+
+    Each iteration plays ``B`` dialogs of ``T`` turns (``B (T + 1)`` captions, the first image's
+    included); at turn ``t`` stage 2 also rolls each of its ``K`` candidates forward ``T - t - 1``
+    turns, one caption per imagined turn: ``B K T (T - 1) / 2`` look-ahead calls (catalogues with
+    more than ``K + T`` images; smaller ones run out of candidates). ``tests/test_budget.py``
+    checks this against the counted budget.
+    """
+    turns, batch = config.train_turns, config.batch_size
+    dialog = batch * (turns + 1)
+    return dialog, dialog + batch * config.top_k * turns * (turns - 1) // 2
+
+
 def stage2_optimizer(model: DialogManager, lr: float) -> torch.optim.Optimizer:
     """Adam over everything but the image encoder, which it freezes (stage 2 keeps the embedding space)."""
     for parameter in model.image_encoder.parameters():
@@ -421,8 +477,14 @@ def train_paper_agent(
     resumed: Mapping[str, Any] | None = None,
     run_settings: Mapping[str, Any] | None = None,
     hooks: TrainingHooks | None = None,
-) -> tuple[DialogManager, dict[str, Any]]:
+) -> tuple[DialogManager, dict[str, Any], InteractionBudget | None]:
     """Stage 1 then stage 2, with checkpoints in ``checkpoint_dir`` (see the module docstring).
+
+    The interaction budget (captions of the user simulator: the training dialogs' turns, and
+    stage 2's look-ahead rollouts) is counted from the training environment's turn model, kept in
+    every checkpoint (``"budget"``), logged after every iteration (``budget/simulator_calls``,
+    ``budget/dialog_turns``, ``budget/lookahead_calls`` against the iteration over both stages)
+    and added to the stage-1 summary (``"interaction_budget"``).
 
     The model's initial weights come from torch's global generator: seed it first
     (:func:`prepare_torch`) for a reproducible run.
@@ -441,7 +503,9 @@ def train_paper_agent(
         hooks: progress, news, metrics and stop requests (default: silent, never stopped).
 
     Returns:
-        The final model and the results so far (``{"paper-stage1": summary}`` with an evaluation).
+        The final model, the results so far (``{"paper-stage1": summary}`` with an evaluation) and
+        the interaction budget spent by the whole run (``None`` when it resumed a checkpoint
+        written before budgets were counted).
 
     Raises:
         TrainingInterrupted: a stop request (``last.pt`` was written).
@@ -461,6 +525,8 @@ def train_paper_agent(
     stage, iteration = "pretrain", 0
     results: dict[str, Any] = {}
     optimizer: torch.optim.Optimizer = torch.optim.Adam(model.parameters(), lr=config.pretrain_lr)
+    spent_before: InteractionBudget | None = InteractionBudget()  # by the run before this process
+    snapshots = SnapshotIndex(checkpoint_dir, config.snapshot_calls, ".pt")
 
     last = checkpoint_dir / LAST_CHECKPOINT
     if resumed is not None:
@@ -476,6 +542,16 @@ def train_paper_agent(
         if stage == "done" and iteration < config.improve_iterations:
             stage = "improve"  # a larger stage-2 budget: continue stage 2 where it ended
         hooks.say(f"resumed from {last}: stage {resumed['stage']}, iteration {iteration}")
+        if "budget" in resumed:
+            spent_before = InteractionBudget.from_dict(resumed["budget"])
+        else:
+            spent_before = None
+            hooks.say(f"{last} predates interaction budgets: this run's budget is unknown and not reported")
+    counted_from = train_env.model.budget()
+
+    def spent() -> InteractionBudget | None:
+        """The whole run's budget so far (this process's calls on top of the resumed run's)."""
+        return None if spent_before is None else spent_before + (train_env.model.budget() - counted_from)
 
     def checkpoint(next_iteration: int, path: Path = last) -> None:
         save_checkpoint(path, {
@@ -483,7 +559,11 @@ def train_paper_agent(
             "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "base": None if base is None else base.state_dict(), "model_config": dataclasses.asdict(model_config),
             "vocabulary": vocabulary_words, "args": dict(run_settings or {}), "results": results,
+            **({} if (budget := spent()) is None else {"budget": budget.as_dict()}),
         })  # fmt: skip
+
+    def global_iteration(stage_number: int, i: int) -> int:
+        return i if stage_number == 1 else config.pretrain_iterations + i
 
     def after_iteration(name: str, stage_number: int, bar: ProgressBar) -> Callable[[int, dict[str, float]], None]:
         """The per-iteration callback of a stage: report, honour a stop request, checkpoint periodically."""
@@ -491,9 +571,17 @@ def train_paper_agent(
         def callback(i: int, metrics: dict[str, float]) -> None:
             bar.update(1)
             bar.set_postfix({k: f"{v:.4f}" for k, v in metrics.items()}, refresh=False)
+            budget = spent()
             if hooks.scalar is not None:
                 for key, value in metrics.items():
                     hooks.scalar(f"train/{name}_{key}", value, i)
+                if budget is not None:
+                    for key, value in budget.as_dict().items():
+                        hooks.scalar(f"budget/{key}", value, global_iteration(stage_number, i + 1))
+            if budget is not None:
+                for calls in snapshots.due(budget):
+                    checkpoint(i + 1, snapshots.model_path(calls))
+                    snapshots.record(calls, budget, stage=stage, iteration=i + 1)
             if hooks.stop_requested is not None and hooks.stop_requested():
                 checkpoint(i + 1)
                 raise TrainingInterrupted(last, stage_number, i + 1)
@@ -521,6 +609,10 @@ def train_paper_agent(
                     seed=evaluation.seed,
                 )
                 results["paper-stage1"] = summarize(result, seed=evaluation.seed)
+                stage1_budget = spent()
+                results["paper-stage1"]["interaction_budget"] = (
+                    None if stage1_budget is None else stage1_budget.as_dict()
+                )
             base = copy.deepcopy(model)
             stage, iteration = "improve", 0
             optimizer = stage2_optimizer(model, config.improve_lr)
@@ -540,7 +632,7 @@ def train_paper_agent(
         checkpoint(config.improve_iterations, checkpoint_dir / FINAL_CHECKPOINT)
     finally:
         envs.close()
-    return model, results
+    return model, results, spent()
 
 
 # ---------------------------------------------------------------------------- Stable-Baselines3 agents
@@ -553,60 +645,118 @@ def train_sb3_agent(
     tensorboard_log: str | Path | None = None,
     resume: bool = False,
     hooks: TrainingHooks | None = None,
-) -> SB3Agent:
-    """Train a Stable-Baselines3 agent and write it to ``final_path`` atomically (or, with ``resume``, load it).
+) -> tuple[SB3Agent, InteractionBudget | None]:
+    """Train a Stable-Baselines3 agent, with mid-run checkpoints, and write it to ``final_path`` atomically.
 
-    The model trains on ``config.train_split`` with ``config.n_envs`` environments of
-    ``config.train_turns`` turns for ``config.total_timesteps`` steps. SB3 training is not
-    checkpointed midway: ``final_path`` is written once, at the end, and a crash never leaves a
-    half-written model there. For how index actions over the training split are evaluated on
-    another split, see :class:`agents.sb3.SB3Agent`.
+    The model trains on ``config.train_split`` with ``config.n_envs`` dialogs stepped by the native
+    vector environment (:func:`agents.sb3.make_training_env`) of ``config.train_turns`` turns, for
+    ``config.total_timesteps`` steps or until ``config.budget_calls`` simulator calls, whichever
+    comes first. :class:`agents.sb3_checkpoints.BudgetCallback` counts the interaction budget
+    (logged to TensorBoard as ``budget/*``), writes ``last.zip`` (and ``last.json``, and the
+    replay buffer of off-policy algorithms) next to ``final_path`` every
+    ``config.checkpoint_every`` steps and on a stop request, and keeps the ``config.snapshot_calls``
+    snapshots. At the end ``final_path`` and ``final.json`` (steps and budget) are written. For how
+    index actions over the training split are evaluated on another split, see
+    :class:`agents.sb3.SB3Agent`.
 
     Args:
         config: the agent and its training settings.
-        env_kwargs: arguments of :class:`~dialog_env.env.DialogRetrievalEnv` (``catalog``, ``user``...);
-            the split and turns come from ``config``.
+        env_kwargs: arguments of the environment (``catalog``, ``user``...); the split and turns
+            come from ``config``.
         final_path: the model's ``.zip``.
         device: torch device of the model.
         tensorboard_log: SB3's TensorBoard folder (``None``: no logs).
-        resume: load the finished model at ``final_path`` instead of training.
-        hooks: progress (one step per environment step) and news (default: silent).
+        resume: continue the run in ``final_path``'s folder: a finished one (``final_path``
+            exists) is loaded as it is; an unfinished one continues from ``last.zip``.
+        hooks: progress (one step per environment step), news and stop requests (default: silent).
 
     Returns:
-        The model as an :class:`~agents.base.Agent`, acting on the training split's images.
+        The model as an :class:`~agents.base.Agent`, acting on the training split's images, and the
+        run's interaction budget (``None`` for a finished model saved before budgets were counted).
 
     Raises:
         DependencyNotInstalled: stable-baselines3 is not installed.
-        ConfigurationError: not an SB3 agent, or (``resume``) no readable model at ``final_path``.
+        TrainingInterrupted: a stop request (``last.zip`` was written).
+        ConfigurationError: not an SB3 agent, bad hyper-parameters, or (``resume``) no readable
+            model to resume.
     """
-    from agents.sb3 import ProgressCallback, SB3Agent, load_model, make_model, make_training_env
+    from agents.sb3 import SB3Agent, load_model, make_model, make_training_env
+    from agents.sb3_checkpoints import (
+        LAST_MODEL,
+        LAST_REPLAY,
+        BudgetCallback,
+        load_replay_buffer,
+        read_last_state,
+        vec_env_budget,
+    )  # fmt: skip
 
     final_path = Path(final_path)
+    checkpoint_dir = final_path.parent
+    final_state = final_path.with_suffix(".json")
     hooks = hooks or TrainingHooks()
     agent = config.agent
+    if config.budget_calls is not None and config.budget_calls < 1:
+        raise ConfigurationError(f"budget_calls must be >= 1 simulator calls or None, got {config.budget_calls!r}")
     env = make_training_env(agent, {**env_kwargs, "split": config.train_split}, n_envs=config.n_envs, seed=config.seed,
                             max_turns=config.train_turns)  # fmt: skip
+    hyperparameters = dict(config.hyperparameters)
+    log_dir = None if tensorboard_log is None else str(tensorboard_log)
     try:
         train_catalog = env.get_attr("catalog")[0]
+        if resume and final_path.exists():
+            model = load_model(agent, final_path, env, device=str(device), **hyperparameters)
+            budget = InteractionBudget.from_dict(_read_state(final_state)["budget"]) if final_state.exists() else None
+            spent = "budget unknown" if budget is None else budget.describe()
+            hooks.say(f"resumed from {final_path}: training finished ({spent})")
+            return SB3Agent(model, agent, action_catalog=train_catalog), budget
+        spent_before = InteractionBudget()
+        last = checkpoint_dir / LAST_MODEL
         if resume:
-            model = load_model(agent, final_path, env, device=str(device))
-            hooks.say(f"resumed from {final_path}: training finished, evaluating")
+            if not last.exists():
+                raise ConfigurationError(
+                    f"--resume: neither a finished model {str(final_path)!r} nor a checkpoint {str(last)!r}"
+                )
+            state = read_last_state(checkpoint_dir)
+            model = load_model(agent, last, env, device=str(device), **hyperparameters)
+            if state["replay_buffer"]:
+                load_replay_buffer(model.replay_buffer, checkpoint_dir / LAST_REPLAY)
+            model.tensorboard_log = log_dir
+            model.num_timesteps = state["timesteps"]  # on-policy: the interrupted rollout is collected again
+            spent_before = state["budget"]
+            hooks.say(f"resumed from {last}: {model.num_timesteps:,} steps, {spent_before.describe()}")
         else:
-            log_dir = None if tensorboard_log is None else str(tensorboard_log)
-            model = make_model(agent, env, seed=config.seed, device=str(device), tensorboard_log=log_dir)
-            kind = (
-                "query vector (QueryAction)"
-                if agent in SB3_QUERY_AGENTS
-                else f"image index (Discrete({train_catalog.num_images}))"
-            )
-            hooks.say(
-                f"training {agent} ({type(model).__name__}, action: {kind}) for {config.total_timesteps} steps ..."
-            )
-            bar = hooks.bar(config.total_timesteps, 0, f"{agent} (SB3)")
-            model.learn(config.total_timesteps, callback=ProgressCallback(bar), tb_log_name=agent)
-            bar.close()
-            with atomic_path(final_path, keep_suffix=True) as temporary:  # SB3's save keeps a .zip suffix
-                model.save(temporary)
+            model = make_model(agent, env, **{"seed": config.seed, "device": str(device), "tensorboard_log": log_dir,
+                                              **hyperparameters})  # fmt: skip
+        kind = "query vector" if agent in SB3_QUERY_AGENTS else f"image index (Discrete({train_catalog.num_images}))"
+        until = "" if config.budget_calls is None else f" or {config.budget_calls:,} simulator calls"
+        hooks.say(
+            f"training {agent} ({type(model).__name__}, action: {kind}) for {config.total_timesteps:,} steps{until} ..."
+        )
+        bar = hooks.bar(config.total_timesteps, model.num_timesteps, f"{agent} (SB3)")
+        callback = BudgetCallback(
+            vec_env_budget(env), spent_before, checkpoint_dir, budget_calls=config.budget_calls,
+            checkpoint_every=config.checkpoint_every_steps, snapshot_calls=config.snapshot_calls, progress=bar,
+            stop_requested=hooks.stop_requested,
+        )  # fmt: skip
+        remaining = config.total_timesteps - model.num_timesteps
+        budget_left = config.budget_calls is None or spent_before.simulator_calls < config.budget_calls
+        if remaining > 0 and budget_left:
+            model.learn(remaining, callback=callback, tb_log_name=agent, reset_num_timesteps=not resume)
+        bar.close()
+        if callback.stopped_by_request:
+            raise TrainingInterrupted(last, 1, int(model.num_timesteps))
+        budget = callback.spent()
+        with atomic_path(final_path, keep_suffix=True) as temporary:  # SB3's save keeps a .zip suffix
+            model.save(temporary)
+        stopped_by = "budget" if callback.reached_budget else "timesteps"
+        atomic_write_json(
+            final_state, {"timesteps": int(model.num_timesteps), "budget": budget.as_dict(), "stopped_by": stopped_by}
+        )
+        hooks.say(f"{agent}: {model.num_timesteps:,} steps, {budget.describe()}")
     finally:
         env.close()
-    return SB3Agent(model, agent, action_catalog=train_catalog)
+    return SB3Agent(model, agent, action_catalog=train_catalog), budget
+
+
+def _read_state(path: Path) -> dict[str, Any]:
+    return read_json_object(path, "SB3 run state")

@@ -52,6 +52,7 @@ from agents.training import (
     TrainingInterrupted,
     final_model_path,
     prepare_torch,
+    read_trained_budget,
     read_training_checkpoint,
     remove_interrupted_writes,
     resume_changes,
@@ -61,6 +62,7 @@ from agents.training import (
     train_sb3_agent,
 )
 from dialog_env.cli import dataclass_parser
+from dialog_env.dynamics import InteractionBudget
 from dialog_env.env import DialogRetrievalEnv
 from dialog_env.errors import ConfigurationError, DialogEnvError
 from dialog_env.runs import RunFolder
@@ -134,6 +136,8 @@ class Entry:
     label: str
     results: list[EvaluationResult] = field(default_factory=list)
     seeds: list[int] = field(default_factory=list)
+    budgets: list[InteractionBudget | None] = field(default_factory=list)
+    """per seed: the interaction budget of its training (nothing for the references; ``None``: unknown)"""
 
 
 def bootstrap(values: np.ndarray, rng: np.random.Generator, resamples: int) -> dict[str, float]:
@@ -204,7 +208,7 @@ class Comparison:
         with RunFolder(run_dir, "compare_agents.py") as folder:
             prepare_torch(seed, torch_threads_for(agent))
             device = resolve_device("auto")
-            if is_sb3_agent(agent):  # not checkpointed midway: an interrupted training starts again
+            if is_sb3_agent(agent):  # an interrupted SB3 training starts again (this script keeps no last.zip)
                 folder.started()
                 config = SB3TrainingConfig(agent, seed=seed, total_timesteps=budget.total_timesteps)
                 train_sb3_agent(config, env_kwargs, final, device=device, tensorboard_log=run_dir / "tensorboard")
@@ -255,10 +259,11 @@ class Comparison:
         seeds = list(self.args.seeds or [1])
         entries: dict[str, Entry] = {}
 
-        def add(name: str, label: str, result: EvaluationResult, seed: int) -> None:
+        def add(name: str, label: str, result: EvaluationResult, seed: int, model: Path | None = None) -> None:
             entry = entries.setdefault(name, Entry(name, label))
             entry.results.append(result)
             entry.seeds.append(seed)
+            entry.budgets.append(InteractionBudget() if model is None else read_trained_budget(model))
 
         print("references", flush=True)
         add("random", "random", self._evaluate(RandomAgent(seed=seeds[0]), "rule", seeds[0]), seeds[0])
@@ -274,7 +279,8 @@ class Comparison:
                     model = load_dialog_manager(run_dir / "checkpoints" / checkpoint, self.image_dim, words)
                     name = f"{prefix}-{stage}"
                     result = self._evaluate(DialogManagerAgent(model, name=name), user, seed)
-                    add(name, f"paper {stage.replace('stage', 'stage ')} ({label})", result, seed)
+                    path = run_dir / "checkpoints" / checkpoint
+                    add(name, f"paper {stage.replace('stage', 'stage ')} ({label})", result, seed, path)
         from agents.sb3 import SB3Agent, load_model, make_training_env  # optional dependency, needed from here on
 
         train_split = DialogRetrievalEnv(catalog=self.catalog_path, split="train").catalog
@@ -283,11 +289,10 @@ class Comparison:
             for seed in seeds:
                 run_dir = self._train(agent_name, seed, f"{agent_name}-s{seed}", "rule")
                 spaces_env = make_training_env(agent_name, {"catalog": self.catalog_path, "split": "train"}, n_envs=1)
-                model = load_model(
-                    agent_name, final_model_path(run_dir / "checkpoints", agent_name), spaces_env, device="cpu"
-                )
+                final = final_model_path(run_dir / "checkpoints", agent_name)
+                model = load_model(agent_name, final, spaces_env, device="cpu")
                 agent = SB3Agent(model, agent_name, action_catalog=train_split)
-                add(agent_name, f"SB3 {agent_name}", self._evaluate(agent, "rule", seed), seed)
+                add(agent_name, f"SB3 {agent_name}", self._evaluate(agent, "rule", seed), seed, final)
         return entries
 
 
@@ -304,7 +309,11 @@ def summarize_entries(entries: dict[str, Entry], resamples: int, seed: int) -> d
                 if values is not None:
                     row[metric] = bootstrap(values, rng, resamples)
             turns.append(row)
-        summary[name] = {"label": entry.label, "seeds": entry.seeds, "turns": turns}
+        known = [b for b in entry.budgets if b is not None]
+        budget = None
+        if len(known) == len(entry.budgets):
+            budget = {key: int(np.mean([b.as_dict()[key] for b in known])) for key in InteractionBudget().as_dict()}
+        summary[name] = {"label": entry.label, "seeds": entry.seeds, "turns": turns, "interaction_budget": budget}
     return summary
 
 
@@ -375,14 +384,21 @@ def to_markdown(report: dict[str, Any]) -> str:
         f"(seed {report['eval_seed']}), the same for every agent; training seeds {report['seeds']} for every learned "
         f"agent. Mean [95% bootstrap interval over seeds and episodes], in %.{quick}",
         "",
-        "| agent | seeds | turn | shown-image rank pct. | success by turn | agent ranking pct. | R@10 | R@50 |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "Training budgets differ between agents here (see `--help`): the column *simulator calls* is the mean "
+        "interaction budget of each agent's training (captions of the user simulator, look-ahead included); "
+        "`benchmarks/learning_curves.py` compares agents at equal budgets.",
+        "",
+        "| agent | seeds | simulator calls | turn | shown-image rank pct. | success by turn | agent ranking pct. "
+        "| R@10 | R@50 |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for summary in report["agents"].values():
+        budget = summary.get("interaction_budget")
+        calls = "unknown" if budget is None else f"{budget['simulator_calls']:,}"
         for turn in range(1, 11):
             row = summary["turns"][turn - 1]
             cells = " | ".join(cell(row.get(metric)) for metric in METRICS)
-            lines.append(f"| {summary['label']} | {len(summary['seeds'])} | {turn} | {cells} |")
+            lines.append(f"| {summary['label']} | {len(summary['seeds'])} | {calls} | {turn} | {cells} |")
     lines += ["", "## The paper's claims", ""]
     for item in report["claims"]:
         lines += [f"**{item['claim']}**: {item['verdict']}.", ""]

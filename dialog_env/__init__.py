@@ -10,7 +10,7 @@ from gymnasium.envs.registration import register, registry
 
 from dialog_env.ann import KNN_BACKENDS, KnnIndex, make_knn_index
 from dialog_env.catalog import AttributeSchema, Catalog, SpatialFeatures
-from dialog_env.dynamics import REWARD_FUNCTIONS, DialogModel, Response, RewardFunction
+from dialog_env.dynamics import REWARD_FUNCTIONS, DialogModel, InteractionBudget, Response, RewardFunction
 from dialog_env.env import REWARD_MODES, DialogRetrievalEnv, make_catalog
 from dialog_env.errors import (
     CaptionFormatError,
@@ -53,6 +53,7 @@ __all__ = [
     "DialogModel",
     "DialogRetrievalEnv",
     "DialogRetrievalVectorEnv",
+    "InteractionBudget",
     "InvalidActionError",
     "KNN_BACKENDS",
     "KnnIndex",

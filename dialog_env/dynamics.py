@@ -20,12 +20,20 @@ Reward functions take ``(percentiles, previous_percentiles, found)``, three ``(B
 (``float64``, ``float64``, ``bool``: this turn's rank percentiles, the previous turn's, whether
 the target was shown), and return ``(B,) float64`` rewards. :data:`REWARD_FUNCTIONS` holds the
 built-in ones by name; any callable of that signature may be passed instead.
+
+**Interaction budget.** The model counts every caption its user simulator writes, by purpose:
+``"dialog"`` for the turns of the dialogs the environment plays (the caption of a dialog's first
+image included: a ``T``-turn dialog costs ``T + 1`` captions), ``"lookahead"`` for the turns a
+planner imagines (the paper's stage 2 passes ``purpose="lookahead"``). :meth:`DialogModel.budget`
+returns the counts as an :class:`InteractionBudget`; agents are compared at equal
+``simulator_calls``, look-ahead included. Ranks alone (:meth:`DialogModel.ranks`) cost no call.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -36,7 +44,9 @@ from dialog_env.text import MAX_FEEDBACK_TOKENS, Vocabulary
 from dialog_env.users.base import UserSimulator
 
 __all__ = [
+    "CALL_PURPOSES",
     "DialogModel",
+    "InteractionBudget",
     "Response",
     "RewardFunction",
     "REWARD_FUNCTIONS",
@@ -93,6 +103,80 @@ def resolve_reward(reward: str | RewardFunction) -> RewardFunction:
         f"reward_mode must be one of {list(REWARD_FUNCTIONS)} or a function reward(percentiles, "
         f"previous_percentiles, found) -> rewards, got {reward!r} of type {type(reward).__name__}"
     )
+
+
+#: What a caption of the user simulator is written for (see the module docstring).
+CALL_PURPOSES = ("dialog", "lookahead")
+
+
+@dataclass(frozen=True)
+class InteractionBudget:
+    """Captions written by the user simulator, by purpose: the interaction budget of training.
+
+    Attributes:
+        dialog_turns: captions of the dialogs played with the environment (a dialog's first
+            image included).
+        lookahead_calls: captions of imagined turns (look-ahead rollouts).
+    """
+
+    dialog_turns: int = 0
+    lookahead_calls: int = 0
+
+    @property
+    def simulator_calls(self) -> int:
+        """All captions: ``dialog_turns + lookahead_calls``, the figure agents are compared at."""
+        return self.dialog_turns + self.lookahead_calls
+
+    def __add__(self, other: InteractionBudget) -> InteractionBudget:
+        if not isinstance(other, InteractionBudget):
+            return NotImplemented
+        return InteractionBudget(self.dialog_turns + other.dialog_turns, self.lookahead_calls + other.lookahead_calls)
+
+    def __sub__(self, other: InteractionBudget) -> InteractionBudget:
+        if not isinstance(other, InteractionBudget):
+            return NotImplemented
+        return InteractionBudget(self.dialog_turns - other.dialog_turns, self.lookahead_calls - other.lookahead_calls)
+
+    def describe(self) -> str:
+        """``"1,234,567 simulator calls (1,000,000 dialog turns + 234,567 look-ahead)"``."""
+        return (
+            f"{self.simulator_calls:,} simulator calls ({self.dialog_turns:,} dialog turns + "
+            f"{self.lookahead_calls:,} look-ahead)"
+        )
+
+    def as_dict(self) -> dict[str, int]:
+        """``{"simulator_calls", "dialog_turns", "lookahead_calls"}`` as plain ints (for JSON and logs)."""
+        return {
+            "simulator_calls": self.simulator_calls,
+            "dialog_turns": self.dialog_turns,
+            "lookahead_calls": self.lookahead_calls,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> InteractionBudget:
+        """The budget :meth:`as_dict` wrote (``None``: nothing spent).
+
+        Raises:
+            ConfigurationError: missing keys, values that are not integers >= 0, or a total that
+                does not add up.
+        """
+        if data is None:
+            return cls()
+        if not isinstance(data, Mapping):
+            raise ConfigurationError(f"an interaction budget must be a mapping, got {type(data).__name__}")
+        values = {}
+        for key in ("dialog_turns", "lookahead_calls"):
+            value = data.get(key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ConfigurationError(f"interaction budget {key!r} must be an integer >= 0, got {value!r}")
+            values[key] = value
+        budget = cls(**values)
+        if "simulator_calls" in data and data["simulator_calls"] != budget.simulator_calls:
+            raise ConfigurationError(
+                f"interaction budget: simulator_calls {data['simulator_calls']!r} is not dialog_turns + "
+                f"lookahead_calls = {budget.simulator_calls}"
+            )
+        return budget
 
 
 def uniform_except(
@@ -167,6 +251,11 @@ class DialogModel:
         self.vocabulary = vocabulary if vocabulary is not None else user.vocabulary
         self.max_tokens = int(max_tokens)
         self.num_images = catalog.num_images
+        self._calls = dict.fromkeys(CALL_PURPOSES, 0)
+
+    def budget(self) -> InteractionBudget:
+        """The captions the user simulator has written through this model so far, by purpose."""
+        return InteractionBudget(self._calls["dialog"], self._calls["lookahead"])
 
     def ranks(self, targets: np.ndarray, shown: np.ndarray) -> np.ndarray:
         """``(B,) int64`` exact rank of each target w.r.t. its shown image (no randomness).
@@ -177,21 +266,31 @@ class DialogModel:
         """
         return self.ranker.target_ranks(shown, targets)
 
-    def respond(self, targets: np.ndarray, shown: np.ndarray, rngs: Sequence[np.random.Generator]) -> Response:
-        """The shoppers' answers to one turn of ``B`` dialogs.
+    def respond(
+        self, targets: np.ndarray, shown: np.ndarray, rngs: Sequence[np.random.Generator], purpose: str = "dialog"
+    ) -> Response:
+        """The shoppers' answers to one turn of ``B`` dialogs (``B`` simulator calls, counted under ``purpose``).
 
         Args:
             targets: ``(B,) int64`` target indices.
             shown: ``(B,) int64`` shown image indices.
             rngs: ``B`` generators, one per dialog: the user's draws for dialog ``b`` come from
                 ``rngs[b]`` only, so a batch behaves exactly like its dialogs played one by one.
+            purpose: what the captions are for, one of :data:`CALL_PURPOSES` (``"lookahead"`` for
+                imagined turns).
 
         Returns:
             The :class:`Response` (ranks, percentiles, captions, tokens).
+
+        Raises:
+            ConfigurationError: an unknown ``purpose``.
         """
+        if purpose not in self._calls:
+            raise ConfigurationError(f"unknown purpose {purpose!r} of a simulator call; choose one of {CALL_PURPOSES}")
         ranks = self.ranker.target_ranks(shown, targets)
         captions = self.user.describe(self.catalog, targets, shown, rngs)
         tokens = self.vocabulary.encode_batch(captions, self.max_tokens)
+        self._calls[purpose] += len(captions)
         return Response(ranks, rank_percentile(ranks, self.num_images), captions, tokens)
 
     def reward(self, percentiles: np.ndarray, previous_percentiles: np.ndarray, found: np.ndarray) -> np.ndarray:

@@ -18,7 +18,11 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["atomic_path", "atomic_write_text", "atomic_write_json", "atomic_torch_save", "json_default"]
+from dialog_env.errors import ConfigurationError
+
+__all__ = [
+    "atomic_path", "atomic_write_text", "atomic_write_json", "atomic_torch_save", "json_default", "read_json_object",
+]  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -75,6 +79,25 @@ def atomic_write_json(path: str | os.PathLike[str], payload: Any, *, indent: int
     """
     text = json.dumps(payload, indent=indent, default=json_default) + "\n"
     return atomic_write_text(path, text)
+
+
+def read_json_object(path: str | os.PathLike[str], what: str) -> dict[str, Any]:
+    """The JSON object in ``path`` (a file this project wrote, read as untrusted text).
+
+    Args:
+        path: the file.
+        what: what the file is, for the error message (``"SB3 checkpoint state"``).
+
+    Raises:
+        ConfigurationError: a missing or unreadable file, invalid JSON, or not a JSON object.
+    """
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise ConfigurationError(f"{str(path)!r} is not a readable {what} (JSON): {error}") from error
+    if not isinstance(data, dict):
+        raise ConfigurationError(f"{str(path)!r} is not a {what}: it holds a JSON {type(data).__name__}")
+    return data
 
 
 def atomic_torch_save(path: str | os.PathLike[str], payload: Any) -> Path:

@@ -298,6 +298,15 @@ def test_train_agent_end_to_end(tmp_path, small_catalog_file):
     assert set(metrics["results"]) == {"paper-stage1", "paper-stage2", "random"}
     stage2 = metrics["results"]["paper-stage2"]
     assert len(stage2["turns"]) == 4 and {"ranking_percentile", "recall@10", "recall@50"} <= set(stage2["turns"][0])
+    # 8 dialogs of 3 turns (4 captions each) per iteration; stage 2 looks 4 candidates ahead 2 + 1 turns.
+    stage1_calls, stage2_calls = 8 * 4, 8 * 4 + 8 * 4 * 3
+    assert metrics["results"]["paper-stage1"]["interaction_budget"] == {
+        "simulator_calls": 4 * stage1_calls, "dialog_turns": 4 * stage1_calls, "lookahead_calls": 0}  # fmt: skip
+    assert stage2["interaction_budget"] == {
+        "simulator_calls": 4 * stage1_calls + 2 * stage2_calls, "dialog_turns": 6 * stage1_calls,
+        "lookahead_calls": 2 * (stage2_calls - stage1_calls)}  # fmt: skip
+    assert metrics["results"]["random"]["interaction_budget"]["simulator_calls"] == 0
+    assert f"training budget: {4 * stage1_calls + 2 * stage2_calls:,} simulator calls" in result.stdout
     for name in ("last.pt", "stage1.pt", "final.pt"):
         assert (run / "checkpoints" / name).exists()
     assert list((run / "tensorboard").iterdir())
