@@ -2,8 +2,9 @@
 
     python train_agent.py                       # the paper's agent: stage 1, stage 2, evaluation
     python train_agent.py --agent random        # the random reference (no training)
-    python train_agent.py --agent ppo           # a Stable-Baselines3 baseline (ppo, a2c, dqn on the
-                                                # image index; ppo-query, sac-query, td3-query on a query vector)
+    python train_agent.py --agent ppo           # a Stable-Baselines3 baseline (ppo, a2c, dqn, maskable-ppo,
+                                                # recurrent-ppo on the image index; ppo-query, sac-query,
+                                                # td3-query, recurrent-ppo-query on a query vector)
     python train_agent.py --agent attribute-oracle   # the attribute oracle (no training)
     python train_agent.py --run-name mine --resume   # continue an interrupted run
 
@@ -79,8 +80,8 @@ class Args:
 
     agent: str = "paper"
     """agent to train and evaluate: paper (stage 1 then stage 2); random or attribute-oracle (no training); or a
-    Stable-Baselines3 baseline: ppo, a2c, dqn (action: image index) or ppo-query, sac-query, td3-query (action:
-    query vector)"""
+    Stable-Baselines3 baseline: ppo, a2c, dqn, maskable-ppo, recurrent-ppo (action: image index) or ppo-query,
+    sac-query, td3-query, recurrent-ppo-query (action: query vector)"""
     run_name: str | None = None
     """run folder under --runs-dir (default: AGENT-sSEED)"""
     runs_dir: str = "runs"

@@ -147,7 +147,13 @@ def _sb3_config(agent="ppo", **overrides):
 def test_sb3_training_stops_at_its_budget_and_writes_it(catalog, tmp_path):
     pytest.importorskip("stable_baselines3")
     config = _sb3_config(budget_calls=100, snapshot_calls=(50,), checkpoint_every_steps=0)
-    agent, budget = train_sb3_agent(config, {"catalog": catalog}, tmp_path / "final.zip")
+    agent, budget = train_sb3_agent(config, {"catalog": catalog}, tmp_path / "final.zip", tensorboard_log=tmp_path)
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path / "ppo_1"))
+    events.Reload()
+    logged = [(e.step, e.value) for e in events.Scalars("budget/simulator_calls")]
+    assert logged and logged[-1][1] <= budget.simulator_calls and all(v > s for s, v in logged)  # calls > steps
     # 4 dialogs per vector step: 4 captions at the first reset, 4 per step, 4 more per dialog restart.
     assert 100 <= budget.simulator_calls < 100 + 8 and budget.lookahead_calls == 0
     state = json.loads((tmp_path / "final.json").read_text())
