@@ -70,6 +70,7 @@ def test_curves_in_parts_then_complete_then_reused(tmp_path, catalog_file):
         "agents"]["ppo"][0]  # fmt: skip
     markdown = (tmp_path / "out" / "learning_curves.md").read_text()
     assert "## Fixed budget: 1,200 simulator calls" in markdown and "| random (no training) |" in markdown
+    assert "best generic agent `ppo`" in markdown and report["claim2"][0]["best_generic"] == "ppo"
     assert (tmp_path / "out" / "learning_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     again = _run(_command(tmp_path, catalog_file), tmp_path)
@@ -113,3 +114,20 @@ def test_variants_sweep_settings_over_an_agents_own():
             learning_curves.check_args(dataclasses.replace(args, agents=bad))
     with pytest.raises(Exception, match="--variants"):
         learning_curves.check_args(dataclasses.replace(args, variants="[1]"))
+
+
+def _point(mean, half_width):
+    value = {"mean": mean, "mean_ci": [mean - half_width, mean + half_width]}
+    return {"calls": 100, "success@10": value, "shown_percentile@5": value}
+
+
+def test_claim2_compares_the_paper_with_the_best_generic_agent_at_each_track():
+    args = learning_curves.Args(agents=["paper", "ppo", "a2c"], tracks=[100], checkpoints=[100], max_calls=100)
+    agents = {"paper": [_point(0.4, 0.05)], "ppo": [_point(0.1, 0.05)], "a2c": [_point(0.38, 0.05)]}
+    (claim,) = learning_curves.judge_claim2(args, agents)
+    assert claim["best_generic"] == "a2c" and claim["success@10"]["verdict"] == "inconclusive"
+    (claim,) = learning_curves.judge_claim2(args, {**agents, "a2c": [_point(0.2, 0.05)]})
+    assert claim["best_generic"] == "a2c" and claim["success@10"]["verdict"] == "supported"
+    (claim,) = learning_curves.judge_claim2(args, {**agents, "paper": [_point(0.01, 0.005)]})
+    assert claim["success@10"]["verdict"] == "not supported"
+    assert "not measured" in learning_curves.judge_claim2(args, {"ppo": agents["ppo"]})[0]["verdict"]
