@@ -1,13 +1,29 @@
 """Stable-Baselines3 baselines for ``DialogRetrieval-v0``.
 
-Six agents, named as on ``train_agent.py``'s command line (the table below): the *index* agents
-act with ``Discrete(N)``, a catalogue index, on ``DialogRetrievalEnv``; the *query* agents with
-``Box(D)``, a query vector, on ``QueryAction(DialogRetrievalEnv)``.
+Nine agents, named as on ``train_agent.py``'s command line (the table below), three of them from
+sb3-contrib (``MaskablePPO``, ``RecurrentPPO``): the *index* agents act with ``Discrete(N)``, a
+catalogue index; the *query* agents with ``Box(D)``, a query vector (as
+:class:`~dialog_env.wrappers.QueryAction`). They train on :func:`make_training_env`, an SB3
+``VecEnv`` over the native vector environment (:class:`~agents.sb3_vec.NativeDialogVecEnv`).
 
-Every policy is SB3's ``MultiInputPolicy`` with :class:`DialogFeaturesExtractor` as its features
-extractor (passed through ``policy_kwargs``). :class:`SB3Agent` adapts a trained model to the
-:class:`~agents.base.Agent` protocol, so that it is evaluated by :func:`agents.evaluation.evaluate`
-exactly like every other agent.
+Every policy is SB3's ``MultiInputPolicy`` (``RecurrentPPO``'s ``MultiInputLstmPolicy``: the
+features, then an LSTM, then the MLP heads), :attr:`ModelSpec.policy`, with
+:class:`DialogFeaturesExtractor` as its features extractor (passed through ``policy_kwargs``).
+
+- ``maskable-ppo`` is PPO that never shows an image twice in a dialog: each step it reads the
+  environment's no-repeat mask (``env.action_masks()``, True = not yet shown) and gives the
+  shown images probability 0. Its rollout buffer keeps the masks, ``n_steps * n_envs * N``
+  float32 (41 MB at ``n_steps = 256``, 4 environments, ``N = 10,000``).
+- ``recurrent-ppo`` and ``recurrent-ppo-query`` are PPO with an LSTM over the dialog's turns, so
+  the policy can combine all the feedback so far (the paper's state tracker is recurrent too)
+  instead of seeing only the last caption and image. Both actions are offered: the index one
+  compares directly with ``ppo`` and ``maskable-ppo``; the query one is the closest to the
+  paper's agent (a recurrent state tracker that emits a point in feature space, shown as its
+  nearest image), whose action means the same on the train and test splits and generalises
+  across neighbouring images, where an index policy must learn each of ``N`` outputs.
+
+:class:`SB3Agent` adapts a trained model to the :class:`~agents.base.Agent` protocol, so that it
+is evaluated by :func:`agents.evaluation.evaluate` exactly like every other agent.
 
 **Hyper-parameters.** :func:`make_model` builds every agent from one table, :data:`MODEL_SPECS`:
 per agent, the algorithm, the action and the hyper-parameters of the project that differ from
@@ -15,6 +31,7 @@ SB3's defaults (everything else is SB3's); keyword arguments of :func:`make_mode
 (any keyword of the algorithm's constructor; unknown ones are refused with the list of known
 ones). Every agent also gets ``seed=0`` and ``policy_kwargs=default_policy_kwargs()``
 (:class:`DialogFeaturesExtractor`, then ``net_arch=[64, 64]``) (:data:`COMMON_HYPERPARAMETERS`).
+For the sb3-contrib agents "SB3's default" is sb3-contrib's.
 
 | agent | algorithm | action | hyper-parameter | project | SB3's default |
 | --- | --- | --- | --- | --- | --- |
@@ -43,6 +60,12 @@ ones). Every agent also gets ``seed=0`` and ``policy_kwargs=default_policy_kwarg
 | | | | ``batch_size`` | 128 | 256 |
 | | | | ``gamma`` | 0.9 | 0.99 |
 | | | | ``action_noise_scale`` (the project's) | 0.1 | no action noise |
+| ``maskable-ppo`` | MaskablePPO | index | as ``ppo`` | | |
+| ``recurrent-ppo`` | RecurrentPPO | index | as ``ppo``, and: | | |
+| | | | ``n_steps`` (per environment) | 256 | 128 |
+| | | | ``batch_size`` | 256 | 128 |
+| | | | ``policy_kwargs["lstm_hidden_size"]`` | 64 | 256 |
+| ``recurrent-ppo-query`` | RecurrentPPO | query | as ``recurrent-ppo`` | | |
 | every agent | | | ``seed`` | 0 | ``None`` |
 | | | | ``policy_kwargs`` | :func:`default_policy_kwargs` | SB3's extractor |
 
@@ -55,6 +78,8 @@ rather than SB3's million: a transition holds two observations of ``16 * 8 + 4 D
 the action box, the catalogue's feature range. ``action_noise_scale``, the project's own
 hyper-parameter, is TD3's exploration: Gaussian action noise whose standard deviation is that share
 of half the width of the action box, per dimension (SB3's ``action_noise`` replaces it).
+``lstm_hidden_size=64`` matches the 64-unit layers after the extractor and keeps the two LSTMs
+(actor and critic) about 8 times smaller than with sb3-contrib's 256 units, for CPU budgets.
 
 **Train split vs evaluation split.** Models are trained on the ``train`` split and evaluated on
 the ``test`` split, which holds *other* images (10,000 vs 4,658 in the default catalogue).
@@ -88,23 +113,32 @@ from torch import nn
 from agents import registry
 from agents.base import Agent
 from dialog_env.catalog import Catalog
-from dialog_env.env import DialogRetrievalEnv, make_catalog
+from dialog_env.env import make_catalog
 from dialog_env.errors import ConfigurationError, DependencyNotInstalled
 
 try:
     from stable_baselines3 import A2C, DQN, PPO, SAC, TD3
     from stable_baselines3.common.base_class import BaseAlgorithm
     from stable_baselines3.common.callbacks import BaseCallback
-    from stable_baselines3.common.monitor import Monitor
     from stable_baselines3.common.noise import NormalActionNoise
     from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
-    from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
+    from stable_baselines3.common.vec_env import VecEnv
 except ImportError as error:  # an optional dependency (setup.cfg extra "sb3")
     raise DependencyNotInstalled(
         f'the Stable-Baselines3 agents need stable-baselines3: pip install "dialog-retrieval-env[sb3]" ({error})'
     ) from error
+try:
+    from sb3_contrib import MaskablePPO, RecurrentPPO
+    from sb3_contrib.common.maskable.utils import is_masking_supported
+except ImportError as error:  # the same optional extra "sb3" lists sb3-contrib
+    raise DependencyNotInstalled(
+        f'the Stable-Baselines3 agents maskable-ppo and recurrent-ppo need sb3-contrib: '
+        f'pip install "dialog-retrieval-env[sb3]" ({error})'
+    ) from error
+from agents.sb3_policies import policy_for
+from agents.sb3_vec import NativeDialogVecEnv
 from dialog_env.ranking import Ranker
-from dialog_env.wrappers import QueryAction, nearest_image
+from dialog_env.wrappers import nearest_image
 
 __all__ = [
     "DialogFeaturesExtractor",
@@ -201,15 +235,49 @@ class DialogFeaturesExtractor(BaseFeaturesExtractor):
             ``(B, features_dim)`` float32 features.
         """
         tokens = observations["feedback"].round().long().clamp(0, self.vocab_size - 1)
-        mask = (tokens != 0).unsqueeze(1)  # (B, 1, L)
-        words = self.embedding(tokens).transpose(1, 2)  # (B, word_dim, L)
-        channels = torch.relu(self.conv(words))  # (B, text_dim, L), >= 0
+        mask = (tokens != 0).unsqueeze(2)  # (B, L, 1)
+        channels = torch.relu(self._convolve_words(tokens))  # (B, L, text_dim), >= 0
         # Zeroing padded positions before the max is the masked max, because ReLU outputs are
         # >= 0; a caption without tokens encodes to zeros.
-        text = (channels * mask).amax(dim=2)
+        text = (channels * mask).amax(dim=1)
         image = self.image_mlp(observations["image"].float())
         turn = observations["turn"].float() / self.max_turns
         return torch.cat([text, image, turn], dim=1)
+
+    #: Batches at least this large convolve by table look-ups; smaller ones (SB3's one-dialog
+    #: value bootstraps) through ``nn.Conv1d`` itself, which has fewer calls' overhead.
+    TABLE_MIN_BATCH = 8
+
+    def _convolve_words(self, tokens: torch.Tensor) -> torch.Tensor:
+        """``self.conv`` over the embedded tokens, by table look-ups for batches of 8 or more.
+
+        Embedding then convolving is linear in the embedding, so the contribution of word ``v``
+        at kernel offset ``j`` to every channel is one row of the table ``E @ W[:, :, j].T``
+        (``V x text_dim``; all tables are one 147 x 32 x 192 product); the convolution at a
+        position is the bias plus the sum of ``kernel_size`` rows, one ``embedding_bag``. Same
+        function of the same parameters as ``self.conv(self.embedding(tokens).transpose(1, 2))``,
+        for batches of 64-256 on CPU 2-10x cheaper than ``nn.Conv1d`` forward and about 1.5x
+        forward and backward (issue 14). As with ``nn.Embedding``'s ``padding_idx``, row 0 gets no gradient; the
+        convolution's zero padding at both ends is an extra all-zero row (index ``V``).
+
+        Args:
+            tokens: ``(B, L)`` int64 token ids in ``[0, V)``.
+
+        Returns:
+            ``(B, L, text_dim)`` float32 pre-activation channels.
+        """
+        batch, length = tokens.shape
+        if batch < self.TABLE_MIN_BATCH:
+            return self.conv(self.embedding(tokens).transpose(1, 2)).transpose(1, 2)
+        width, rows = self.conv.kernel_size[0], self.vocab_size + 1
+        weight = self.embedding.weight  # (V, word_dim)
+        words = torch.cat([weight[:1].detach(), weight[1:], weight.new_zeros(1, weight.shape[1])])  # (V + 1, word_dim)
+        tables = torch.matmul(words, self.conv.weight.permute(2, 1, 0)).reshape(width * rows, -1)  # (width (V+1), O)
+        padded = nn.functional.pad(tokens, (width // 2, width // 2), value=self.vocab_size)  # (B, L + width - 1)
+        # Window position t, offset j: word padded[t + j], looked up in table j.
+        windows = padded.unfold(1, width, 1) + torch.arange(width, device=tokens.device) * rows  # (B, L, width)
+        channels = nn.functional.embedding_bag(windows.reshape(-1, width), tables, mode="sum")  # (B L, O)
+        return channels.reshape(batch, length, -1) + self.conv.bias
 
 
 def _check_observation_space(observation_space: Any) -> None:
@@ -251,20 +319,30 @@ def make_training_env(
     n_envs: int = 4,
     seed: int = 0,
     max_turns: int = 5,
-) -> VecEnv:
-    """The SB3 vector environment an agent trains on: ``n_envs`` monitored single environments.
+) -> NativeDialogVecEnv:
+    """The SB3 vector environment an agent trains on: ``n_envs`` dialogs of one native vector environment.
 
-    Index agents get ``DialogRetrievalEnv`` itself, query agents ``QueryAction`` around it. The
-    catalogue is resolved once and shared by the ``n_envs`` environments. Environment ``i`` is
-    seeded with ``seed + i`` at its first reset.
+    A :class:`~agents.sb3_vec.NativeDialogVecEnv` (all dialogs ranked with one matrix product and
+    captioned with one user call per step) with the agent's action: image indices for index
+    agents, query vectors (as :class:`~dialog_env.wrappers.QueryAction`) for query agents. Per
+    dialog its transitions equal those of ``DummyVecEnv`` over ``n_envs`` ``Monitor``-wrapped
+    single environments (``QueryAction`` around them for query agents), which this function
+    returned before (``tests/test_sb3_vec.py``), ``Monitor``'s episode statistics included. Dialog
+    ``i`` is seeded with ``seed + i`` at the first reset, as ``DummyVecEnv.seed(seed)`` seeds
+    environment ``i``. With index actions it also has the no-repeat ``action_masks()`` that
+    ``maskable-ppo`` trains with. ``env.get_attr("catalog")[0]`` is the training split.
 
     Args:
         agent: one of :data:`SB3_AGENTS`.
         env_kwargs: arguments of :class:`~dialog_env.env.DialogRetrievalEnv` (``catalog``,
-            ``split``, ``user``, ``reward_mode``...); not ``max_turns`` or ``expose_target``.
-        n_envs: environments stepped together (``DummyVecEnv``).
-        seed: seed of the first resets.
+            ``split``, ``user``, ``reward_mode``...); not ``max_turns``, ``expose_target``,
+            ``num_envs`` or ``autoreset_mode``.
+        n_envs: dialogs stepped together.
+        seed: seed of the first resets (dialog ``i``: ``seed + i``).
         max_turns: turns per training dialog.
+
+    Returns:
+        The environment, not reset yet (SB3's ``learn`` resets it).
 
     Raises:
         ConfigurationError: unknown agent, ``n_envs < 1`` or reserved ``env_kwargs``.
@@ -273,17 +351,12 @@ def make_training_env(
     if isinstance(n_envs, bool) or not isinstance(n_envs, int) or n_envs < 1:
         raise ConfigurationError(f"n_envs must be an integer >= 1, got {n_envs!r}")
     env_kwargs = dict(env_kwargs or {})
-    for reserved in ("max_turns", "expose_target"):
+    for reserved in ("max_turns", "expose_target", "num_envs", "autoreset_mode"):
         if reserved in env_kwargs:
             raise ConfigurationError(f"make_training_env() sets {reserved!r} itself; remove it from env_kwargs")
     env_kwargs["catalog"] = make_catalog(env_kwargs.get("catalog"))
-    query = agent in QUERY_AGENTS
-
-    def make_one() -> gym.Env:
-        env: gym.Env = Monitor(DialogRetrievalEnv(max_turns=max_turns, **env_kwargs))
-        return QueryAction(env) if query else env
-
-    vec_env = DummyVecEnv([make_one for _ in range(n_envs)])
+    action = "query" if agent in QUERY_AGENTS else "index"
+    vec_env = NativeDialogVecEnv(n_envs, action=action, max_turns=max_turns, **env_kwargs)
     vec_env.seed(seed)
     return vec_env
 
@@ -294,16 +367,21 @@ class ModelSpec:
     """How :func:`make_model` builds one agent's SB3 model.
 
     Attributes:
-        algorithm: the SB3 algorithm class (its constructor takes the hyper-parameters).
+        algorithm: the SB3 (or sb3-contrib) algorithm class (its constructor takes the
+            hyper-parameters).
         action: ``"index"`` (``Discrete(N)``, the plain environment) or ``"query"`` (``Box(D)``,
             :class:`~dialog_env.wrappers.QueryAction`).
         hyperparameters: the project's defaults: only those that differ from SB3's, or that the
             project fixes on purpose (on top of :data:`COMMON_HYPERPARAMETERS`).
+        policy: the policy :func:`make_model` passes to the algorithm: a name the algorithm
+            knows (``"MultiInputPolicy"``; ``"MultiInputLstmPolicy"`` for ``RecurrentPPO``) or a
+            policy class.
     """
 
     algorithm: type[BaseAlgorithm]
     action: str
     hyperparameters: Mapping[str, Any]
+    policy: str | type = "MultiInputPolicy"
 
 
 #: Hyper-parameters every agent gets: a fixed seed (SB3: none) and the dialog features extractor.
@@ -312,6 +390,8 @@ COMMON_HYPERPARAMETERS: dict[str, Any] = {"seed": 0, "policy_kwargs": default_po
 _PPO = {"n_steps": 256, "batch_size": 256, "n_epochs": 4, "gamma": 0.9, "ent_coef": 0.01}
 #: The off-policy algorithms' replay buffer and warm-up (why: see the module docstring).
 _REPLAY = {"buffer_size": 50_000, "learning_starts": 1_000}
+#: RecurrentPPO: PPO's settings, and an LSTM of 64 units (sb3-contrib: 256) after the extractor.
+_RECURRENT_PPO = {**_PPO, "policy_kwargs": {**default_policy_kwargs(), "lstm_hidden_size": 64}}
 
 #: agent -> its model, one row per agent (the module docstring's table).
 MODEL_SPECS: dict[str, ModelSpec] = {
@@ -332,6 +412,9 @@ MODEL_SPECS: dict[str, ModelSpec] = {
     "ppo-query": ModelSpec(PPO, "query", _PPO),
     "sac-query": ModelSpec(SAC, "query", {**_REPLAY, "batch_size": 128, "gamma": 0.9}),
     "td3-query": ModelSpec(TD3, "query", {**_REPLAY, "batch_size": 128, "gamma": 0.9, "action_noise_scale": 0.1}),
+    "maskable-ppo": ModelSpec(MaskablePPO, "index", _PPO),
+    "recurrent-ppo": ModelSpec(RecurrentPPO, "index", _RECURRENT_PPO, policy="MultiInputLstmPolicy"),
+    "recurrent-ppo-query": ModelSpec(RecurrentPPO, "query", _RECURRENT_PPO, policy="MultiInputLstmPolicy"),
 }
 
 #: Hyper-parameters of the project that no SB3 constructor takes; :func:`make_model` turns them
@@ -388,7 +471,8 @@ def model_hyperparameters(agent: str, **overrides: Any) -> dict[str, Any]:
 def make_model(agent: str, env: VecEnv | gym.Env, **hyperparameters: Any) -> BaseAlgorithm:
     """Build the SB3 model of ``agent`` on ``env`` (from :func:`make_training_env`).
 
-    The policy is ``MultiInputPolicy``; the hyper-parameters are those of the agent's row of
+    The policy is the row's :attr:`ModelSpec.policy` (``MultiInputPolicy``; the recurrent agents'
+    ``MultiInputLstmPolicy``); the hyper-parameters are those of the agent's row of
     :data:`MODEL_SPECS` (see the module docstring), with ``hyperparameters`` over them
     (:func:`model_hyperparameters`). ``action_noise_scale`` (``td3-query``) becomes SB3's
     ``action_noise``: Gaussian noise whose standard deviation is that share of half the width of
@@ -396,14 +480,17 @@ def make_model(agent: str, env: VecEnv | gym.Env, **hyperparameters: Any) -> Bas
 
     Args:
         agent: one of :data:`SB3_AGENTS`.
-        env: its training environment: plain for index agents, ``QueryAction`` for query agents.
+        env: its training environment, :func:`make_training_env`'s (or any environment of the
+            same spaces: plain for index agents, ``QueryAction`` for query agents);
+            ``maskable-ppo`` also needs its ``action_masks()``.
         **hyperparameters: keyword arguments of the agent's SB3 algorithm (e.g. ``seed``,
             ``device``, ``tensorboard_log``, ``learning_rate``, ``n_steps``), or of
             :data:`PROJECT_HYPERPARAMETERS` where the agent's row has them.
 
     Raises:
-        ConfigurationError: unknown agent, an action space that does not fit it, unknown
-            hyper-parameters, or values the algorithm refuses.
+        ConfigurationError: unknown agent, an action space that does not fit it, an environment
+            without action masks for ``maskable-ppo``, unknown hyper-parameters, or values the
+            algorithm refuses.
     """
     settings = model_hyperparameters(agent, **hyperparameters)
     spec = MODEL_SPECS[agent]
@@ -415,13 +502,18 @@ def make_model(agent: str, env: VecEnv | gym.Env, **hyperparameters: Any) -> Bas
             f"({'wrap the env in QueryAction' if query else 'the plain DialogRetrievalEnv'}), "
             f"got {env.action_space}"
         )
+    if spec.algorithm is MaskablePPO and not is_masking_supported(env):
+        raise ConfigurationError(
+            f"agent {agent!r} needs an environment with action_masks() (the no-repeat mask of "
+            f"make_training_env({agent!r})), got {type(env).__name__} without one"
+        )
     if "action_noise_scale" in settings:
         scale = settings.pop("action_noise_scale")
         if "action_noise" not in hyperparameters:
             sigma = scale * (env.action_space.high - env.action_space.low) / 2.0
             settings["action_noise"] = NormalActionNoise(np.zeros_like(sigma), sigma)
     try:
-        return spec.algorithm("MultiInputPolicy", env, **settings)
+        return spec.algorithm(policy_for(spec.algorithm, env.action_space, spec.policy), env, **settings)
     except (TypeError, ValueError, AssertionError) as error:
         raise ConfigurationError(
             f"{agent!r} ({spec.algorithm.__name__}) refused the hyper-parameters {sorted(hyperparameters)}: "
@@ -441,12 +533,15 @@ def load_model(
     with ``torch.load(weights_only=True)``. The saved weights must fit that fresh model, so a model
     made with other shapes (``net_arch``) needs the same ``hyperparameters`` here; the schedules
     (learning rate, clipping, exploration) are :func:`make_model`'s, which matters only to continued training.
+    sb3-contrib's models (``MaskablePPO``, ``RecurrentPPO``) are ``.zip`` files of the same format
+    and load the same way.
 
     Args:
         agent: one of :data:`SB3_AGENTS`.
         path: the ``.zip``.
         env: an environment of the spaces the model was trained on (e.g. its
-            :func:`make_training_env`), plain for index agents, ``QueryAction`` for query agents.
+            :func:`make_training_env`), plain for index agents, ``QueryAction`` for query agents;
+            with ``action_masks()`` for ``maskable-ppo`` (both are).
         device: torch device.
         **hyperparameters: the :func:`make_model` hyper-parameters the model was made with.
 
@@ -522,8 +617,29 @@ class SB3Agent(Agent):
       with the same ``nearest_image``. Index agents do not rank the catalogue
       (:meth:`rank_targets` returns ``None``).
 
+    Two kinds of model need more than the observation, and the adapter keeps it per dialog (a
+    dialog whose ``observations["turn"]`` is 0 has just started, see :mod:`agents.base`):
+
+    - ``RecurrentPPO`` (``recurrent-ppo``, ``recurrent-ppo-query``): the LSTM state returned by
+      the previous ``predict`` goes into the next, with ``episode_start`` True for the dialogs at
+      turn 0 (their state starts from zeros); :meth:`reset` drops it.
+    - ``MaskablePPO`` (``maskable-ppo``): ``predict(..., action_masks=masks)`` with the no-repeat
+      mask over the model's actions. During training the mask is the environment's: True for the
+      training images not yet shown in the dialog. On the evaluated split an action ``i`` shows
+      the evaluated image nearest training image ``i``, so the mask keeps its *meaning*, "do not
+      show an image already shown in this dialog", and forbids every training index whose nearest
+      evaluated image was already shown: the first image (``infos["shown_index"]`` at turn 0,
+      when ``infos`` has it) and every image :meth:`act` returned since. Masking only the indices
+      the model already chose would not be enough: several training images share one nearest
+      test image (about two per test image in the default catalogue), so the agent could show an
+      image again. With this mask it never does, as long as some evaluated image that is a
+      nearest neighbour of a training image is still unseen; in the rare dialog where none is
+      (tiny splits, long dialogs) the mask is lifted for that turn rather than leaving no action.
+      On the training split itself (identical ids) this is the environment's mask exactly.
+
     Args:
-        model: a trained SB3 model with ``MultiInputPolicy``.
+        model: a trained SB3 or sb3-contrib model (``MultiInputPolicy``, or
+            ``MultiInputLstmPolicy`` for ``RecurrentPPO``).
         name: agent name in tables (e.g. ``"ppo"``).
         action_catalog: for index agents, the catalogue split the model's indices refer to
             (its training split); ignored by query agents.
@@ -554,9 +670,17 @@ class SB3Agent(Agent):
         else:
             raise ConfigurationError(f"SB3Agent {name!r}: expected a Discrete or 1-D Box action space, got {space}")
         self.action_catalog = action_catalog if not self.query_agent else None
+        self.masked = isinstance(model, MaskablePPO)
+        self.recurrent = isinstance(model, RecurrentPPO)
         self._ranker: Ranker | None = None
         self._identity = False
         self._queries = np.zeros((0, 0), dtype=np.float32)
+        # MaskablePPO: each action's image in the evaluated split (cached per catalogue object)
+        # and the images shown so far in each dialog; RecurrentPPO: the LSTM states.
+        self._images_of_actions: np.ndarray | None = None
+        self._images_catalog: Catalog | None = None
+        self._shown = np.zeros((0, 0), dtype=np.bool_)
+        self._lstm_states: tuple[np.ndarray, ...] | None = None
 
     def reset(self, catalog: Catalog, num_dialogs: int) -> None:
         """Prepare for ``num_dialogs`` dialogs over ``catalog``, the evaluated split (its ranker, the index mapping)."""
@@ -569,20 +693,84 @@ class SB3Agent(Agent):
         self._ranker = Ranker(catalog.features, catalog.squared_norms)
         self._identity = self.action_catalog is not None and np.array_equal(self.action_catalog.ids, catalog.ids)
         self._queries = np.zeros((num_dialogs, catalog.dim), dtype=np.float32)
+        self._lstm_states = None
+        if self.masked:
+            if self._images_catalog is not catalog:
+                assert self.action_catalog is not None
+                self._images_of_actions = (
+                    np.arange(catalog.num_images, dtype=np.int64)
+                    if self._identity
+                    else nearest_image(self._ranker, self.action_catalog.features)
+                )
+                self._images_catalog = catalog
+            self._shown = np.zeros((num_dialogs, catalog.num_images), dtype=np.bool_)
 
     def act(self, observations: Mapping[str, np.ndarray], infos: Mapping[str, Any]) -> np.ndarray:
-        """The images to show: the model's deterministic actions mapped to the split (see the class docstring)."""
+        """The images to show: the model's deterministic actions mapped to the split (see the class docstring).
+
+        Args:
+            observations: the batched observation (``feedback (B, L)``, ``image (B, D)``,
+                ``turn (B, 1)``).
+            infos: the batched info; ``maskable-ppo`` reads ``shown_index (B,)`` (with its
+                ``_shown_index`` mask, if any) to count the first image as shown, and works
+                without it.
+
+        Returns:
+            ``(B,) int64`` image indices of the evaluated split.
+        """
         if self._ranker is None:
             raise ConfigurationError(f"SB3Agent {self.name!r}: act() called before reset()")
         batch = {key: np.asarray(observations[key]) for key in _OBSERVATION_KEYS}
-        actions, _ = self.model.predict(batch, deterministic=True)
-        actions = np.asarray(actions)
+        starting = batch["turn"].reshape(-1) == 0  # dialogs that have just started (agents.base)
+        if self.recurrent:
+            actions, self._lstm_states = self.model.predict(
+                batch, state=self._lstm_states, episode_start=starting, deterministic=True
+            )
+        elif self.masked:
+            actions, _ = self.model.predict(batch, deterministic=True, action_masks=self.action_masks(starting, infos))
+        else:
+            actions, _ = self.model.predict(batch, deterministic=True)
+        images = self._images(np.asarray(actions))
+        if self.masked:
+            self._shown[np.arange(images.size), images] = True
+        return images
+
+    def action_masks(self, starting: np.ndarray, infos: Mapping[str, Any]) -> np.ndarray:
+        """``maskable-ppo``: the no-repeat mask over the model's actions (see the class docstring).
+
+        Forgets the images of the dialogs in ``starting`` and counts ``infos["shown_index"]`` as
+        shown, then forbids every action whose image was shown.
+
+        Args:
+            starting: ``(B,) bool``, the dialogs at turn 0.
+            infos: the batched info of :meth:`act`.
+
+        Returns:
+            ``(B, A) bool`` over the model's ``A`` actions (the training split's images), True =
+            allowed; a row with nothing allowed is all True instead.
+        """
+        if not self.masked or self._images_of_actions is None:
+            raise ConfigurationError(f"SB3Agent {self.name!r}: action masks are for a MaskablePPO model after reset()")
+        self._shown[starting] = False
+        if "shown_index" in infos:
+            present = np.asarray(infos.get("_shown_index", np.ones(len(self._shown), dtype=np.bool_)), dtype=np.bool_)
+            dialogs = np.flatnonzero(present)
+            self._shown[dialogs, np.asarray(infos["shown_index"], dtype=np.int64)[dialogs]] = True
+        allowed = ~self._shown[:, self._images_of_actions]
+        allowed[~allowed.any(axis=1)] = True  # no unseen image reachable: lift the mask for this turn
+        return allowed
+
+    def _images(self, actions: np.ndarray) -> np.ndarray:
+        """``(B,) int64`` images of the evaluated split for the model's ``actions`` (queries or indices)."""
+        assert self._ranker is not None
         if self.query_agent:
             self._queries = actions.reshape(actions.shape[0], -1).astype(np.float32)
             return nearest_image(self._ranker, self._queries)
         indices = actions.reshape(-1).astype(np.int64)
         if self._identity:
             return indices
+        if self._images_of_actions is not None:  # maskable-ppo: already computed for every action
+            return self._images_of_actions[indices]
         assert self.action_catalog is not None
         return nearest_image(self._ranker, self.action_catalog.features[indices])
 
