@@ -385,7 +385,7 @@ def to_markdown(report: dict[str, Any]) -> str:
         f"agent. Mean [95% bootstrap interval over seeds and episodes], in %.{quick}",
         "",
         "Training budgets differ between agents here (see `--help`): the column *simulator calls* is the mean "
-        "interaction budget of each agent's training (captions of the user simulator, look-ahead included); "
+        "interaction budget each agent was trained with, in captions of the user simulator (look-ahead included); "
         "`benchmarks/learning_curves.py` compares agents at equal budgets.",
         "",
         "| agent | seeds | simulator calls | turn | shown-image rank pct. | success by turn | agent ranking pct. "

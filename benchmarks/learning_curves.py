@@ -151,6 +151,9 @@ class Args:
     """where runs and evaluations are kept, reused by the next invocation (default: runs/curves-MAX_CALLS)"""
     part_minutes: float = 50.0
     """training minutes per invocation; then the run in progress is checkpointed and the command exits (status 3)"""
+    previous: Path | None = None
+    """a learning_curves.json written earlier (another session or machine): its runs made with the same settings are
+    taken from it (not trained or evaluated again); the others run here"""
     bootstrap_reps: int = 2000
     """rliable's bootstrap resamples"""
     quick: bool = False
@@ -221,6 +224,41 @@ def variants_of(args: Args) -> dict[str, dict[str, Any]]:
 def hyperparameters_of(args: Args, name: str) -> dict[str, Any]:
     """The SB3 hyper-parameters of an agent or variant: :data:`TUNED`'s, then the variant's."""
     return {**TUNED.get(base_agent(name), {}), **variants_of(args).get(name, {})}
+
+
+def run_fingerprint(args: Args, name: str, seed: int) -> dict[str, Any]:
+    """Everything a run's evaluations depend on: two runs with equal fingerprints are interchangeable."""
+    keys = ("max_calls", "n_envs", "train_turns", "pretrain_iterations", "batch_size", "eval_episodes", "eval_seed",
+            "max_turns", "catalog")  # fmt: skip
+    fingerprint = {key: getattr(args, key) for key in keys}
+    fingerprint.update(agent=name, seed=seed, checkpoints=list(checkpoints_of(args)))
+    if is_sb3_agent(base_agent(name)):
+        fingerprint["hyperparameters"] = hyperparameters_of(args, name)
+    return json.loads(json.dumps(fingerprint))
+
+
+def previous_runs(args: Args) -> dict[tuple[str, int], dict[int, dict[str, Any]]]:
+    """``(name, seed) -> evaluations`` of ``--previous``'s complete runs whose fingerprint matches this invocation's.
+
+    Raises:
+        ConfigurationError: ``--previous`` is not a learning-curves report.
+    """
+    if args.previous is None:
+        return {}
+    report = read_json_object(args.previous, "learning-curves report")
+    runs, fingerprints = report.get("runs"), report.get("fingerprints")
+    if not isinstance(runs, dict) or not isinstance(fingerprints, dict):
+        raise ConfigurationError(f"{str(args.previous)!r} is not a learning_curves.json (no runs and fingerprints)")
+    wanted = checkpoints_of(args)
+    found = {}
+    for name in args.agents:
+        for seed in args.seeds:
+            evaluations = runs.get(name, {}).get(str(seed), {})
+            if fingerprints.get(name, {}).get(str(seed)) != run_fingerprint(args, name, seed):
+                continue
+            if all(str(calls) in evaluations for calls in wanted):
+                found[(name, seed)] = {int(calls): value for calls, value in evaluations.items()}
+    return found
 
 
 def checkpoints_of(args: Args) -> tuple[int, ...]:
@@ -595,9 +633,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     try:
         curves = Curves(args)
+        reused = previous_runs(args)
+        if reused:
+            print(f"taken from {args.previous}: {', '.join(f'{n}-s{s}' for n, s in reused)}", flush=True)
         part_done = None
         for agent in args.agents:
             for seed in args.seeds:
+                if (agent, seed) in reused:
+                    continue
                 try:
                     curves.train(agent, seed)
                 except PartDone as done:
@@ -605,8 +648,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                     break
             if part_done:
                 break
-        runs = {agent: {seed: curves.evaluate_snapshots(agent, seed) for seed in args.seeds} for agent in args.agents}
+        runs = {
+            agent: {seed: reused.get((agent, seed)) or curves.evaluate_snapshots(agent, seed) for seed in args.seeds}
+            for agent in args.agents
+        }
         report = build_report(args, runs, curves.random_reference())
+        report["fingerprints"] = {
+            agent: {str(seed): run_fingerprint(args, agent, seed) for seed in args.seeds} for agent in args.agents
+        }
+        report["reused_runs"] = [f"{name}-s{seed}" for name, seed in reused]
     except DialogEnvError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -78,6 +78,21 @@ def test_curves_in_parts_then_complete_then_reused(tmp_path, catalog_file):
     assert "trained in" not in again.stdout  # finished runs and evaluations are reused
     assert json.loads((tmp_path / "out" / "learning_curves.json").read_text())["agents"] == report["agents"]
 
+    # Another session without the run folders: the report's runs are taken as they are.
+    previous = tmp_path / "previous.json"
+    previous.write_text((tmp_path / "out" / "learning_curves.json").read_text())
+    command = _command(tmp_path, catalog_file, "--previous", str(previous))
+    command[command.index("--runs-dir") + 1] = str(tmp_path / "fresh-runs")
+    elsewhere = _run(command, tmp_path)
+    assert elsewhere.returncode == 0, elsewhere.stderr[-3000:]
+    assert "trained in" not in elsewhere.stdout and "taken from" in elsewhere.stdout
+    merged = json.loads((tmp_path / "out" / "learning_curves.json").read_text())
+    assert merged["agents"] == report["agents"] and len(merged["reused_runs"]) == 4
+    # Other settings: nothing matches, so nothing is taken.
+    args = learning_curves.Args(agents=["paper", "ppo"], seeds=[1, 2], max_calls=1200, checkpoints=[400, 1200],
+                                tracks=[1200], eval_episodes=25, previous=previous)  # fmt: skip
+    assert learning_curves.previous_runs(args) == {}
+
 
 def test_bad_settings_are_refused_before_anything_runs():
     args = learning_curves.Args(agents=["random", "nope"], tracks=[123], max_calls=1000, checkpoints=[500])
