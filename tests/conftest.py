@@ -18,6 +18,20 @@ from dialog_env.synthetic import make_synthetic_shoes  # noqa: E402
 SHOES_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "shoes"
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny networks run faster on one torch thread than on several competing for two cores.
+
+    Use it per module: ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``.
+    """
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture(scope="session")
 def small_shoes() -> Catalog:
     """A 400-image synthetic Shoes catalogue (300 train / 100 test, D = 32)."""

@@ -33,12 +33,7 @@ def catalog():
     return dialog_env.make_catalog(SMALL)
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_a_dialog_of_t_turns_costs_t_plus_one_captions(catalog):

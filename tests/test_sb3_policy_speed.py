@@ -26,13 +26,7 @@ from dialog_env.errors import ConfigurationError  # noqa: E402
 SMALL = {"num_train": 60, "num_test": 20, "dim": 8, "seed": 0}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny networks: one thread is faster than several competing for two cores."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
