@@ -32,6 +32,23 @@ def one_torch_thread():
     torch.set_num_threads(previous)
 
 
+def _stacked_observations(env, size: int, seed: int = 0) -> dict[str, np.ndarray]:
+    observations = []
+    observation, _ = env.reset(seed=seed)
+    for _ in range(size):
+        observations.append(observation)
+        observation, _, terminated, truncated, _ = env.step(env.action_space.sample())
+        if terminated or truncated:
+            observation, _ = env.reset()
+    return {key: np.stack([o[key] for o in observations]) for key in observations[0]}
+
+
+@pytest.fixture(scope="session")
+def observation_batch():
+    """``observation_batch(env, size, seed=0)``: ``size`` observations after random actions, stacked per key."""
+    return _stacked_observations
+
+
 @pytest.fixture(scope="session")
 def small_shoes() -> Catalog:
     """A 400-image synthetic Shoes catalogue (300 train / 100 test, D = 32)."""

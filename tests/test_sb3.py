@@ -71,26 +71,14 @@ def _tiny_model(agent, seed=0, timesteps=256):
     return model
 
 
-def _observation_batch(env, size, seed=0):
-    """``size`` observations of ``env`` after random actions, stacked per key."""
-    observations = []
-    observation, _ = env.reset(seed=seed)
-    for _ in range(size):
-        observations.append(observation)
-        observation, _, terminated, truncated, _ = env.step(env.action_space.sample())
-        if terminated or truncated:
-            observation, _ = env.reset()
-    return {key: np.stack([o[key] for o in observations]) for key in observations[0]}
-
-
 # ---------------------------------------------------------------------------- features extractor
-def test_extractor_output_size_comes_from_the_spaces():
+def test_extractor_output_size_comes_from_the_spaces(observation_batch):
     env = _env()
     extractor = DialogFeaturesExtractor(env.observation_space, word_dim=8, text_dim=12, image_dim=20)
     assert extractor.features_dim == 12 + 20 + 1
     assert extractor.vocab_size == len(env.vocabulary)
     assert extractor.image_mlp[0].in_features == SMALL["dim"]
-    batch = {k: torch.as_tensor(v) for k, v in _observation_batch(env, 7).items()}
+    batch = {k: torch.as_tensor(v) for k, v in observation_batch(env, 7).items()}
     features = extractor(batch)
     assert features.shape == (7, 33) and features.dtype == torch.float32
     np.testing.assert_allclose(
@@ -101,7 +89,7 @@ def test_extractor_output_size_comes_from_the_spaces():
     assert DialogFeaturesExtractor(wider.observation_space).image_mlp[0].in_features == 11
 
 
-def test_text_encoder_ignores_padding_but_not_words():
+def test_text_encoder_ignores_padding_but_not_words(observation_batch):
     env = _env()
     short_space = env.observation_space
     long_space = spaces.Dict(
@@ -111,7 +99,7 @@ def test_text_encoder_ignores_padding_but_not_words():
     short = DialogFeaturesExtractor(short_space)
     long = DialogFeaturesExtractor(long_space)
     long.load_state_dict(short.state_dict())
-    batch = {k: torch.as_tensor(v) for k, v in _observation_batch(env, 5).items()}
+    batch = {k: torch.as_tensor(v) for k, v in observation_batch(env, 5).items()}
     padded = dict(batch, feedback=torch.cat([batch["feedback"], torch.zeros(5, 8, dtype=torch.int64)], dim=1))
     assert (batch["feedback"][:, 0] != 0).all()  # real captions
     torch.testing.assert_close(short(batch), long(padded))
@@ -189,13 +177,13 @@ def test_sb3_check_env_accepts_both_action_views():
 
 # ---------------------------------------------------------------------------- every agent
 @pytest.mark.parametrize("agent", SB3_AGENTS)
-def test_tiny_learn_save_and_load(agent, tmp_path):
+def test_tiny_learn_save_and_load(agent, tmp_path, observation_batch):
     model = _tiny_model(agent)
     assert model.num_timesteps >= 256
     expected = spaces.Box if agent in QUERY_AGENTS else spaces.Discrete
     assert isinstance(model.action_space, expected)
     assert any(isinstance(module, DialogFeaturesExtractor) for module in model.policy.modules())
-    observations = _observation_batch(_env(), 6)
+    observations = observation_batch(_env(), 6)
     actions, _ = model.predict(observations, deterministic=True)
     assert all(model.action_space.contains(np.asarray(a, dtype=model.action_space.dtype)) for a in actions)
     model.save(tmp_path / "model.zip")
@@ -263,11 +251,11 @@ def test_query_agent_acts_and_ranks_with_its_query(catalog):
     assert ((result.shown_percentile >= 0) & (result.shown_percentile <= 1)).all()
 
 
-def test_index_agent_maps_training_indices_into_the_evaluated_split(catalog):
+def test_index_agent_maps_training_indices_into_the_evaluated_split(catalog, observation_batch):
     model = _tiny_model("dqn")
     train, test = catalog.select("train"), catalog.select("test")
     agent = SB3Agent(model, "dqn", action_catalog=train)
-    observations = _observation_batch(_env(split="test"), 5)
+    observations = observation_batch(_env(split="test"), 5)
     indices, _ = model.predict(observations, deterministic=True)
 
     agent.reset(train, 5)  # the split it was trained on: indices as they are

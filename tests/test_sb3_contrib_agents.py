@@ -91,23 +91,13 @@ def test_registry_and_model_specs(trained):
     assert lstm.hidden_size == 64  # the project's default, not sb3-contrib's 256
 
 
-def _batch(env: gym.Env, size: int, seed: int = 0) -> dict[str, np.ndarray]:
-    observations, observation = [], env.reset(seed=seed)[0]
-    for _ in range(size):
-        observations.append(observation)
-        observation, _, terminated, truncated, _ = env.step(env.action_space.sample())
-        if terminated or truncated:
-            observation, _ = env.reset()
-    return {key: np.stack([o[key] for o in observations]) for key in observations[0]}
-
-
 @pytest.mark.parametrize("agent", CONTRIB_AGENTS)
-def test_save_and_load_without_unpickling_give_the_same_actions(trained, agent):
+def test_save_and_load_without_unpickling_give_the_same_actions(trained, agent, observation_batch):
     model, env, path = trained[agent]
     loaded = load_model(agent, path, env, device="cpu")
     assert type(loaded) is type(model)
     single = dialog_env.DialogRetrievalEnv(catalog=SMALL, max_turns=TURNS)
-    observations = _batch(single, 6)
+    observations = observation_batch(single, 6)
     if agent == "maskable-ppo":
         masks = np.ones((6, 60), dtype=np.bool_)
         masks[:, :30] = False
