@@ -146,3 +146,8 @@ def test_claim2_compares_the_paper_with_the_best_generic_agent_at_each_track():
     (claim,) = learning_curves.judge_claim2(args, {**agents, "paper": [_point(0.01, 0.005)]})
     assert claim["success@10"]["verdict"] == "not supported"
     assert "not measured" in learning_curves.judge_claim2(args, {"ppo": agents["ppo"]})[0]["verdict"]
+    # Each measure is judged against the best generic agent on that measure.
+    query = {**_point(0.0, 0.0), "shown_percentile@5": _point(0.6, 0.01)["shown_percentile@5"]}
+    (claim,) = learning_curves.judge_claim2(args, {**agents, "ppo-query": [query], "paper": [_point(0.5, 0.01)]})
+    assert claim["best_generic"] == "a2c" and claim["shown_percentile@5"]["generic_agent"] == "ppo-query"
+    assert claim["shown_percentile@5"]["verdict"] == "not supported" and claim["success@10"]["verdict"] == "supported"
