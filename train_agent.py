@@ -132,6 +132,12 @@ class Args:
     """seed of the evaluation episodes"""
     eval_random: bool = True
     """also evaluate the random agent on the same episodes, for reference"""
+    eval_patience: int | None = None
+    """evaluation shopper leaves after this many turns in a row without progress (default: never); reported as
+    "shopper left" beside success"""
+    eval_accept_rank: int | None = None
+    """evaluation shopper accepts a shown image whose target rank is at most this (default: only the target); reported
+    as "target or accepted alternative", never as success"""
     total_timesteps: int = SB3TrainingConfig.total_timesteps
     """SB3 agents: environment steps of training (the default takes 1-3 minutes per agent on 2 CPU cores)"""
     n_envs: int = SB3TrainingConfig.n_envs
@@ -197,8 +203,9 @@ def validate_args(args: Args) -> None:
             problems.append(f"--{name.replace('_', '-')} must be a finite number > 0, got {getattr(args, name)}")
     if not (math.isfinite(args.margin) and args.margin >= 0):
         problems.append(f"--margin must be a finite number >= 0, got {args.margin}")
-    if args.budget_calls is not None and args.budget_calls < 1:
-        problems.append(f"--budget-calls must be >= 1, got {args.budget_calls}")
+    for name in ("budget_calls", "eval_patience", "eval_accept_rank"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            problems.append(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.budget_calls is not None and args.agent not in SB3_AGENTS:
         problems.append(
             f"--budget-calls applies to the SB3 agents; the budget of {args.agent!r} follows from its iterations "
@@ -321,7 +328,8 @@ def _run_in(folder: RunFolder, args: Args, run_name: str, start_time: float) -> 
     env_kwargs = {"catalog": args.catalog, "user": args.user, "user_kwargs": user_kwargs_of(args)}
     eval_envs_probe = dialog_env.DialogRetrievalEnv(split=args.eval_split, **env_kwargs)
     episodes = EpisodeSet.draw(eval_envs_probe.catalog.num_images, args.eval_episodes, args.eval_seed)
-    eval_kwargs = {**env_kwargs, "split": args.eval_split}
+    eval_kwargs = {**env_kwargs, "split": args.eval_split, "patience": args.eval_patience,
+                   "accept_rank": args.eval_accept_rank}  # fmt: skip
     atomic_write_json(
         run_dir / "config.json",
         {"args": dataclasses.asdict(args), "command": " ".join(["python", "train_agent.py", *sys.argv[1:]])},

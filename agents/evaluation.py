@@ -71,7 +71,9 @@ class EvaluationResult:
     """Per-episode, per-turn metrics of one evaluation (turns ``1..T`` in columns ``0..T-1``).
 
     After the target is found the dialog ends; later turns carry the values of the turn it was
-    found (rank percentile 1, success 1, the agent's ranking at that turn).
+    found (rank percentile 1, success 1, the agent's ranking at that turn). A dialog that the
+    shopper ended (with the environments' ``patience`` or ``accept_rank``, see
+    :mod:`dialog_env.tolerance`) likewise carries its last turn's values, with success 0.
 
     Attributes:
         agent: agent name.
@@ -81,6 +83,10 @@ class EvaluationResult:
             or ``None`` for agents that do not rank the catalogue.
         ranking_rank: ``(E, T) int64`` the target's rank in the agent's ranking, or ``None``.
         num_images: split size ``N``.
+        satisfied: ``(E, T) bool``, the target was shown *or* the shopper accepted an alternative
+            at or before the turn; ``None`` unless the environment had ``accept_rank``.
+        left: ``(E, T) bool``, the shopper left at or before the turn; ``None`` unless the
+            environment had ``patience``.
     """
 
     agent: str
@@ -90,6 +96,8 @@ class EvaluationResult:
     ranking_rank: np.ndarray | None
     num_images: int
     extra: dict[str, Any] = field(default_factory=dict)
+    satisfied: np.ndarray | None = None
+    left: np.ndarray | None = None
 
     @property
     def num_turns(self) -> int:
@@ -128,6 +136,8 @@ def evaluate(
     num_episodes = len(episodes)
     shown = np.zeros((num_episodes, max_turns))
     success = np.zeros((num_episodes, max_turns), dtype=bool)
+    # What the shopper options add: the target or an accepted alternative / the shopper left.
+    ended_by_shopper = {key: np.zeros((num_episodes, max_turns), dtype=bool) for key in ("is_accepted", "shopper_left")}
     ranking: np.ndarray | None = None
     envs_by_size: dict[int, gym.vector.VectorEnv] = {}
     for start in range(0, num_episodes, batch_size):
@@ -163,15 +173,18 @@ def evaluate(
             observations, _, terminations, truncations, infos = envs.step(actions)
             # Dialogs that ended earlier were autoreset by this step: keep their final values.
             current = np.asarray(infos["rank_percentile"], dtype=np.float64)
-            found = np.asarray(infos["is_success"], dtype=bool)
+            found = np.asarray(infos["is_success"], dtype=bool) & ~done
             if turn:
                 current = np.where(done, shown[start:stop, turn - 1], current)
-                found = np.where(done, True, found)
             shown[start:stop, turn] = current
             success[start:stop, turn] = found | (success[start:stop, turn - 1] if turn else False)
+            for key, flags in ended_by_shopper.items():
+                now = np.asarray(infos.get(key, np.zeros(size, dtype=bool)), dtype=bool) & ~done
+                flags[start:stop, turn] = now | (flags[start:stop, turn - 1] if turn else False)
             done |= np.asarray(terminations, dtype=bool) | np.asarray(truncations, dtype=bool)
         if progress:
             print(f"  evaluated {stop}/{num_episodes} episodes", flush=True)
+    tolerance = envs.unwrapped.tolerance if hasattr(envs, "unwrapped") else envs.tolerance
     for envs in envs_by_size.values():
         envs.close()
     num_images = int(catalog.num_images)
@@ -182,6 +195,8 @@ def evaluate(
         ranking_percentile=None if ranking is None else rank_percentile(ranking, num_images),
         ranking_rank=ranking,
         num_images=num_images,
+        satisfied=success | ended_by_shopper["is_accepted"] if tolerance.accept_rank is not None else None,
+        left=ended_by_shopper["shopper_left"] if tolerance.patience is not None else None,
     )
 
 
@@ -196,13 +211,19 @@ def _bootstrap_interval(values: np.ndarray, rng: np.random.Generator, resamples:
 def metric_values(result: EvaluationResult) -> dict[str, np.ndarray]:
     """Every per-episode, per-turn metric of a result as ``(E, T) float64`` arrays, by name.
 
-    The names: ``shown_percentile``, ``success`` and, for agents that rank the catalogue,
-    ``ranking_percentile``, ``recall@10``, ``recall@50``.
+    The names: ``shown_percentile``, ``success`` (exact: the target was shown), for agents that
+    rank the catalogue ``ranking_percentile``, ``recall@10``, ``recall@50``, and with the
+    environments' shopper options ``satisfied`` (the target or an accepted alternative) and
+    ``left`` (the shopper left), measures of their own, never folded into ``success``.
     """
     metrics: dict[str, np.ndarray] = {
         "shown_percentile": result.shown_percentile,
         "success": result.success.astype(np.float64),
     }
+    if result.satisfied is not None:
+        metrics["satisfied"] = result.satisfied.astype(np.float64)
+    if result.left is not None:
+        metrics["left"] = result.left.astype(np.float64)
     if result.ranking_rank is not None:
         metrics["ranking_percentile"] = np.asarray(result.ranking_percentile, dtype=np.float64)
         for k in RECALL_AT:
@@ -274,4 +295,6 @@ def _label(metric: str) -> str:
         "ranking_percentile": "agent ranking pct. (%)",
         "recall@10": "R@10 (%)",
         "recall@50": "R@50 (%)",
+        "satisfied": "target or accepted alternative (%)",
+        "left": "shopper left (%)",
     }.get(metric, metric)

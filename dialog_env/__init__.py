@@ -31,6 +31,7 @@ from dialog_env.errors import (
 from dialog_env.ranking import Ranker, rank_percentile
 from dialog_env.synthetic import SHOE_ATTRIBUTES, SyntheticShoesConfig, default_catalog, make_synthetic_shoes
 from dialog_env.text import MAX_FEEDBACK_TOKENS, Vocabulary, tokenize
+from dialog_env.tolerance import ShopperTolerance
 from dialog_env.users import RuleBasedUser, UserSimulator, make_user, register_user
 from dialog_env.vector import DialogRetrievalVectorEnv
 from dialog_env.wrappers import QueryAction
@@ -67,6 +68,7 @@ __all__ = [
     "RewardFunction",
     "RuleBasedUser",
     "SHOE_ATTRIBUTES",
+    "ShopperTolerance",
     "SpatialFeatures",
     "SyntheticShoesConfig",
     "UserSimulator",

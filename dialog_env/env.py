@@ -17,6 +17,7 @@ from dialog_env.errors import CatalogError, ConfigurationError, InvalidActionErr
 from dialog_env.ranking import Ranker
 from dialog_env.synthetic import default_catalog, make_synthetic_shoes
 from dialog_env.text import MAX_FEEDBACK_TOKENS, Vocabulary
+from dialog_env.tolerance import ShopperTolerance, ToleranceState
 from dialog_env.users.base import UserSimulator, make_user
 
 __all__ = [
@@ -234,6 +235,7 @@ class DialogSettings:
     feedback_text_in_info: bool
     max_feedback_tokens: int
     render_mode: str | None
+    tolerance: ShopperTolerance
 
 
 def build_dialog(
@@ -247,6 +249,8 @@ def build_dialog(
     max_feedback_tokens: int = MAX_FEEDBACK_TOKENS,
     render_mode: str | None = None,
     feedback_text_in_info: bool = True,
+    patience: int | None = None,
+    accept_rank: int | None = None,
 ) -> tuple[DialogModel, DialogSettings]:
     """Validate the environments' arguments and build their turn model (one path for both).
 
@@ -275,6 +279,7 @@ def build_dialog(
     if isinstance(max_turns, bool) or not isinstance(max_turns, (int, np.integer)) or max_turns < 1:
         raise ConfigurationError(f"max_turns must be an integer >= 1, got {max_turns!r}")
     reward_fn = resolve_reward(reward_mode)
+    tolerance = ShopperTolerance.validated(patience, accept_rank)
     if render_mode is not None and render_mode not in RENDER_MODES:
         raise ConfigurationError(f"unknown render_mode {render_mode!r}; choose one of {list(RENDER_MODES)} or None")
     if (
@@ -304,6 +309,7 @@ def build_dialog(
         feedback_text_in_info=bool(feedback_text_in_info),
         max_feedback_tokens=int(max_feedback_tokens),
         render_mode=render_mode,
+        tolerance=tolerance,
     )
     return model, settings
 
@@ -429,8 +435,15 @@ class DialogRetrievalEnv(ModelParts, gym.Env):
 
     ## Episode End
 
-    1. Termination: the target is shown.
+    1. Termination: the target is shown; or, with the shopper options below, the shopper accepts
+       an alternative or leaves.
     2. Truncation: ``max_turns`` actions were taken without showing the target.
+
+    ``patience=P`` (off by default): the shopper leaves after ``P`` turns in a row that did not
+    improve on the dialog's best target rank. ``accept_rank=K`` (off by default): the shopper
+    accepts a shown image whose target rank is at most ``K`` (the target among its ``K`` nearest
+    other images). Either ends the dialog with ``terminated=True`` and ``is_success=False``; see
+    :mod:`dialog_env.tolerance` for the exact rules. They apply to every user simulator.
 
     Calling ``step`` after the end without ``reset`` raises :class:`~dialog_env.errors.ResetNeeded`.
 
@@ -439,7 +452,9 @@ class DialogRetrievalEnv(ModelParts, gym.Env):
     ``target_rank`` (int), ``rank_percentile`` (float), ``is_success`` (bool: the target was
     shown this turn), ``feedback_text`` (str), ``shown_index`` (int), ``turn`` (int), and
     ``target_index`` (int) only when ``expose_target=True``, for supervised training and
-    model-based look-ahead, never for evaluation.
+    model-based look-ahead, never for evaluation. With ``patience`` set, ``shopper_left`` (bool:
+    the shopper left this turn); with ``accept_rank`` set, ``is_accepted`` (bool: the shopper
+    accepted this turn's image as an alternative to the target).
 
     ``feedback_text`` is the only value that is not a number. ``feedback_text_in_info=False``
     leaves it out (the caption stays in the observation as token ids, and in the rendered
@@ -488,10 +503,13 @@ class DialogRetrievalEnv(ModelParts, gym.Env):
     | ``max_feedback_tokens`` | ``16`` | length of the ``feedback`` observation |
     | ``render_mode`` | ``None`` | ``"ansi"`` (transcript), ``"human"`` (printed) or ``"rgb_array"`` (frame) |
     | ``feedback_text_in_info`` | ``True`` | the caption in ``info["feedback_text"]``; ``False``: numeric infos only |
+    | ``patience`` | ``None`` | turns in a row without progress before the shopper leaves (``None``: never) |
+    | ``accept_rank`` | ``None`` | the shopper accepts an image whose target rank is at most this (``None``: only the target) |
 
     ## Version History
 
-    - v0: initial version.
+    - v0: initial version; ``patience`` and ``accept_rank`` added later, off by default (then
+      every dialog is unchanged).
     """  # noqa: E501 - Markdown tables in the docstring
 
     metadata = {"render_modes": list(RENDER_MODES), "render_fps": 1}
@@ -508,6 +526,8 @@ class DialogRetrievalEnv(ModelParts, gym.Env):
         max_feedback_tokens: int = MAX_FEEDBACK_TOKENS,
         render_mode: str | None = None,
         feedback_text_in_info: bool = True,
+        patience: int | None = None,
+        accept_rank: int | None = None,
     ) -> None:
         self.model, settings = build_dialog(
             catalog=catalog,
@@ -520,6 +540,8 @@ class DialogRetrievalEnv(ModelParts, gym.Env):
             max_feedback_tokens=max_feedback_tokens,
             render_mode=render_mode,
             feedback_text_in_info=feedback_text_in_info,
+            patience=patience,
+            accept_rank=accept_rank,
         )
         self.split = settings.split
         self.max_turns = settings.max_turns
@@ -527,6 +549,8 @@ class DialogRetrievalEnv(ModelParts, gym.Env):
         self.expose_target = settings.expose_target
         self.feedback_text_in_info = settings.feedback_text_in_info
         self.max_feedback_tokens = settings.max_feedback_tokens
+        self.tolerance = settings.tolerance
+        self._tolerance_state = ToleranceState(self.tolerance, 1)
         self.render_mode = render_mode
         self.action_space = spaces.Discrete(self.catalog.num_images)
         self.observation_space = dialog_observation_space(self.model, self.max_turns)
@@ -577,6 +601,7 @@ class DialogRetrievalEnv(ModelParts, gym.Env):
         self._transcript = []
         self._shown_history = []
         self._show(initial)
+        self._tolerance_state.start(np.ones(1, dtype=np.bool_), np.array([self._rank]))
         if self.render_mode == "human":
             self.render()
         return self._get_obs(), self._get_info()
@@ -596,11 +621,16 @@ class DialogRetrievalEnv(ModelParts, gym.Env):
         previous_percentile = self._percentile
         self._turn += 1
         self._show(shown)
-        terminated = shown == self._target
+        found = shown == self._target
+        terminated = found
+        if self.tolerance.enabled:
+            ends = self._tolerance_state.judge(np.ones(1, dtype=np.bool_), np.array([self._rank]), np.array([found]))
+            terminated = found or bool(ends[0])
+            self._transcript[-1] += self._tolerance_state.transcript_notes()[0]
         truncated = not terminated and self._turn >= self.max_turns
         self._done = terminated or truncated
         reward = self.model.reward(
-            np.array([self._percentile]), np.array([previous_percentile]), np.array([terminated])
+            np.array([self._percentile]), np.array([previous_percentile]), np.array([found])
         )[0]
         if self.render_mode == "human":
             self.render()
@@ -687,4 +717,6 @@ class DialogRetrievalEnv(ModelParts, gym.Env):
             del info["feedback_text"]
         if self.expose_target:
             info["target_index"] = self._target
+        for key, value in self._tolerance_state.info_values().items():
+            info[key] = bool(value[0])
         return info

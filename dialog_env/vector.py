@@ -23,6 +23,7 @@ from dialog_env.env import (
 )
 from dialog_env.errors import ConfigurationError, InvalidActionError, ResetNeeded
 from dialog_env.text import MAX_FEEDBACK_TOKENS
+from dialog_env.tolerance import ToleranceState
 from dialog_env.users.base import UserSimulator
 
 __all__ = ["DialogRetrievalVectorEnv"]
@@ -142,9 +143,11 @@ class DialogRetrievalVectorEnv(ModelParts, VectorEnv):
     it (all of them, except after a partial ``reset`` with ``reset_mask``, where only the reset
     dialogs have entries and the others hold 0/None): ``target_rank`` int64, ``rank_percentile`` float64, ``is_success``
     bool, ``feedback_text`` object (str; absent with ``feedback_text_in_info=False``),
-    ``shown_index`` int64, ``turn`` int64, and ``target_index`` int64 only with
-    ``expose_target=True``. After an autoreset the entries of a reset dialog are its reset info;
-    in ``SAME_STEP`` mode the ended dialog's last info is in ``infos["final_info"]``.
+    ``shown_index`` int64, ``turn`` int64, ``target_index`` int64 only with
+    ``expose_target=True``, ``shopper_left`` bool only with ``patience`` and ``is_accepted`` bool
+    only with ``accept_rank`` (see :mod:`dialog_env.tolerance`). After an autoreset the entries of a
+    reset dialog are its reset info; in ``SAME_STEP`` mode the ended dialog's last info is in
+    ``infos["final_info"]``.
 
     ## Arguments
 
@@ -159,7 +162,7 @@ class DialogRetrievalVectorEnv(ModelParts, VectorEnv):
     or its value ``"NextStep"``, ``"SameStep"`` or ``"Disabled"``, see "Autoreset"), plus every
     argument of :class:`DialogRetrievalEnv` (``catalog``, ``split``, ``user``, ``user_kwargs``,
     ``max_turns``, ``reward_mode``, ``expose_target``, ``max_feedback_tokens``, ``render_mode``,
-    ``feedback_text_in_info``), with the same meaning and validation.
+    ``feedback_text_in_info``, ``patience``, ``accept_rank``), with the same meaning and validation.
     ``model`` (the :class:`~dialog_env.dynamics.DialogModel` every dialog of the batch plays
     through, the planning interface), ``catalog``, ``user``, ``ranker`` and ``vocabulary`` are
     public as on the single environment.
@@ -196,6 +199,8 @@ class DialogRetrievalVectorEnv(ModelParts, VectorEnv):
         render_mode: str | None = None,
         feedback_text_in_info: bool = True,
         autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
+        patience: int | None = None,
+        accept_rank: int | None = None,
     ) -> None:
         if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
             raise ConfigurationError(f"num_envs must be an integer >= 1, got {num_envs!r}")
@@ -216,6 +221,8 @@ class DialogRetrievalVectorEnv(ModelParts, VectorEnv):
             max_feedback_tokens=max_feedback_tokens,
             render_mode=render_mode,
             feedback_text_in_info=feedback_text_in_info,
+            patience=patience,
+            accept_rank=accept_rank,
         )
         self.num_envs = int(num_envs)
         self.split = settings.split
@@ -224,6 +231,8 @@ class DialogRetrievalVectorEnv(ModelParts, VectorEnv):
         self.expose_target = settings.expose_target
         self.feedback_text_in_info = settings.feedback_text_in_info
         self.max_feedback_tokens = settings.max_feedback_tokens
+        self.tolerance = settings.tolerance
+        self._tolerance_state = ToleranceState(self.tolerance, self.num_envs)
         self.render_mode = render_mode
 
         self.single_action_space = spaces.Discrete(self.catalog.num_images)
@@ -335,9 +344,17 @@ class DialogRetrievalVectorEnv(ModelParts, VectorEnv):
         self._turns = np.where(stepping, self._turns + 1, 0)
         self._show(shown)
 
-        terminated = stepping & (shown == self._targets)
+        found = stepping & (shown == self._targets)
+        terminated = found
+        if self.tolerance.enabled:
+            self._tolerance_state.start(resetting, self._ranks)
+            terminated = found | self._tolerance_state.judge(stepping, self._ranks, found)
+            if self.render_mode is not None:
+                for i, note in enumerate(self._tolerance_state.transcript_notes()):
+                    if note and stepping[i]:
+                        self._transcripts[i][-1] += note
         truncated = stepping & ~terminated & (self._turns >= self.max_turns)
-        rewards = self.model.reward(self._percentiles, previous, terminated)
+        rewards = self.model.reward(self._percentiles, previous, found)
         rewards[resetting] = 0.0
         ended = terminated | truncated
         self._needs_reset = ended
@@ -421,6 +438,7 @@ class DialogRetrievalVectorEnv(ModelParts, VectorEnv):
         # Only the reset dialogs are ranked and described, so the others' generators are not
         # advanced (and a SAME_STEP autoreset ranks only the dialogs that ended).
         self._show(np.where(mask, self._initials, self._shown), only=None if mask.all() else mask)
+        self._tolerance_state.start(mask, self._ranks)
 
     def _draw_starts(self, mask: np.ndarray, targets: np.ndarray | None, initials: np.ndarray | None) -> None:
         """Targets and first images of the dialogs in ``mask``, drawn as the single env does."""
@@ -512,6 +530,7 @@ class DialogRetrievalVectorEnv(ModelParts, VectorEnv):
             del values["feedback_text"]
         if self.expose_target:
             values["target_index"] = self._targets.copy()
+        values.update(self._tolerance_state.info_values())
         info: dict[str, Any] = {}
         present = np.ones(batch, dtype=np.bool_) if mask is None else mask.copy()
         for key, value in values.items():

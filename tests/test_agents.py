@@ -389,3 +389,18 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_reaches_the_same_metrics(tmp_path,
         json.loads((tmp_path / name / "metrics.json").read_text())["results"] for name in ("interrupted", "straight")
     ]
     assert results[0] == results[1]
+
+
+def test_train_agent_evaluates_with_a_shopper_who_leaves_or_settles(tmp_path, small_catalog_file, capsys):
+    import train_agent
+
+    args = train_agent.Args(agent="random", catalog=small_catalog_file, run_name="settling", runs_dir=str(tmp_path),
+                            eval_episodes=30, max_turns=4, eval_patience=2, eval_accept_rank=5,
+                            progress=False)  # fmt: skip
+    assert train_agent.run(args) == 0
+    turns = json.loads((tmp_path / "settling" / "metrics.json").read_text())["results"]["random"]["turns"]
+    assert {"success", "satisfied", "left"} <= set(turns[-1])
+    assert turns[-1]["satisfied"]["mean"] >= turns[-1]["success"]["mean"] and turns[-1]["left"]["mean"] > 0
+    assert "shopper left (%)" in capsys.readouterr().out
+    with pytest.raises(dialog_env.ConfigurationError, match="--eval-patience must be >= 1"):
+        train_agent.validate_args(train_agent.Args(eval_patience=0))

@@ -402,3 +402,27 @@ def test_feedback_text_in_info_false_leaves_out_only_the_caption(small_shoes, au
     assert_same_step(step, reference.step(np.array([1, 2, 3])))
     assert all(value.dtype != object for key, value in step[4].items() if key not in ("final_obs", "final_info"))
     np.testing.assert_array_equal(step[0]["feedback"], with_text.step(np.array([1, 2, 3]))[0]["feedback"])
+
+
+@pytest.mark.parametrize("autoreset_mode", ["NextStep", "SameStep", "Disabled"])
+def test_shopper_patience_and_alternatives_match_sync_vector_env(small_shoes, autoreset_mode):
+    """The shopper options end dialogs the same way natively and in single envs, in every mode."""
+    num_envs = 6
+    native, reference = make_pair(small_shoes, num_envs, autoreset_mode, max_turns=6, patience=2, accept_rank=15)
+    assert_same_step(native.reset(seed=4), reference.reset(seed=4))
+    rng = np.random.default_rng(2)
+    counts = {"is_accepted": 0, "shopper_left": 0, "is_success": 0}
+    ended = np.zeros(num_envs, dtype=bool)
+    for _step in range(30):
+        if autoreset_mode == "Disabled" and ended.any():
+            assert_same_step(native.reset(options={"reset_mask": ended}),
+                             reference.reset(options={"reset_mask": ended.copy()}))  # fmt: skip
+        actions = rng.integers(small_shoes.select("train").num_images, size=num_envs)
+        actions = np.where(rng.random(num_envs) < 0.1, targets_of(reference), actions)
+        native_step = native.step(actions)
+        assert_same_step(native_step, reference.step(actions))
+        info = native_step[4].get("final_info", native_step[4])
+        ended = native_step[2] | native_step[3]
+        for key in counts:
+            counts[key] += int(np.sum(info[key] & ended))
+    assert min(counts.values()) > 0, counts  # every way of ending was exercised
