@@ -100,8 +100,8 @@ class Args:
     eval_split: str = "test"
     """catalogue split to evaluate on"""
     user: str = "rule"
-    """user simulator: rule, relative-attribute, or captioner (the neural relative captioner; give its checkpoint
-    with --user-kwargs)"""
+    """user simulator: rule, relative-attribute, captioner (the neural relative captioner; give its checkpoint
+    with --user-kwargs) or corpus (real shoppers' captions; give the caption file: '{"captions": PATH}')"""
     user_kwargs: str | None = None
     """keyword arguments of the user simulator as a JSON object, e.g. '{"checkpoint": "runs/captioner/best.pt"}'"""
     max_turns: int = 10

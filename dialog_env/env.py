@@ -16,7 +16,7 @@ from dialog_env.dynamics import REWARD_FUNCTIONS, DialogModel, RewardFunction, r
 from dialog_env.errors import CatalogError, ConfigurationError, InvalidActionError, ResetNeeded
 from dialog_env.ranking import Ranker
 from dialog_env.synthetic import default_catalog, make_synthetic_shoes
-from dialog_env.text import MAX_FEEDBACK_TOKENS, Vocabulary
+from dialog_env.text import MAX_FEEDBACK_TOKENS, PAD_TOKEN, UNK_TOKEN, Vocabulary
 from dialog_env.tolerance import ShopperTolerance, ToleranceState
 from dialog_env.users.base import UserSimulator, make_user
 
@@ -238,6 +238,20 @@ class DialogSettings:
     tolerance: ShopperTolerance
 
 
+def _vocabulary(vocabulary: Vocabulary | Sequence[str] | None) -> Vocabulary | None:
+    """The ``vocabulary`` argument as a :class:`~dialog_env.text.Vocabulary` (``None``: the user's)."""
+    if vocabulary is None or isinstance(vocabulary, Vocabulary):
+        return vocabulary
+    if isinstance(vocabulary, str) or not isinstance(vocabulary, Sequence):
+        raise ConfigurationError(
+            f"vocabulary must be None, a Vocabulary or a list of words, got {type(vocabulary).__name__}"
+        )
+    words = list(vocabulary)
+    if words[:2] == [PAD_TOKEN, UNK_TOKEN]:  # Vocabulary.words, reserved tokens included
+        words = words[2:]
+    return Vocabulary(words)
+
+
 def build_dialog(
     catalog: CatalogSpec = None,
     split: str = "train",
@@ -251,6 +265,7 @@ def build_dialog(
     feedback_text_in_info: bool = True,
     patience: int | None = None,
     accept_rank: int | None = None,
+    vocabulary: Vocabulary | Sequence[str] | None = None,
 ) -> tuple[DialogModel, DialogSettings]:
     """Validate the environments' arguments and build their turn model (one path for both).
 
@@ -300,7 +315,13 @@ def build_dialog(
             f"a dialog needs at least 2 (a target and a different first image)"
         )
     simulator = make_user(user, **dict(user_kwargs or {}))
-    model = DialogModel(split_catalog, simulator, max_tokens=int(max_feedback_tokens), reward_fn=reward_fn)
+    model = DialogModel(
+        split_catalog,
+        simulator,
+        vocabulary=_vocabulary(vocabulary),
+        max_tokens=int(max_feedback_tokens),
+        reward_fn=reward_fn,
+    )
     settings = DialogSettings(
         split=split,
         max_turns=int(max_turns),
@@ -505,11 +526,12 @@ class DialogRetrievalEnv(ModelParts, gym.Env):
     | ``feedback_text_in_info`` | ``True`` | the caption in ``info["feedback_text"]``; ``False``: numeric infos only |
     | ``patience`` | ``None`` | turns in a row without progress before the shopper leaves (``None``: never) |
     | ``accept_rank`` | ``None`` | the shopper accepts an image whose target rank is at most this (``None``: only the target) |
+    | ``vocabulary`` | ``None`` | the words ``feedback`` is encoded with (a ``Vocabulary`` or word list; other words: ``<unk>``); ``None``: the user's |
 
     ## Version History
 
-    - v0: initial version; ``patience`` and ``accept_rank`` added later, off by default (then
-      every dialog is unchanged).
+    - v0: initial version; ``patience``, ``accept_rank`` and ``vocabulary`` added later, off by
+      default (then every dialog is unchanged).
     """  # noqa: E501 - Markdown tables in the docstring
 
     metadata = {"render_modes": list(RENDER_MODES), "render_fps": 1}
@@ -528,6 +550,7 @@ class DialogRetrievalEnv(ModelParts, gym.Env):
         feedback_text_in_info: bool = True,
         patience: int | None = None,
         accept_rank: int | None = None,
+        vocabulary: Vocabulary | Sequence[str] | None = None,
     ) -> None:
         self.model, settings = build_dialog(
             catalog=catalog,
@@ -542,6 +565,7 @@ class DialogRetrievalEnv(ModelParts, gym.Env):
             feedback_text_in_info=feedback_text_in_info,
             patience=patience,
             accept_rank=accept_rank,
+            vocabulary=vocabulary,
         )
         self.split = settings.split
         self.max_turns = settings.max_turns

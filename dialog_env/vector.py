@@ -22,7 +22,7 @@ from dialog_env.env import (
     transcript_line,
 )
 from dialog_env.errors import ConfigurationError, InvalidActionError, ResetNeeded
-from dialog_env.text import MAX_FEEDBACK_TOKENS
+from dialog_env.text import MAX_FEEDBACK_TOKENS, Vocabulary
 from dialog_env.tolerance import ToleranceState
 from dialog_env.users.base import UserSimulator
 
@@ -162,7 +162,8 @@ class DialogRetrievalVectorEnv(ModelParts, VectorEnv):
     or its value ``"NextStep"``, ``"SameStep"`` or ``"Disabled"``, see "Autoreset"), plus every
     argument of :class:`DialogRetrievalEnv` (``catalog``, ``split``, ``user``, ``user_kwargs``,
     ``max_turns``, ``reward_mode``, ``expose_target``, ``max_feedback_tokens``, ``render_mode``,
-    ``feedback_text_in_info``, ``patience``, ``accept_rank``), with the same meaning and validation.
+    ``feedback_text_in_info``, ``patience``, ``accept_rank``, ``vocabulary``), with the same meaning
+    and validation.
     ``model`` (the :class:`~dialog_env.dynamics.DialogModel` every dialog of the batch plays
     through, the planning interface), ``catalog``, ``user``, ``ranker`` and ``vocabulary`` are
     public as on the single environment.
@@ -201,6 +202,7 @@ class DialogRetrievalVectorEnv(ModelParts, VectorEnv):
         autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
         patience: int | None = None,
         accept_rank: int | None = None,
+        vocabulary: Vocabulary | Sequence[str] | None = None,
     ) -> None:
         if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
             raise ConfigurationError(f"num_envs must be an integer >= 1, got {num_envs!r}")
@@ -223,6 +225,7 @@ class DialogRetrievalVectorEnv(ModelParts, VectorEnv):
             feedback_text_in_info=feedback_text_in_info,
             patience=patience,
             accept_rank=accept_rank,
+            vocabulary=vocabulary,
         )
         self.num_envs = int(num_envs)
         self.split = settings.split

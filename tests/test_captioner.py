@@ -324,12 +324,13 @@ def test_train_agent_against_the_captioner_and_transfer(trained):
     ]
     for label, by_user in report["summaries"].items():
         assert set(by_user) == {"rule", "captioner"}
-        # the gap is the paired difference of the two evaluations
-        gap = next(g for g in report["gaps"] if g["agent"] == label)["turns"]["5"]["success"]["mean"]
-        assert gap == pytest.approx(
-            by_user["captioner"]["turns"][4]["success"]["mean"] - by_user["rule"]["turns"][4]["success"]["mean"]
-        )
-    assert "| agent | turn |" in (out / "user_transfer.md").read_text()
+        # the gap is the paired difference of the two evaluations: the other user minus the training user
+        item = next(g for g in report["gaps"] if g["agent"] == label)
+        assert {item["user"], item["against"]} == {"rule", "captioner"} and label.endswith(f"{item['against']})")
+        gap = item["turns"]["5"]["success"]["mean"]
+        other, home = (by_user[item[key]]["turns"][4]["success"]["mean"] for key in ("user", "against"))
+        assert gap == pytest.approx(other - home)
+    assert "| agent | user minus training user | turn |" in (out / "user_transfer.md").read_text()
 
 
 def test_captioner_speed_benchmark(trained):

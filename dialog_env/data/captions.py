@@ -43,6 +43,7 @@ __all__ = [
     "RELATIVE_CAPTION_KEYS",
     "load_image_captions",
     "load_relative_captions",
+    "read_caption_records",
     "read_caption_texts",
     "read_image_names",
 ]
@@ -243,6 +244,27 @@ def read_caption_texts(path: str | os.PathLike[str], kind: str = "relative", non
         CaptionNotFoundError, CaptionFormatError: as for :func:`load_relative_captions`.
         ConfigurationError: an invalid ``kind`` or ``non_ascii``.
     """
+    return [record[-1] for record in read_caption_records(path, kind, non_ascii)]
+
+
+def read_caption_records(
+    path: str | os.PathLike[str], kind: str = "relative", non_ascii: str = "error"
+) -> list[tuple[str, ...]]:
+    """The records of a caption file as tuples of their keys' values, checked, with no catalogue.
+
+    Args:
+        path: the JSON file.
+        kind: ``"relative"`` or ``"image"`` (as for :func:`read_caption_texts`).
+        non_ascii: as for :func:`load_relative_captions`.
+
+    Returns:
+        One tuple per record, in file order: ``(ImageName, ReferenceImageName, RelativeCaption)``
+        for ``kind="relative"``, ``(ImageName, Caption)`` for ``kind="image"``; the caption
+        stripped (and made ASCII as ``non_ascii`` says).
+
+    Raises:
+        As :func:`read_caption_texts`.
+    """
     keys = {"relative": RELATIVE_CAPTION_KEYS, "image": IMAGE_CAPTION_KEYS}.get(kind)
     if keys is None:
         raise ConfigurationError(f"kind must be 'relative' or 'image', got {kind!r}")
@@ -251,7 +273,11 @@ def read_caption_texts(path: str | os.PathLike[str], kind: str = "relative", non
     path = Path(path)
     where = f"caption file {str(path)!r}"
     records = _read_json_list(path, where)
-    return [_parse_record(record, number, keys, where, non_ascii)[1] for number, record in enumerate(records)]
+    result = []
+    for number, record in enumerate(records):
+        values, text = _parse_record(record, number, keys, where, non_ascii)
+        result.append((*(values[key] for key in keys[:-1]), text))
+    return result
 
 
 def _parse_record(

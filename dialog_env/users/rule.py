@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -43,6 +44,7 @@ from dialog_env.users.base import UserSimulator, register_user
 
 __all__ = [
     "RuleBasedUser",
+    "CaptionPlan",
     "Statement",
     "Feedback",
     "DEFAULT_SALIENCE",
@@ -142,6 +144,27 @@ class Statement:
     shown_value: str
     kind: str
     claimed_value: str
+
+
+class CaptionPlan(NamedTuple):
+    """What each dialog of a batch will say (:meth:`RuleBasedUser.plan`), as Python lists of ``B`` rows.
+
+    Attributes:
+        target_codes: each target's ``A`` attribute codes.
+        shown_codes: each shown image's codes.
+        uniforms: each dialog's :data:`DRAWS` row of uniforms.
+        order: each dialog's most salient attribute columns, best first (the first
+            ``num_differences`` of them differ).
+        num_differences: each pair's number of remarkable differences.
+        said: how many differences each caption says.
+    """
+
+    target_codes: list[list[int]]
+    shown_codes: list[list[int]]
+    uniforms: list[list[float]]
+    order: list[list[int]]
+    num_differences: list[int]
+    said: list[int]
 
 
 @dataclass(frozen=True)
@@ -274,52 +297,74 @@ class RuleBasedUser(UserSimulator):
         with_statements: bool,
     ) -> list[str] | list[Feedback]:
         """The captions (``with_statements=False``) or :class:`Feedback` objects of a batch."""
+        plan = self.plan(catalog, targets, shown, rngs)
+        return [self.say(plan, b, with_statements) for b in range(len(plan.uniforms))]
+
+    def plan(
+        self,
+        catalog: Catalog,
+        targets: np.ndarray,
+        shown: np.ndarray,
+        rngs: Sequence[np.random.Generator],
+        top: int = 3,
+    ) -> CaptionPlan:
+        """What each dialog of a batch will say, before the words: draws the :data:`DRAWS` numbers.
+
+        Args:
+            catalog: catalogue with the shoe attributes.
+            targets: ``(B,)`` target indices.
+            shown: ``(B,)`` shown-image indices.
+            rngs: ``B`` generators, one per dialog.
+            top: how many of the most salient differences to rank (at least 3, the most said).
+
+        Returns:
+            The :class:`CaptionPlan` that :meth:`say` turns into words, dialog by dialog.
+        """
         targets, shown = check_pairs(targets, shown, rngs)
         codes = self.ranking.codes(catalog)
         target_codes, shown_codes = codes[targets], codes[shown]
         uniforms = draw_uniforms(rngs)
-        order, num_differences = self.ranking.rank(target_codes, shown_codes, uniforms[:, DRAWS.salience :])
+        order, num_differences = self.ranking.rank(
+            target_codes, shown_codes, uniforms[:, DRAWS.salience :], top=max(3, top)
+        )
         wanted = 1 + np.searchsorted(self._count_cdf, uniforms[:, DRAWS.count], side="right")
         said = np.minimum(np.minimum(wanted, 3), num_differences).tolist()
+        # Python scalars from here on: the per-dialog work only assembles words.
+        return CaptionPlan(target_codes.tolist(), shown_codes.tolist(), uniforms.tolist(), order, num_differences, said)
 
-        # Python scalars from here on: the per-dialog loop only assembles words.
-        target_rows, shown_rows, uniform_rows = target_codes.tolist(), shown_codes.tolist(), uniforms.tolist()
-        results: list = []
-        for b in range(len(uniform_rows)):
-            u = uniform_rows[b]
-            plural = u[DRAWS.plural] < self.plural_probability
-            if num_differences[b] == 0:
-                text = same_caption(plural, u[DRAWS.variant])
-                results.append(Feedback(text, ()) if with_statements else text)
-                continue
-            if u[DRAWS.vague] < self.vague_rate:
-                text = vague_caption(plural, u[DRAWS.variant])
-                results.append(Feedback(text, (Statement("", "", "", "vague", ""),)) if with_statements else text)
-                continue
-            t_row, s_row = target_rows[b], shown_rows[b]
-            target_lightness = ATTRIBUTE_VALUES[_LIGHTNESS][t_row[_LIGHTNESS]]
-            phrases: list[Phrase] = []
-            statements: list[Statement] = []
-            for slot in range(said[b]):
-                column = order[b][slot]
-                t_value, s_value = ATTRIBUTE_VALUES[column][t_row[column]], ATTRIBUTE_VALUES[column][s_row[column]]
-                options, cumulative = difference_options(ATTRIBUTE_NAMES[column], t_value, s_value, target_lightness)
-                phrases.append(choose_phrase(options, cumulative, u[DRAWS.variant + slot]))
-                if with_statements:
-                    statements.append(Statement(ATTRIBUTE_NAMES[column], t_value, s_value, "difference", t_value))
-            if u[DRAWS.irrelevant] < self.irrelevant_rate:
-                remark = self._noise_remark(u[DRAWS.irrelevant_pick :], t_row, s_row, same=True)
-                if remark is not None:
-                    phrases.append(remark[0])
-                    statements.append(remark[1])
-            if u[DRAWS.mistake] < self.mistake_rate:
-                remark = self._noise_remark(u[DRAWS.mistake_pick :], t_row, s_row, same=False)
-                if remark is not None:
-                    phrases.append(remark[0])
-                    statements.append(remark[1])
-            text = render_caption(phrases, plural, u[DRAWS.connector :])
-            results.append(Feedback(text, tuple(statements)) if with_statements else text)
-        return results
+    def say(self, plan: CaptionPlan, b: int, with_statements: bool = False) -> str | Feedback:
+        """The caption (or :class:`Feedback`) of dialog ``b`` of a :meth:`plan`."""
+        u = plan.uniforms[b]
+        plural = u[DRAWS.plural] < self.plural_probability
+        if plan.num_differences[b] == 0:
+            text = same_caption(plural, u[DRAWS.variant])
+            return Feedback(text, ()) if with_statements else text
+        if u[DRAWS.vague] < self.vague_rate:
+            text = vague_caption(plural, u[DRAWS.variant])
+            return Feedback(text, (Statement("", "", "", "vague", ""),)) if with_statements else text
+        t_row, s_row = plan.target_codes[b], plan.shown_codes[b]
+        target_lightness = ATTRIBUTE_VALUES[_LIGHTNESS][t_row[_LIGHTNESS]]
+        phrases: list[Phrase] = []
+        statements: list[Statement] = []
+        for slot in range(plan.said[b]):
+            column = plan.order[b][slot]
+            t_value, s_value = ATTRIBUTE_VALUES[column][t_row[column]], ATTRIBUTE_VALUES[column][s_row[column]]
+            options, cumulative = difference_options(ATTRIBUTE_NAMES[column], t_value, s_value, target_lightness)
+            phrases.append(choose_phrase(options, cumulative, u[DRAWS.variant + slot]))
+            if with_statements:
+                statements.append(Statement(ATTRIBUTE_NAMES[column], t_value, s_value, "difference", t_value))
+        if u[DRAWS.irrelevant] < self.irrelevant_rate:
+            remark = self._noise_remark(u[DRAWS.irrelevant_pick :], t_row, s_row, same=True)
+            if remark is not None:
+                phrases.append(remark[0])
+                statements.append(remark[1])
+        if u[DRAWS.mistake] < self.mistake_rate:
+            remark = self._noise_remark(u[DRAWS.mistake_pick :], t_row, s_row, same=False)
+            if remark is not None:
+                phrases.append(remark[0])
+                statements.append(remark[1])
+        text = render_caption(phrases, plural, u[DRAWS.connector :])
+        return Feedback(text, tuple(statements)) if with_statements else text
 
     def _noise_remark(
         self, u: Sequence[float], t_row: Sequence[int], s_row: Sequence[int], same: bool
