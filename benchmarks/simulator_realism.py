@@ -1,6 +1,7 @@
 """How much do the user simulators talk like real shoppers?
 
-Every user simulator (``--users``, default: rule, relative-attribute, captioner, corpus) captions
+Every user simulator (``--users``, default: rule, rule-rich (the rule-based user with
+``phrasing="rich"``), relative-attribute, captioner, corpus) captions
 the same pairs of the synthetic catalogue (train split), drawn like the real data (the target and
 the reference are of the same category 93% of the time), with the same per-dialog generators
 (stream ``realism_dialogs``), through the generic :meth:`UserSimulator.describe
@@ -83,7 +84,7 @@ PRECISION_GOAL = 0.95
 #: Bins of the length histogram: 1, 2, ..., 14 words, and 15 or more (a caption of no word counts as 1).
 LENGTH_BINS = 15
 LENGTH_LABELS = [str(n) for n in range(1, LENGTH_BINS)] + [f"{LENGTH_BINS}+"]
-DEFAULT_USERS = ("rule", "relative-attribute", "captioner", "corpus")
+DEFAULT_USERS = ("rule", "rule-rich", "relative-attribute", "captioner", "corpus")
 #: Users whose captions are real shoppers' captions: measured, never reproduced in the report.
 REAL_CAPTION_USERS = frozenset({"corpus"})
 SAMPLES = 8
@@ -343,6 +344,10 @@ def user_specs(args: Args) -> list[UserSpec]:
     builders: dict[str, Callable[[Catalog], tuple[UserSimulator, dict[str, Any]]]] = {
         "captioner": lambda catalog: _captioner(catalog, args),
         "corpus": lambda _catalog: _corpus(Path(args.data) / RELATIVE_CAPTIONS),
+        "rule-rich": lambda _catalog: (
+            make_user("rule", phrasing="rich"),
+            {"about": "the rule-based user with `user_kwargs={'phrasing': 'rich'}`"},
+        ),
     }
     return [
         UserSpec(

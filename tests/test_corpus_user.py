@@ -244,3 +244,19 @@ def test_train_against_the_corpus_user_and_transfer(tmp_path, caption_file):
     result = subprocess.run(command[:5] + ["--episodes", "20", "--out", str(out)], capture_output=True, text=True,
                             timeout=300, cwd=root)  # fmt: skip
     assert result.returncode == 2 and "--captions" in result.stderr
+
+
+def test_the_index_finds_exactly_the_true_captions_about_each_set_of_attributes(small_shoes, caption_file):
+    user = CorpusUser(caption_file)
+    codes = attribute_codes(small_shoes)
+    parsed = [parse_caption(text).claims for text in user._texts]
+    targets, shown = random_pairs(small_shoes, 300, seed=9)
+    for target, image in zip(targets, shown, strict=True):
+        for columns in user._members:
+            names = {list(small_shoes.attribute_schema)[c] for c in columns}
+            expected = tuple(
+                i for i, claims in enumerate(parsed)
+                if {c.attribute for c in claims} == names
+                and all(claim_holds(c, codes[target], codes[image]) for c in claims)
+            )  # fmt: skip
+            assert user._true_captions(columns, codes[target].tolist(), codes[image].tolist()) == expected

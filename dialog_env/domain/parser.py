@@ -243,9 +243,9 @@ def _lexicon() -> dict[tuple[str, ...], _Meaning]:
           "tennis shoes", "trainers", "running", "tennis"], "athletic shoes"),
         (["stiletto", "stilettos"], "stilettos"),
         (["pump", "pumps"], "pumps"),
-        (["flats", "ballet flats", "flat shoes", "ballet shoes", "ballerinas"], "flats"),
+        (["flats", "ballet flats", "ballet flat", "flat shoes", "ballet shoes", "ballerinas"], "flats"),
         (["wedding shoe", "wedding shoes", "bridal", "bridal shoes", "dressy shoe", "dressy shoes"], "wedding shoes"),
-        (["rain boot", "rain boots", "rainboots", "rubber boots", "wellies", "galoshes"], "rain boots"),
+        (["rain boot", "rain boots", "rainboots", "rubber boot", "rubber boots", "wellies", "galoshes"], "rain boots"),
         (["sneaker", "sneakers"], "sneakers"),
     ):  # fmt: skip
         add(_phrases(words), _is("category", category))
@@ -321,7 +321,8 @@ def _lexicon() -> dict[tuple[str, ...], _Meaning]:
                   "flat top", "lining", "linings", "insole", "insoles", "interior", "inside", "closed heel",
                   "closed heels",
                   "closed back", "closed backs", "closed sides", "closed side", "darker accents", "lighter accents",
-                  "buttons", "button", "toe", "toes", "parts", "part", "insets", "inset", "panel", "panels"]),
+                  "lower back", "higher back", "higher cut", "lower cut", "buttons", "button", "toe", "toes",
+                  "parts", "part", "insets", "inset", "panel", "panels"]),
         _OUTSIDE)  # fmt: skip
     # "same" is handled by parse_caption: a caption that says nothing else is SAME.
     for sequence in lex:
@@ -437,8 +438,10 @@ def _parse(tokens: tuple[str, ...]) -> ParsedCaption:
             continue
         length, meaning = match
         phrase = tokens[i : i + length]
-        if phrase in _CATEGORY_HEELS and context == "be" and not negate and degree == 0:
-            meaning = _is("category", "high heels")
+        if phrase in _CATEGORY_HEELS and context == "be" and degree == 0:
+            meaning = _is("category", "high heels")  # "is a high heel", "are heels": the kind of shoe
+        elif phrase == ("flat",) and i > 0 and tokens[i - 1] == "a" and context == "be":
+            meaning = _is("category", "flats")  # "is a flat"
         if not meaning.claims and meaning.scale is None:
             unparsed.extend(phrase)
         new = _modify(meaning, negate, degree, as_compared=i > 0 and tokens[i - 1] == "as")
@@ -485,9 +488,24 @@ def _parse(tokens: tuple[str, ...]) -> ParsedCaption:
 def _simplified(claims: list[Claim]) -> list[Claim]:
     """``claims`` without contradictions and without claims implied by another.
 
-    A claim and its negation are both dropped; ``pattern not_in {solid}`` beside ``pattern in
-    {floral}`` is dropped as implied.
+    A negation loses the values asserted beside it ("patent leather, not leather": ``material
+    in {patent}``, ``not_in {leather}``); a claim and its negation are both dropped;
+    ``pattern not_in {solid}`` beside ``pattern in {floral}`` is dropped as implied.
     """
+    # "patent leather, not leather": a negation does not deny what is asserted beside it
+    asserted: dict[str, set[str]] = {}
+    for claim in claims:
+        if claim.relation == "in":
+            asserted.setdefault(claim.attribute, set()).update(claim.values)
+    narrowed = []
+    for claim in claims:
+        if claim.relation == "not_in" and set(claim.values) & asserted.get(claim.attribute, set()):
+            rest = tuple(v for v in claim.values if v not in asserted[claim.attribute])
+            if not rest:
+                continue
+            claim = Claim(claim.attribute, "not_in", rest)
+        narrowed.append(claim)
+    claims = narrowed
     kept = []
     for claim in claims:
         if _negated(claim) in claims:

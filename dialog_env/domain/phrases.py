@@ -20,7 +20,7 @@ from __future__ import annotations
 import bisect
 import functools
 import itertools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
 from dialog_env.domain.schema import ATTRIBUTE_NAMES, SHOE_CATEGORIES, SHOE_SCHEMA
@@ -389,7 +389,12 @@ def absolute_phrases(attribute: str, value: str) -> tuple[Phrase, ...]:
     raise AssertionError(f"no phrases for attribute {attribute!r}")
 
 
-def render_caption(phrases: Sequence[Phrase], plural: bool, connector_uniforms: Sequence[float]) -> str:
+def render_caption(
+    phrases: Sequence[Phrase],
+    plural: bool,
+    connector_uniforms: Sequence[float],
+    connectors: Mapping[str, Sequence[str]] | None = None,
+) -> str:
     """Join phrases into one caption: ``"is black and has a higher heel, with laces"``.
 
     Args:
@@ -397,6 +402,8 @@ def render_caption(phrases: Sequence[Phrase], plural: bool, connector_uniforms: 
         plural: speak of the pair ("are", "have") rather than one shoe ("is", "has").
         connector_uniforms: numbers in ``[0, 1)``; entry ``i`` picks the connector before clause
             ``i`` (entry 0 is not used), so at least ``len(phrases)`` of them.
+        connectors: role -> connector texts (the first of each role is the one used after a
+            clause of another role: "has laces and is black"); ``None``: this grammar's.
 
     Returns:
         The caption.
@@ -410,7 +417,7 @@ def render_caption(phrases: Sequence[Phrase], plural: bool, connector_uniforms: 
         if index == 0:
             lead = _FIRST[phrase.role]
         else:
-            options = _CONNECTORS[phrase.role]
+            options = (connectors or _CONNECTORS)[phrase.role]
             if phrase.role == "adj" and phrases[index - 1].role != "adj":
                 options = options[:1]  # "has laces and is black", not "has laces, black"
             lead = options[int(connector_uniforms[index] * len(options))]

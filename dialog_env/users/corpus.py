@@ -17,9 +17,9 @@ generator picks one. When the images do not differ, it answers with a caption th
 plan and counts it (:attr:`CorpusUser.counts`).
 
 An index keeps the per-turn cost close to the rule-based user's: the captions grouped by the set of
-attributes they are about, with a table per group and attribute of which captions hold for each
-pair of codes (so the true captions of a group are an AND of a few rows), and a memo of the answer
-for each pair of codes seen.
+attributes they are about, with a table per group and attribute of the captions that hold for each
+pair of codes (for one attribute, the answer itself; for several, an intersection of a few small
+sets, memoised per pair of codes).
 
 ``image_half=0`` or ``1`` keeps only the captions whose target image falls in that half of the
 file's target images (split by a fixed hash of the image name, the same on every machine): two
@@ -51,7 +51,6 @@ __all__ = ["CorpusUser", "CorpusFeedback"]
 #: How many of the most salient differences are tried one by one before falling back.
 _SINGLE_TRIES = 5
 _MEMO_SIZE = 1 << 17
-_NONE = np.zeros(0, dtype=np.int64)
 
 
 @dataclass(frozen=True)
@@ -143,22 +142,9 @@ class CorpusUser(UserSimulator):
                 + (f" in image half {image_half}" if image_half is not None else "")
                 + " says anything the parser reads about the shoe attributes; the corpus user needs some"
             )
-        # For the captions about exactly a set of columns: their ids, and per column a (V, V, n) table
-        # of whether each caption's claims on that column hold for (target code, shown code).
-        self._groups: dict[tuple[int, ...], tuple[np.ndarray, tuple[np.ndarray, ...]]] = {}
-        for columns, members in groups.items():
-            ids = np.array([caption_id for caption_id, _ in members], dtype=np.int64)
-            tables = []
-            for column in columns:
-                size = len(SHOE_SCHEMA[ATTRIBUTE_NAMES[column]].values)
-                table = np.ones((size, size, len(members)), dtype=bool)
-                for i, (_, claims) in enumerate(members):
-                    for claim in claims:
-                        if ATTRIBUTE_NAMES.index(claim.attribute) == column:
-                            table[:, :, i] &= np.array(claim_table(claim), dtype=bool)
-                tables.append(table)
-            self._groups[columns] = (ids, tuple(tables))
-        self._memo: dict[tuple, np.ndarray] = {}
+        self._members = groups  # built into _groups on first use (see _group)
+        self._groups: dict[tuple[int, ...], tuple[list[list[Any]], ...]] = {}
+        self._memo: dict[tuple, tuple[int, ...]] = {}
         self._vocabulary: Vocabulary | None = None
         self.counts = {"real": 0, "fallback": 0}
 
@@ -168,7 +154,7 @@ class CorpusUser(UserSimulator):
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        state["_memo"] = {}  # a cache: not part of the user
+        state["_memo"], state["_groups"] = {}, {}  # caches: not part of the user
         return state
 
     # ------------------------------------------------------------------ reporting
@@ -253,24 +239,47 @@ class CorpusUser(UserSimulator):
         keys += [(column,) for column in order[1 : min(differences, _SINGLE_TRIES)]]
         for columns in keys:
             true_ids = self._true_captions(columns, t_row, s_row)
-            if len(true_ids):
-                return int(true_ids[int(pick * len(true_ids))])
+            if true_ids:
+                return true_ids[int(pick * len(true_ids))]
         return None
 
-    def _true_captions(self, columns: tuple[int, ...], t_row: Sequence[int], s_row: Sequence[int]) -> np.ndarray:
-        """The ids of the captions about exactly ``columns`` that are true of the pair (memoised)."""
+    def _group(self, columns: tuple[int, ...]) -> tuple[list[list[Any]], ...] | None:
+        """The index of the captions about exactly ``columns`` (``None`` when there are none).
+
+        Per column, ``rows[t][s]``: the ids of the captions whose claims on that column hold for
+        (target code ``t``, shown code ``s``); a tuple in caption order for a one-column set (the
+        answer itself), a frozenset otherwise (to intersect). Built on first use.
+        """
+        group = self._groups.get(columns)
+        if group is not None or columns not in self._members:
+            return group
+        per_column = []
+        for column in columns:
+            size = len(SHOE_SCHEMA[ATTRIBUTE_NAMES[column]].values)
+            rows: list[list[list[int]]] = [[[] for _ in range(size)] for _ in range(size)]
+            for caption_id, claims in self._members[columns]:
+                tables = [claim_table(c) for c in claims if ATTRIBUTE_NAMES.index(c.attribute) == column]
+                for t in range(size):
+                    for s in range(size):
+                        if all(table[t][s] for table in tables):
+                            rows[t][s].append(caption_id)
+            kind = tuple if len(columns) == 1 else frozenset
+            per_column.append([[kind(cell) for cell in row] for row in rows])
+        group = self._groups[columns] = tuple(per_column)
+        return group
+
+    def _true_captions(self, columns: tuple[int, ...], t_row: Sequence[int], s_row: Sequence[int]) -> tuple[int, ...]:
+        """The ids of the captions about exactly ``columns`` that are true of the pair, in caption order."""
+        group = self._group(columns)
+        if group is None:
+            return ()
+        if len(columns) == 1:
+            return group[0][t_row[columns[0]]][s_row[columns[0]]]
         key = (columns, tuple(t_row[c] for c in columns), tuple(s_row[c] for c in columns))
         found = self._memo.get(key)
         if found is None:
-            group = self._groups.get(columns)
-            if group is None:
-                found = _NONE
-            else:
-                ids, tables = group
-                holds = tables[0][t_row[columns[0]], s_row[columns[0]]]
-                for column, table in zip(columns[1:], tables[1:], strict=True):
-                    holds = holds & table[t_row[column], s_row[column]]
-                found = ids[holds]
+            found = frozenset.intersection(*(rows[t_row[c]][s_row[c]] for c, rows in zip(columns, group, strict=True)))
+            found = tuple(sorted(found))
             if len(self._memo) >= _MEMO_SIZE:
                 self._memo.clear()
             self._memo[key] = found

@@ -36,6 +36,14 @@ from dialog_env.domain.phrases import (
     same_caption,
     vague_caption,
 )
+from dialog_env.domain.rich_phrases import (
+    RICH_CONNECTORS,
+    choose_remark,
+    hedged,
+    pick_hedge,
+    rich_caption_words,
+    rich_difference_options,
+)
 from dialog_env.domain.salience import DEFAULT_SALIENCE, SalienceRanking, salience_weights
 from dialog_env.domain.schema import ATTRIBUTE_NAMES, ATTRIBUTE_VALUES, NUM_ATTRIBUTES, check_catalog
 from dialog_env.errors import ConfigurationError
@@ -96,6 +104,12 @@ class DrawLayout:
 
 #: The draws of the rule-based and relative-attribute users.
 DRAWS = DrawLayout()
+#: The phrasings of the rule-based user.
+PHRASINGS = ("basic", "rich")
+#: The rich phrasing's extra uniforms per dialog and call (a second row, after the :data:`DRAWS`
+#: row): a degree word for each of 3 differences, the outside remark, its connector.
+RICH_DRAWS = 5
+RICH_HEDGE, RICH_REMARK, RICH_CONNECTOR = 0, 3, 4
 
 
 def check_pairs(
@@ -157,6 +171,7 @@ class CaptionPlan(NamedTuple):
             ``num_differences`` of them differ).
         num_differences: each pair's number of remarkable differences.
         said: how many differences each caption says.
+        rich: each dialog's :data:`RICH_DRAWS` more uniforms (the rich phrasing only).
     """
 
     target_codes: list[list[int]]
@@ -165,6 +180,7 @@ class CaptionPlan(NamedTuple):
     order: list[list[int]]
     num_differences: list[int]
     said: list[int]
+    rich: list[list[float]] | None = None
 
 
 @dataclass(frozen=True)
@@ -187,10 +203,22 @@ class RuleBasedUser(UserSimulator):
         salience_jitter: half-width of the uniform random perturbation of the log-salience, so
             that differences whose salience is within a factor ``exp(2 * salience_jitter)`` may
             swap places; 0 always says the most salient differences in a fixed order.
-        vague_rate: probability of a vague remark ("is a different style") instead of the caption.
+        vague_rate: probability of a vague remark ("is a different style"; in the rich phrasing a
+            remark outside the schema) instead of the caption; ``None``: 0, or 0.06 in the rich
+            phrasing (the share of real captions in which the parser reads no claim).
         irrelevant_rate: probability of adding a true remark about an attribute that does not
             differ ("is black" when both are black).
         mistake_rate: probability of adding a false remark about the target.
+        phrasing: ``"basic"`` (the default grammar, :mod:`dialog_env.domain.phrases`) or
+            ``"rich"`` (more of real shoppers' words: colour names, synonyms, degree words,
+            remarks outside the schema; :mod:`dialog_env.domain.rich_phrases`). The rich phrasing
+            draws :data:`RICH_DRAWS` more numbers per dialog and call.
+        remark_rate: ``"rich"`` only: probability of adding a remark about something the schema
+            has no attribute for ("has a different back", "is more casual"); ``None``: 0.35, the
+            share of real captions whose words the parser leaves partly unread (measured on the
+            Shoes train captions, ``benchmarks/results/corpus_user.md``).
+        hedge_rate: ``"rich"`` only: probability of a degree word before each comparative
+            ("slightly darker"); ``None``: 0.15.
     """
 
     name = "rule"
@@ -201,11 +229,22 @@ class RuleBasedUser(UserSimulator):
         count_probabilities: Sequence[float] = (0.38, 0.43, 0.19),
         plural_probability: float = 0.55,
         salience_jitter: float = 0.5,
-        vague_rate: float = 0.0,
+        vague_rate: float | None = None,
         irrelevant_rate: float = 0.0,
         mistake_rate: float = 0.0,
+        phrasing: str = "basic",
+        remark_rate: float | None = None,
+        hedge_rate: float | None = None,
     ) -> None:
         weights = salience_weights(salience)
+        if phrasing not in PHRASINGS:
+            raise ConfigurationError(f"phrasing must be one of {list(PHRASINGS)}, got {phrasing!r}")
+        if phrasing == "basic" and (remark_rate or hedge_rate):
+            raise ConfigurationError("remark_rate and hedge_rate need phrasing='rich' (the basic grammar has neither)")
+        rich = phrasing == "rich"
+        remark_rate = (0.35 if rich else 0.0) if remark_rate is None else remark_rate
+        hedge_rate = (0.15 if rich else 0.0) if hedge_rate is None else hedge_rate
+        vague_rate = (0.06 if rich else 0.0) if vague_rate is None else vague_rate
         counts = np.asarray(count_probabilities, dtype=np.float64)
         if counts.shape != (3,) or (counts < 0).any() or not np.isclose(counts.sum(), 1.0):
             raise ConfigurationError(
@@ -216,6 +255,8 @@ class RuleBasedUser(UserSimulator):
             ("vague_rate", vague_rate),
             ("irrelevant_rate", irrelevant_rate),
             ("mistake_rate", mistake_rate),
+            ("remark_rate", remark_rate),
+            ("hedge_rate", hedge_rate),
         ):
             if not 0.0 <= rate <= 1.0:
                 raise ConfigurationError(f"{name} must be in [0, 1], got {rate}")
@@ -225,14 +266,24 @@ class RuleBasedUser(UserSimulator):
         self.vague_rate = float(vague_rate)
         self.irrelevant_rate = float(irrelevant_rate)
         self.mistake_rate = float(mistake_rate)
+        self.phrasing = phrasing
+        self.remark_rate = float(remark_rate)
+        self.hedge_rate = float(hedge_rate)
         self._count_cdf = np.cumsum(counts)
         self._vocabulary: Vocabulary | None = None
 
     def __repr__(self) -> str:
         return (
             f"RuleBasedUser(vague_rate={self.vague_rate}, irrelevant_rate={self.irrelevant_rate}, "
-            f"mistake_rate={self.mistake_rate})"
+            f"mistake_rate={self.mistake_rate}"
+            + (f", phrasing='rich', remark_rate={self.remark_rate}, hedge_rate={self.hedge_rate}" if self.rich else "")
+            + ")"
         )
+
+    @property
+    def rich(self) -> bool:
+        """Whether this user speaks the rich phrasing."""
+        return self.phrasing == "rich"
 
     @property
     def salience(self) -> dict[str, float]:
@@ -249,7 +300,7 @@ class RuleBasedUser(UserSimulator):
     def vocabulary(self) -> Vocabulary:
         """Every word this simulator can say, by enumerating every phrase it can build."""
         if self._vocabulary is None:
-            self._vocabulary = Vocabulary(sorted(caption_words()))
+            self._vocabulary = Vocabulary(sorted(rich_caption_words() if self.rich else caption_words()))
         return self._vocabulary
 
     # ------------------------------------------------------------------ catalogue
@@ -330,17 +381,24 @@ class RuleBasedUser(UserSimulator):
         wanted = 1 + np.searchsorted(self._count_cdf, uniforms[:, DRAWS.count], side="right")
         said = np.minimum(np.minimum(wanted, 3), num_differences).tolist()
         # Python scalars from here on: the per-dialog work only assembles words.
-        return CaptionPlan(target_codes.tolist(), shown_codes.tolist(), uniforms.tolist(), order, num_differences, said)
+        rich = np.stack([rng.random(RICH_DRAWS) for rng in rngs]).tolist() if self.rich and len(rngs) else None
+        return CaptionPlan(
+            target_codes.tolist(), shown_codes.tolist(), uniforms.tolist(), order, num_differences, said, rich
+        )
 
     def say(self, plan: CaptionPlan, b: int, with_statements: bool = False) -> str | Feedback:
         """The caption (or :class:`Feedback`) of dialog ``b`` of a :meth:`plan`."""
         u = plan.uniforms[b]
+        rich = plan.rich[b] if plan.rich is not None else None
         plural = u[DRAWS.plural] < self.plural_probability
         if plan.num_differences[b] == 0:
             text = same_caption(plural, u[DRAWS.variant])
             return Feedback(text, ()) if with_statements else text
         if u[DRAWS.vague] < self.vague_rate:
-            text = vague_caption(plural, u[DRAWS.variant])
+            if self.rich:  # a remark about what the catalogue cannot say, instead of the caption
+                text = render_caption([choose_remark(u[DRAWS.variant])], plural, u[DRAWS.connector :])
+            else:
+                text = vague_caption(plural, u[DRAWS.variant])
             return Feedback(text, (Statement("", "", "", "vague", ""),)) if with_statements else text
         t_row, s_row = plan.target_codes[b], plan.shown_codes[b]
         target_lightness = ATTRIBUTE_VALUES[_LIGHTNESS][t_row[_LIGHTNESS]]
@@ -349,10 +407,25 @@ class RuleBasedUser(UserSimulator):
         for slot in range(plan.said[b]):
             column = plan.order[b][slot]
             t_value, s_value = ATTRIBUTE_VALUES[column][t_row[column]], ATTRIBUTE_VALUES[column][s_row[column]]
-            options, cumulative = difference_options(ATTRIBUTE_NAMES[column], t_value, s_value, target_lightness)
-            phrases.append(choose_phrase(options, cumulative, u[DRAWS.variant + slot]))
+            if rich is None:
+                options, cumulative = difference_options(ATTRIBUTE_NAMES[column], t_value, s_value, target_lightness)
+                phrases.append(choose_phrase(options, cumulative, u[DRAWS.variant + slot]))
+            else:
+                options, cumulative, hedgeable = rich_difference_options(
+                    ATTRIBUTE_NAMES[column], t_value, s_value, target_lightness
+                )
+                phrase = choose_phrase(options, cumulative, u[DRAWS.variant + slot])
+                hedge = rich[RICH_HEDGE + slot]
+                if hedge < self.hedge_rate and hedgeable[options.index(phrase)]:
+                    phrase = hedged(phrase, pick_hedge(hedge / self.hedge_rate))
+                phrases.append(phrase)
             if with_statements:
                 statements.append(Statement(ATTRIBUTE_NAMES[column], t_value, s_value, "difference", t_value))
+        remark = rich is not None and rich[RICH_REMARK] < self.remark_rate
+        if remark and len(phrases) >= 2:  # the remark takes the place of the least salient difference
+            phrases.pop()
+            if with_statements:
+                statements.pop()
         if u[DRAWS.irrelevant] < self.irrelevant_rate:
             remark = self._noise_remark(u[DRAWS.irrelevant_pick :], t_row, s_row, same=True)
             if remark is not None:
@@ -363,7 +436,15 @@ class RuleBasedUser(UserSimulator):
             if remark is not None:
                 phrases.append(remark[0])
                 statements.append(remark[1])
-        text = render_caption(phrases, plural, u[DRAWS.connector :])
+        if rich is None:
+            text = render_caption(phrases, plural, u[DRAWS.connector :])
+        else:
+            if remark:
+                phrases.append(choose_remark(rich[RICH_REMARK] / self.remark_rate))
+                if with_statements:
+                    statements.append(Statement("", "", "", "outside", ""))
+            connector_uniforms = [*u[DRAWS.connector : DRAWS.salience], rich[RICH_CONNECTOR]]
+            text = render_caption(phrases, plural, connector_uniforms, RICH_CONNECTORS)
         return Feedback(text, tuple(statements)) if with_statements else text
 
     def _noise_remark(
