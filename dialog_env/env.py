@@ -15,6 +15,8 @@ from dialog_env.catalog import Catalog
 from dialog_env.dynamics import REWARD_FUNCTIONS, DialogModel, RewardFunction, resolve_reward, uniform_except
 from dialog_env.errors import CatalogError, ConfigurationError, InvalidActionError, ResetNeeded
 from dialog_env.ranking import Ranker
+from dialog_env.render.frame import PictureSource, dialog_frame
+from dialog_env.render.text import transcript_frame
 from dialog_env.synthetic import default_catalog, make_synthetic_shoes
 from dialog_env.text import MAX_FEEDBACK_TOKENS, PAD_TOKEN, UNK_TOKEN, Vocabulary
 from dialog_env.tolerance import ShopperTolerance, ToleranceState
@@ -40,120 +42,6 @@ REWARD_MODES = tuple(REWARD_FUNCTIONS)
 RENDER_MODES = ("ansi", "human", "rgb_array")
 
 CatalogSpec = Catalog | str | os.PathLike | Mapping[str, Any] | None
-
-
-# ---------------------------------------------------------------------------- rgb_array frames
-# A 5x7 bitmap font for printable ASCII (" " to "~"), so that ``render_mode="rgb_array"`` needs
-# nothing beyond NumPy. Each glyph is 5 columns, left to right, written as 2 hex digits each;
-# bit ``r`` of a column is row ``r`` of the glyph, counted from the top (the classic HD44780
-# layout, lower case squeezed into the 7 rows).
-_FONT_5X7 = (
-    # space ! " # $ % & '
-    "0000000000", "00005f0000", "0007000700", "147f147f14", "242a7f2a12", "2313086462", "3649552250", "0005030000",
-    # ( ) * + , - . /
-    "001c224100", "0041221c00", "082a1c2a08", "08083e0808", "0050300000", "0808080808", "0060600000", "2010080402",
-    # 0 - 7
-    "3e5149453e", "00427f4000", "4261514946", "2141454b31", "1814127f10", "2745454539", "3c4a494930", "0171090503",
-    # 8 9 : ; < = > ?
-    "3649494936", "064949291e", "0036360000", "0056360000", "0008142241", "1414141414", "4122140800", "0201510906",
-    # @ A - G
-    "324979413e", "7e1111117e", "7f49494936", "3e41414122", "7f4141221c", "7f49494941", "7f09090101", "3e41415132",
-    # H - O
-    "7f0808087f", "00417f4100", "2040413f01", "7f08142241", "7f40404040", "7f0204027f", "7f0408107f", "3e4141413e",
-    # P - W
-    "7f09090906", "3e4151215e", "7f09192946", "4649494931", "01017f0101", "3f4040403f", "1f2040201f", "7f2018207f",
-    # X Y Z [ \ ] ^ _
-    "6314081463", "0304780403", "6151494543", "00007f4141", "0204081020", "41417f0000", "0402010204", "4040404040",
-    # ` a - g
-    "0001020400", "2054545478", "7f48444438", "3844444420", "384444487f", "3854545418", "087e090102", "081454543c",
-    # h - o
-    "7f08040478", "00447d4000", "2040443d00", "007f102844", "00417f4000", "7c04180478", "7c08040478", "3844444438",
-    # p - w
-    "7c14141408", "081414187c", "7c08040408", "4854545420", "043f444020", "3c4040207c", "1c2040201c", "3c4030403c",
-    # x y z { | } ~
-    "4428102844", "0c5050503c", "4464544c44", "0008364100", "00007f0000", "0041360800", "1008081008",
-)
-#: ``(95, 7, 5) bool`` glyphs of the printable ASCII characters, indexed by ``ord(c) - 32``.
-_GLYPHS = (
-    np.frombuffer(bytes.fromhex("".join(_FONT_5X7)), dtype=np.uint8).reshape(-1, 1, 5)
-    >> np.arange(7, dtype=np.uint8)[:, None]
-    & 1
-).astype(bool)
-_UNKNOWN_GLYPH = ord("?") - 32
-_CELL_WIDTH, _CELL_HEIGHT = 6, 9  # a glyph plus 1 column and 2 rows of spacing
-_FRAME_SCALE = 2  # each font pixel is a 2x2 block: readable in videos
-_FRAME_MARGIN = 4  # font pixels around the text
-#: Characters per line of an ``rgb_array`` frame; longer transcript lines end with "...".
-FRAME_COLUMNS = 120
-_BACKGROUND = (250, 250, 245)
-_TEXT_COLOR = (20, 20, 20)
-_HEADER_COLOR = (30, 60, 160)
-_FOUND_COLOR = (0, 120, 0)
-_RULE_COLOR = (150, 150, 150)
-
-
-def _frame_size(rows: int, columns: int = FRAME_COLUMNS) -> tuple[int, int]:
-    """``(height, width)`` in pixels of a frame of ``rows`` text lines, rounded up to multiples of 16.
-
-    Multiples of 16 are what video encoders want.
-    """
-    height = (2 * _FRAME_MARGIN + rows * _CELL_HEIGHT) * _FRAME_SCALE
-    width = (2 * _FRAME_MARGIN + columns * _CELL_WIDTH) * _FRAME_SCALE
-    return -(-height // 16) * 16, -(-width // 16) * 16
-
-
-def _text_frame(
-    lines: Sequence[tuple[str, tuple[int, int, int]]], rows: int, columns: int = FRAME_COLUMNS
-) -> np.ndarray:
-    """Draw ``(text, rgb colour)`` lines, one per row, into an ``(H, W, 3) uint8`` frame.
-
-    The frame size depends only on ``rows`` and ``columns``: lines beyond ``rows`` are dropped,
-    text beyond ``columns`` characters is cut and ends with "...", and characters outside
-    printable ASCII are drawn as "?".
-    """
-    codes = np.zeros((rows, columns), dtype=np.intp)  # 0 is the space
-    colors = np.zeros((rows, 3), dtype=np.uint8)
-    for row, (text, color) in enumerate(lines[:rows]):
-        if len(text) > columns:
-            text = text[: columns - 3] + "..."
-        points = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32).astype(np.intp) - 32
-        codes[row, : len(points)] = np.where((points >= 0) & (points < len(_GLYPHS)), points, _UNKNOWN_GLYPH)
-        colors[row] = color
-    # (rows, columns, 7, 5) glyphs -> (rows, cell height, columns, cell width) cells -> pixel rows/columns.
-    cells = np.zeros((rows, _CELL_HEIGHT, columns, _CELL_WIDTH), dtype=bool)
-    cells[:, :7, :, :5] = _GLYPHS[codes].transpose(0, 2, 1, 3)
-    ink = cells.reshape(rows * _CELL_HEIGHT, columns * _CELL_WIDTH)
-    ink_colors = np.repeat(colors, _CELL_HEIGHT, axis=0)[:, None, :]
-    text = np.where(ink[..., None], ink_colors, np.array(_BACKGROUND, dtype=np.uint8))
-    text = text.repeat(_FRAME_SCALE, axis=0).repeat(_FRAME_SCALE, axis=1)
-    frame = np.empty((*_frame_size(rows, columns), 3), dtype=np.uint8)
-    frame[:] = _BACKGROUND
-    offset = _FRAME_MARGIN * _FRAME_SCALE
-    frame[offset : offset + text.shape[0], offset : offset + text.shape[1]] = text
-    return frame
-
-
-def transcript_frame(
-    transcript: Sequence[str], *, split: str, num_images: int, turn: int, max_turns: int
-) -> np.ndarray:
-    """The ``rgb_array`` frame of a dialog: a header line, a rule, then one line per turn.
-
-    Args:
-        transcript: the dialog's transcript lines so far (what ``render_mode="ansi"`` joins),
-            at most ``max_turns + 1`` of them (turn 0 to ``max_turns``).
-        split: the split's name, shown in the header.
-        num_images: the split's size, shown in the header.
-        turn: the dialog's turn, shown in the header.
-        max_turns: the dialog's last turn (also fixes the frame's height).
-
-    Returns:
-        ``(H, W, 3) uint8``, ``W = 1456`` and ``H = 18 (max_turns + 3) + 16`` rounded up to a
-        multiple of 16: the same for every frame of an environment, whatever the transcript.
-    """
-    header = f"DialogRetrieval-v0 | split {split!r}: {num_images} images | turn {turn}/{max_turns}"
-    lines = [(header, _HEADER_COLOR), ("-" * FRAME_COLUMNS, _RULE_COLOR)]
-    lines += [(line, _FOUND_COLOR if line.endswith("<- target found") else _TEXT_COLOR) for line in transcript]
-    return _text_frame(lines, rows=max_turns + 3)
 
 
 def make_catalog(catalog: CatalogSpec = None) -> Catalog:
@@ -487,12 +375,17 @@ class DialogRetrievalEnv(ModelParts, gym.Env):
 
     - ``"ansi"``: ``render()`` returns the transcript so far, one line per turn.
     - ``"human"``: every ``reset`` and ``step`` prints the transcript's newest line.
-    - ``"rgb_array"``: ``render()`` returns the transcript drawn into an ``(H, W, 3) uint8``
-      frame (a built-in 5x7 bitmap font, dark text on a light background, the line that found
-      the target in green) under a header with the split, its size and the turn. ``W = 1456``;
-      ``H`` depends only on ``max_turns`` (``256`` for 10 turns), so the frames of an
-      environment (and of a vector environment) have one shape and make a video; lines longer
-      than 120 characters end with "...".
+    - ``"rgb_array"``: ``render()`` returns one ``(H, W, 3) uint8`` frame: a picture panel
+      (352 pixels high: the target and the image shown this turn, 256 x 256, drawn from their
+      attributes by :func:`dialog_env.render.draw_shoe`, or a tile with the id for catalogues
+      without the shoe attributes; the target's rank and percentile; the earlier shown images
+      as thumbnails; the shopper's newest feedback) above the transcript (a built-in 5x7
+      bitmap font, the line that found the target in green, under a header with the split, its
+      size and the turn). ``W = 1456``; ``H`` depends only on ``max_turns`` (``352 + 256`` for
+      10 turns), so the frames of an environment (and of a vector environment) have one shape
+      and make a video (Gymnasium's ``RecordVideo``, with the ``video`` extra); transcript lines
+      longer than 120 characters end with "...". The picture panel shows the target: it is for
+      people watching, never an input for an agent.
 
     ## Model access (for planning agents)
 
@@ -587,6 +480,7 @@ class DialogRetrievalEnv(ModelParts, gym.Env):
         self._done = True
         self._transcript: list[str] = []
         self._shown_history: list[int] = []  # every image shown this dialog, the first one included
+        self._pictures: PictureSource | None = None  # drawn on the first rgb_array render
 
     # ------------------------------------------------------------------ API
     def reset(
@@ -685,9 +579,12 @@ class DialogRetrievalEnv(ModelParts, gym.Env):
         if self.render_mode == "ansi":
             return "\n".join(self._transcript) + "\n"
         if self.render_mode == "rgb_array":
-            return transcript_frame(
-                self._transcript, split=self.split, num_images=self.catalog.num_images, turn=self._turn,
-                max_turns=self.max_turns,
+            if self._pictures is None:
+                self._pictures = PictureSource(self.catalog)
+            return dialog_frame(
+                self._pictures, target=self._target, shown_history=self._shown_history, rank=self._rank,
+                percentile=self._percentile, feedback=self._feedback_text, transcript=self._transcript,
+                split=self.split, turn=self._turn, max_turns=self.max_turns,
             )  # fmt: skip
         if self._transcript:
             print(self._transcript[-1])

@@ -18,10 +18,10 @@ from dialog_env.env import (
     ModelParts,
     build_dialog,
     dialog_observation_space,
-    transcript_frame,
     transcript_line,
 )
 from dialog_env.errors import ConfigurationError, InvalidActionError, ResetNeeded
+from dialog_env.render.frame import PictureSource, dialog_frame
 from dialog_env.text import MAX_FEEDBACK_TOKENS, Vocabulary
 from dialog_env.tolerance import ToleranceState
 from dialog_env.users.base import UserSimulator
@@ -171,7 +171,8 @@ class DialogRetrievalVectorEnv(ModelParts, VectorEnv):
     ## Rendering
 
     ``render()`` returns a tuple with each dialog's transcript (``"ansi"``) or each dialog's
-    ``(H, W, 3) uint8`` transcript frame (``"rgb_array"``, all of one shape, so they stack), or
+    ``(H, W, 3) uint8`` frame (``"rgb_array"``: pictures and transcript as the single env draws
+    them, all of one shape, so they stack), or
     prints each dialog's newest line (``"human"``), like ``SyncVectorEnv`` over single
     environments.
 
@@ -258,6 +259,7 @@ class DialogRetrievalVectorEnv(ModelParts, VectorEnv):
         # Column t: the image shown at turn t of each dialog's current episode (see action_masks).
         self._shown_history = np.zeros((batch, self.max_turns + 1), dtype=np.int64)
         self._transcripts: list[list[str]] = [[] for _ in range(batch)]
+        self._pictures: PictureSource | None = None  # drawn on the first rgb_array render
 
     # ------------------------------------------------------------------ API
     def reset(
@@ -397,7 +399,8 @@ class DialogRetrievalVectorEnv(ModelParts, VectorEnv):
         """Each dialog's transcript: strings (``"ansi"``), printed (``"human"``) or frames (``"rgb_array"``).
 
         ``"ansi"``: each dialog's transcript; ``"rgb_array"``: each dialog's ``(H, W, 3) uint8``
-        transcript frame; ``"human"``: print each dialog's newest line.
+        frame (its pictures above its transcript, as the single env's); ``"human"``: print each
+        dialog's newest line.
         """
         if self.render_mode is None:
             gym.logger.warn(
@@ -407,10 +410,17 @@ class DialogRetrievalVectorEnv(ModelParts, VectorEnv):
         if self.render_mode == "ansi":
             return tuple("\n".join(lines) + "\n" for lines in self._transcripts)
         if self.render_mode == "rgb_array":
+            if self._pictures is None:
+                self._pictures = PictureSource(self.catalog)
             return tuple(
-                transcript_frame(lines, split=self.split, num_images=self.catalog.num_images, turn=int(turn),
-                                 max_turns=self.max_turns)  # fmt: skip
-                for lines, turn in zip(self._transcripts, self._turns, strict=True)
+                dialog_frame(
+                    self._pictures, target=int(self._targets[i]) if self._has_reset else None,
+                    shown_history=self._shown_history[i, : int(self._turns[i]) + 1].tolist() if self._has_reset else [],
+                    rank=int(self._ranks[i]), percentile=float(self._percentiles[i]),
+                    feedback=str(self._feedback_texts[i]), transcript=self._transcripts[i], split=self.split,
+                    turn=int(self._turns[i]), max_turns=self.max_turns,
+                )  # fmt: skip
+                for i in range(self.num_envs)
             )
         self._print_newest(np.ones(self.num_envs, dtype=np.bool_))
         return None

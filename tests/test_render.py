@@ -1,4 +1,4 @@
-"""``render_mode="rgb_array"``: transcript frames of a fixed shape, read back glyph by glyph."""
+"""``render_mode="rgb_array"``: frames of a fixed shape, their transcript read back glyph by glyph."""
 
 from __future__ import annotations
 
@@ -9,15 +9,19 @@ from gymnasium.utils.env_checker import check_env as gym_check_env
 from gymnasium.wrappers import RenderCollection
 
 import dialog_env  # registers DialogRetrieval-v0
-from dialog_env import env as env_module
-from dialog_env.env import FRAME_COLUMNS, transcript_frame
+from dialog_env.render import PANEL_HEIGHT
+from dialog_env.render import text as env_module  # the font and the transcript frame
+from dialog_env.render.text import FRAME_COLUMNS, transcript_frame
 
 SMALL = {"num_train": 60, "num_test": 20, "dim": 8, "seed": 1}
 CHARACTERS = np.array([chr(code) for code in range(32, 127)])
 
 
 def read_frame(frame: np.ndarray) -> list[str]:
-    """The text of a frame, recovered from its pixels with the env's font (an exact OCR)."""
+    """The text of a transcript frame, recovered from its pixels with the env's font (an exact OCR).
+
+    An environment's frame is read below its picture panel: ``read_frame(frame[PANEL_HEIGHT:])``.
+    """
     scale, margin = env_module._FRAME_SCALE, env_module._FRAME_MARGIN
     cell_width, cell_height = env_module._CELL_WIDTH, env_module._CELL_HEIGHT
     # Each font pixel is a uniform scale x scale block.
@@ -38,8 +42,13 @@ def make(**kwargs):
     return gym.make("DialogRetrieval-v0", catalog=SMALL, render_mode="rgb_array", **kwargs)
 
 
-def expected_height(max_turns: int) -> int:
+def text_height(max_turns: int) -> int:
     return -(-(16 + 18 * (max_turns + 3)) // 16) * 16
+
+
+def expected_height(max_turns: int) -> int:
+    """An environment's frame: the picture panel above the transcript."""
+    return PANEL_HEIGHT + text_height(max_turns)
 
 
 def test_the_font_has_one_distinct_inked_glyph_per_printable_character():
@@ -75,7 +84,7 @@ def test_the_frame_shows_the_transcript_and_changes_after_a_step():
     _, info = env.reset(seed=5)
     text.reset(seed=5)
     before = env.render()
-    lines = read_frame(before)
+    lines = read_frame(before[PANEL_HEIGHT:])
     assert lines[0] == "DialogRetrieval-v0 | split 'train': 60 images | turn 0/4"
     assert lines[1] == "-" * FRAME_COLUMNS
     assert lines[2:3] == [line[:FRAME_COLUMNS] for line in text.render().splitlines()]
@@ -87,7 +96,7 @@ def test_the_frame_shows_the_transcript_and_changes_after_a_step():
         text.step(action)
     after = env.render()
     assert after.shape == before.shape and not np.array_equal(after, before)
-    lines = read_frame(after)
+    lines = read_frame(after[PANEL_HEIGHT:])
     assert lines[0].endswith("turn 2/4")
     transcript = text.render().splitlines()
     assert len(transcript) == 3 and transcript[-1].endswith("<- target found")
@@ -96,7 +105,7 @@ def test_the_frame_shows_the_transcript_and_changes_after_a_step():
     assert lines[5:] == [""] * (len(lines) - 5)
     assert int((after != after[0, 0]).any(axis=-1).sum()) > ink_before
     # The line that found the target is green.
-    found_row = after[(4 + 4 * 9) * 2 : (4 + 5 * 9) * 2]
+    found_row = after[PANEL_HEIGHT + (4 + 4 * 9) * 2 : PANEL_HEIGHT + (4 + 5 * 9) * 2]
     colours = {tuple(pixel) for pixel in found_row.reshape(-1, 3)}
     assert colours == {env_module._BACKGROUND, env_module._FOUND_COLOR}
 
@@ -104,7 +113,7 @@ def test_the_frame_shows_the_transcript_and_changes_after_a_step():
 def test_long_lines_are_cut_and_other_characters_drawn_as_question_marks():
     long_line = "turn  1 | " + "x" * 200
     frame = transcript_frame([long_line, "caf\u00e9 \t|~"], split="test", num_images=3, turn=1, max_turns=2)
-    assert frame.shape == (expected_height(2), 1456, 3)
+    assert frame.shape == (text_height(2), 1456, 3)
     lines = read_frame(frame)
     assert lines[2] == long_line[: FRAME_COLUMNS - 3] + "..." and len(lines[2]) == FRAME_COLUMNS
     assert lines[3] == "caf? ?|~"
@@ -159,5 +168,5 @@ def test_same_step_vector_frames_show_the_new_dialog():
     envs.reset(seed=0)
     envs.step(np.array([1, 2]))  # both truncated and restarted in the same step
     for frame in envs.render():
-        lines = read_frame(frame)
+        lines = read_frame(frame[PANEL_HEIGHT:])
         assert lines[0].endswith("turn 0/1") and lines[2].startswith("turn  0 |") and lines[3] == ""
