@@ -41,6 +41,9 @@ PURPOSES: dict[str, tuple[int, ...]] = {
     "captioner_batches": (5,),
     "captioner_bleu_sample": (9,),
     "captioner_distant_references": (11,),
+    # the play page (dialog_env.play.session)
+    "play_dialogs": (31,),  # targets, first images and per-dialog seeds of the dialogs people play
+    "play_candidates": (32,),  # the candidate pages of the search-engine mode, by dialog seed, turn and page
     # benchmarks
     "realism_dialogs": (),  # benchmarks.simulator_realism: one generator per caption pair, by index
 }
