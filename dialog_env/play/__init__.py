@@ -10,7 +10,7 @@ The web framework (Flask) and Minari are optional: ``pip install -e ".[play]"``.
 """
 
 from dialog_env.play.log import DialogLog, LoggedDialog, LoggedTurn, read_dialogs
-from dialog_env.play.session import MODES, PlayDialog, PlayError, PlayHost, TypedFeedback, load_paper_agent
+from dialog_env.play.session import MODES, PlayDialog, PlayError, PlayHost, QueuedFeedback, load_paper_agent
 
 __all__ = [
     "MODES",
@@ -20,7 +20,7 @@ __all__ = [
     "PlayDialog",
     "PlayError",
     "PlayHost",
-    "TypedFeedback",
+    "QueuedFeedback",
     "load_paper_agent",
     "read_dialogs",
 ]

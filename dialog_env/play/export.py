@@ -1,7 +1,7 @@
 """Dialog logs as a Minari dataset for offline RL.
 
 Each finished dialog of the logs (people as shoppers, and people as the search engine against the
-simulated shopper) is replayed through ``DialogRetrievalEnv`` with :class:`LoggedFeedback`, a
+simulated shopper) is replayed through ``DialogRetrievalEnv`` with :class:`QueuedFeedback`, a
 user "simulator" that says the logged words again, and written with Minari's
 ``create_dataset_from_buffers`` (which, unlike its ``DataCollector``, needs no JAX): the dataset
 holds exactly the observations (token ids of the feedback, the shown image's features, the turn),
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,39 +26,12 @@ import gymnasium as gym
 import numpy as np
 
 from dialog_env.catalog import Catalog
-from dialog_env.errors import ConfigurationError, DataFormatError, DependencyNotInstalled, UserSimulatorError
+from dialog_env.errors import ConfigurationError, DataFormatError, DependencyNotInstalled
 from dialog_env.play.log import LoggedDialog, read_dialogs
+from dialog_env.play.session import QueuedFeedback
 from dialog_env.text import Vocabulary
-from dialog_env.users.base import UserSimulator
 
-__all__ = ["ExportReport", "LoggedFeedback", "export_minari"]
-
-
-class LoggedFeedback(UserSimulator):
-    """A "user simulator" that says logged feedback again, in order.
-
-    Args:
-        vocabulary: the words the environment encodes feedback with.
-    """
-
-    name = "logged"
-
-    def __init__(self, vocabulary: Vocabulary) -> None:
-        self._vocabulary = vocabulary
-        self.queue: list[str] = []
-
-    @property
-    def vocabulary(self) -> Vocabulary:
-        """The dataset's words."""
-        return self._vocabulary
-
-    def describe(
-        self, catalog: Catalog, targets: np.ndarray, shown: np.ndarray, rngs: Sequence[np.random.Generator]
-    ) -> list[str]:
-        """The next logged feedback (one dialog at a time)."""
-        if len(targets) != 1 or not self.queue:
-            raise UserSimulatorError("logged feedback replays one dialog at a time, in the order it was logged")
-        return [self.queue.pop(0)]
+__all__ = ["ExportReport", "export_minari"]
 
 
 @dataclass
@@ -157,7 +130,7 @@ def export_minari(
             if not overwrite:
                 raise ConfigurationError(f"dataset {dataset_id!r} exists under {str(out)!r}; pass overwrite=True")
             minari.delete_dataset(dataset_id)
-        user = LoggedFeedback(words)
+        user = QueuedFeedback(words)
         env = DialogRetrievalEnv(
             catalog=full, split=split, user=user, max_turns=max_turns, feedback_text_in_info=False, vocabulary=words
         )
@@ -201,7 +174,7 @@ def export_minari(
     )
 
 
-def _replay(env: Any, user: LoggedFeedback, dialog: LoggedDialog, index: int) -> Any:
+def _replay(env: Any, user: QueuedFeedback, dialog: LoggedDialog, index: int) -> Any:
     """One logged dialog replayed through ``env``, as a Minari episode buffer.
 
     A dialog the environment did not end (given up, or played with fewer turns than ``env``

@@ -6,7 +6,7 @@ agent, so ranks, vocabulary and turn limits mean what they mean everywhere else:
 - ``"shopper"``: the person has a target shoe in mind (shown to them) and types how it differs
   from the image the agent shows; the agent (a trained paper's agent) reads the words with its
   own vocabulary (words it does not know become ``<unk>``, and the person is told which) and
-  shows another image. The feedback reaches the environment through :class:`TypedFeedback`, a
+  shows another image. The feedback reaches the environment through :class:`QueuedFeedback`, a
   user "simulator" that says what the person typed.
 - ``"agent"``: the person plays the retrieval system against the simulated shopper: they see the
   shopper's words (never the target), pick the next image from a page of candidates, and the
@@ -37,7 +37,7 @@ from dialog_env.text import MAX_FEEDBACK_TOKENS, Vocabulary, tokenize
 from dialog_env.users.base import UserSimulator
 from dialog_env.vector import DialogRetrievalVectorEnv
 
-__all__ = ["MAX_FEEDBACK_CHARACTERS", "MODES", "PlayError", "PlayHost", "PlayDialog", "TypedFeedback"]
+__all__ = ["MAX_FEEDBACK_CHARACTERS", "MODES", "PlayError", "PlayHost", "PlayDialog", "QueuedFeedback"]
 
 #: Play modes: the person as the shopper, or the person as the retrieval system.
 MODES = ("shopper", "agent")
@@ -49,31 +49,37 @@ class PlayError(DialogEnvError, ValueError):
     """What the person did cannot be played (empty feedback, a stale turn...): the message is for them."""
 
 
-class TypedFeedback(UserSimulator):
-    """A "user simulator" that says what a person typed: the texts queued for the next call.
+class QueuedFeedback(UserSimulator):
+    """A "user simulator" that says words given to it beforehand: what a person typed, or a log's words.
+
+    Each call takes the next ``B`` texts of :attr:`queue`, in order.
 
     Args:
-        vocabulary: the words the environment encodes feedback with (the agent's).
+        vocabulary: the words the environment encodes feedback with (e.g. the agent's).
     """
 
-    name = "typed"
+    name = "queued"
 
     def __init__(self, vocabulary: Vocabulary) -> None:
         self._vocabulary = vocabulary
-        self.pending: list[str] = []
+        self.queue: list[str] = []
 
     @property
     def vocabulary(self) -> Vocabulary:
-        """The agent's words."""
+        """The words feedback is encoded with."""
         return self._vocabulary
 
     def describe(
         self, catalog: Catalog, targets: np.ndarray, shown: np.ndarray, rngs: Sequence[np.random.Generator]
     ) -> list[str]:
-        """The queued texts, one per dialog (then the queue is empty)."""
-        if len(self.pending) != len(targets):
-            raise UserSimulatorError(f"{len(targets)} captions asked for, {len(self.pending)} typed")
-        texts, self.pending = self.pending, []
+        """The next ``B`` queued texts.
+
+        Raises:
+            UserSimulatorError: fewer than ``B`` texts queued.
+        """
+        if len(self.queue) < len(targets):
+            raise UserSimulatorError(f"{len(targets)} captions asked for, {len(self.queue)} queued")
+        texts, self.queue = self.queue[: len(targets)], self.queue[len(targets) :]
         return texts
 
 
@@ -207,7 +213,7 @@ class PlayHost:
             episode_seed = int(self._rng.integers(2**31))
         dialog = PlayDialog(dialog=name, mode=mode, target=target, shown=[initial], seed=episode_seed)
         if mode == "shopper":
-            user: UserSimulator | str = TypedFeedback(self.vocabulary)
+            user: UserSimulator | str = QueuedFeedback(self.vocabulary)
             kwargs: dict[str, Any] = {"vocabulary": self.vocabulary}
         else:
             user, kwargs = self.user, {"user_kwargs": self.user_kwargs, "vocabulary": self.vocabulary}
@@ -338,7 +344,7 @@ class PlayHost:
     def _reset(self, dialog: PlayDialog, text: str | None) -> None:
         env = dialog.env
         if text is not None:
-            env.user.pending = [text]
+            env.user.queue = [text]
         options = {"target": np.array([dialog.target]), "initial": np.array([dialog.shown[0]])}
         dialog.observations, dialog.infos = env.reset(seed=dialog.seed, options=options)
         dialog.history = [(dialog.observations, dialog.infos)]
@@ -347,7 +353,7 @@ class PlayHost:
     def _step(self, dialog: PlayDialog, image: int, text: str | None) -> None:
         env = dialog.env
         if text is not None:
-            env.user.pending = [text]
+            env.user.queue = [text]
         observations, _, terminated, truncated, infos = env.step(np.array([image]))
         dialog.observations, dialog.infos = observations, infos
         dialog.history.append((observations, infos))
