@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -120,3 +121,50 @@ def load_weights(
         module.load_state_dict(state)
     except (RuntimeError, ValueError, KeyError, TypeError, AttributeError) as error:
         raise ConfigurationError(f"checkpoint {str(path)!r}: {key!r} does not fit this model: {error}") from error
+
+
+def load_paper_run(run: str | os.PathLike[str], catalog_path: str | None = None) -> dict[str, Any]:
+    """The paper's agent of a finished run, with the catalogue and the split it was evaluated on.
+
+    For playing and drawing its dialogs; the run is one of ``train_agent.py --agent paper`` or of
+    ``benchmarks/learning_curves.py`` (``checkpoints/final.pt``).
+
+    Args:
+        run: the run's folder (``checkpoints/final.pt`` inside).
+        catalog_path: another catalogue file to play on (default: the run's own).
+
+    Returns:
+        ``{"agent", "vocabulary", "catalog"`` (all splits), ``"catalog_name", "split", "agent_name"}``.
+
+    Raises:
+        DialogEnvError: no checkpoint, an unreadable one, or one that does not fit the catalogue
+            (other feature dimension), with a message that says which.
+    """
+    from agents.dialog_manager import DialogManagerAgent
+    from dialog_env.env import make_catalog
+    from dialog_env.errors import DialogEnvError
+    from dialog_env.text import Vocabulary
+
+    run = Path(run)
+    path = run / "checkpoints" / "final.pt"
+    if not path.is_file():
+        raise DialogEnvError(
+            f"no checkpoint at {str(path)!r}: expected the folder of a finished run of train_agent.py "
+            "--agent paper (e.g. runs/paper-s1)"
+        )
+    payload = load_checkpoint(path)
+    run_args = payload.get("args", {})
+    catalog_name = catalog_path if catalog_path is not None else run_args.get("catalog")
+    split = str(run_args.get("eval_split", "test"))
+    catalog = make_catalog(catalog_name)
+    if split not in catalog.splits:
+        raise DialogEnvError(f"catalogue {catalog.name!r} has no split {split!r} (the run was evaluated on it)")
+    model = load_dialog_manager(path, catalog.dim)  # refuses a checkpoint made for other features
+    return {
+        "agent": DialogManagerAgent(model, name=run.name),
+        "vocabulary": Vocabulary(payload["vocabulary"]),
+        "catalog": catalog,
+        "catalog_name": catalog_name,
+        "split": split,
+        "agent_name": run.name,
+    }

@@ -233,7 +233,7 @@ def test_render_command_draws_a_folder_and_a_dialog_sheet(tmp_path, capsys):
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "sheet of" in capsys.readouterr().out
     assert render_main(["dialog", "--out", str(out), "--run", str(tmp_path / "missing")]) == 2
-    assert "no paper's-agent checkpoint" in capsys.readouterr().err
+    assert "no checkpoint" in capsys.readouterr().err
 
 
 def test_record_video_makes_a_video_of_a_dialog(tmp_path):

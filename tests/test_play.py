@@ -309,9 +309,9 @@ def test_dialog_logs_export_as_a_minari_dataset(paper_run, tmp_path, capsys):
     assert human.terminations[-1] == dialog_found(dialogs[0]) and human.truncations[-1] != dialog_found(dialogs[0])
     assert episodes[1].truncations[-1] and not episodes[1].terminations[-1]  # given up: cut at its last turn
     # Feedback observations are the agent's vocabulary's encoding of the typed words.
-    from dialog_env.play.session import load_paper_agent
+    from agents.checkpoints import load_paper_run
 
-    vocabulary = load_paper_agent(paper_run["run"])["vocabulary"]
+    vocabulary = load_paper_run(paper_run["run"])["vocabulary"]
     np.testing.assert_array_equal(human.observations["feedback"][0], vocabulary.encode("is black with a higher heel"))
     # A log tampered with (another target) no longer replays: refused, not exported wrong.
     lines = log_path.read_text().splitlines()

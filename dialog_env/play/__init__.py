@@ -10,7 +10,7 @@ The web framework (Flask) and Minari are optional: ``pip install -e ".[play]"``.
 """
 
 from dialog_env.play.log import DialogLog, LoggedDialog, LoggedTurn, read_dialogs
-from dialog_env.play.session import MODES, PlayDialog, PlayError, PlayHost, QueuedFeedback, load_paper_agent
+from dialog_env.play.session import MODES, PlayDialog, PlayError, PlayHost, QueuedFeedback
 
 __all__ = [
     "MODES",
@@ -21,6 +21,5 @@ __all__ = [
     "PlayError",
     "PlayHost",
     "QueuedFeedback",
-    "load_paper_agent",
     "read_dialogs",
 ]

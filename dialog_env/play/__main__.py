@@ -54,14 +54,15 @@ def export_parser() -> argparse.ArgumentParser:
 
 def build_server(args: argparse.Namespace):  # noqa: ANN201 - a Flask app and its host
     """The Flask app for ``args`` (a startup problem becomes the page's message and is returned too)."""
+    from agents.checkpoints import load_paper_run
     from dialog_env.play.log import DialogLog
     from dialog_env.play.server import create_app
-    from dialog_env.play.session import PlayHost, load_paper_agent
+    from dialog_env.play.session import PlayHost
 
     log = DialogLog(args.log)
     try:
         if args.agent is not None:
-            loaded = load_paper_agent(args.agent, args.catalog)
+            loaded = load_paper_run(args.agent, args.catalog)
             host = PlayHost(
                 loaded["catalog"],
                 log,
@@ -136,9 +137,9 @@ def _export(args: argparse.Namespace) -> int:
 
     vocabulary = None
     if args.agent is not None:
-        from dialog_env.play.session import load_paper_agent
+        from agents.checkpoints import load_paper_run
 
-        vocabulary = load_paper_agent(args.agent, args.catalog)["vocabulary"]
+        vocabulary = load_paper_run(args.agent, args.catalog)["vocabulary"]
     report = export_minari(
         args.log, args.dataset_id, args.out, vocabulary=vocabulary, catalog=args.catalog, overwrite=args.overwrite
     )

@@ -23,7 +23,6 @@ import secrets
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -397,46 +396,3 @@ class PlayHost:
         dialog.over, dialog.found, dialog.reason = True, found, reason
         dialog.candidates = []
         self.log.append("end", dialog.dialog, found=found, reason=reason, turns=len(dialog.ranks) - 1)
-
-
-def load_paper_agent(run: str | Path, catalog_path: str | None = None) -> dict[str, Any]:
-    """The paper's agent of a ``train_agent.py`` run, with the catalogue split it was evaluated on.
-
-    Args:
-        run: the run's folder (``checkpoints/final.pt`` inside).
-        catalog_path: another catalogue file to play on (default: the run's own).
-
-    Returns:
-        ``{"agent", "vocabulary", "catalog"`` (all splits), ``"catalog_name", "split", "agent_name"}``.
-
-    Raises:
-        DialogEnvError: no checkpoint, an unreadable one, or one that does not fit the catalogue
-            (other feature dimension), with a message that says which.
-    """
-    from agents.checkpoints import load_checkpoint, load_dialog_manager
-    from agents.dialog_manager import DialogManagerAgent
-    from dialog_env.env import make_catalog
-
-    run = Path(run)
-    path = run / "checkpoints" / "final.pt"
-    if not path.is_file():
-        raise DialogEnvError(
-            f"no checkpoint at {str(path)!r}: --agent takes the folder of a finished run of train_agent.py "
-            "--agent paper (e.g. runs/paper-s1)"
-        )
-    payload = load_checkpoint(path)
-    run_args = payload.get("args", {})
-    catalog_name = catalog_path if catalog_path is not None else run_args.get("catalog")
-    split = str(run_args.get("eval_split", "test"))
-    catalog = make_catalog(catalog_name)
-    if split not in catalog.splits:
-        raise DialogEnvError(f"catalogue {catalog.name!r} has no split {split!r} (the run was evaluated on it)")
-    model = load_dialog_manager(path, catalog.dim)  # refuses a checkpoint made for other features
-    return {
-        "agent": DialogManagerAgent(model, name=run.name),
-        "vocabulary": Vocabulary(payload["vocabulary"]),
-        "catalog": catalog,
-        "catalog_name": catalog_name,
-        "split": split,
-        "agent_name": run.name,
-    }

@@ -52,24 +52,23 @@ def play_dialog(
     from agents.evaluation import EpisodeSet
     from dialog_env.vector import DialogRetrievalVectorEnv
 
-    env_kwargs: dict[str, object] = {"catalog": catalog, "split": split}
     if run is not None:
-        from agents.checkpoints import load_checkpoint, load_dialog_manager
-        from agents.dialog_manager import DialogManagerAgent
+        from agents.checkpoints import load_paper_run
 
-        path = run / "checkpoints" / "final.pt"
-        if not path.is_file():
-            raise DialogEnvError(
-                f"no paper's-agent checkpoint at {str(path)!r} (a run of train_agent.py --agent paper)"
-            )
-        payload = load_checkpoint(path)
-        run_args = payload["args"]
-        env_kwargs = {"catalog": run_args["catalog"], "split": run_args["eval_split"],
-                      "vocabulary": list(payload["vocabulary"])}  # fmt: skip
-    envs = DialogRetrievalVectorEnv(num_envs=1, max_turns=max_turns, expose_target=True, **env_kwargs)
-    if run is not None:
-        agent = DialogManagerAgent(load_dialog_manager(path, envs.catalog.dim), name=run.name)
+        loaded = load_paper_run(run, catalog)
+        envs = DialogRetrievalVectorEnv(
+            num_envs=1,
+            catalog=loaded["catalog"],
+            split=loaded["split"],
+            max_turns=max_turns,
+            expose_target=True,
+            vocabulary=loaded["vocabulary"],
+        )
+        agent = loaded["agent"]
     else:
+        envs = DialogRetrievalVectorEnv(
+            num_envs=1, catalog=catalog, split=split, max_turns=max_turns, expose_target=True
+        )
         agent = RandomAgent(seed=eval_seed)
     episodes = EpisodeSet.draw(envs.catalog.num_images, max(EVALUATION_EPISODES, episode + 1), eval_seed)
     target, initial = int(episodes.targets[episode]), int(episodes.initials[episode])
