@@ -137,18 +137,19 @@ def load_paper_run(run: str | os.PathLike[str], catalog_path: str | None = None)
         ``{"agent", "vocabulary", "catalog"`` (all splits), ``"catalog_name", "split", "agent_name"}``.
 
     Raises:
-        DialogEnvError: no checkpoint, an unreadable one, or one that does not fit the catalogue
-            (other feature dimension), with a message that says which.
+        DataFileNotFoundError: no checkpoint in the folder.
+        ConfigurationError: an unreadable checkpoint, one that does not fit the catalogue (other
+            feature dimension), or a catalogue without the run's split.
     """
     from agents.dialog_manager import DialogManagerAgent
     from dialog_env.env import make_catalog
-    from dialog_env.errors import DialogEnvError
+    from dialog_env.errors import DataFileNotFoundError
     from dialog_env.text import Vocabulary
 
     run = Path(run)
     path = run / "checkpoints" / "final.pt"
     if not path.is_file():
-        raise DialogEnvError(
+        raise DataFileNotFoundError(
             f"no checkpoint at {str(path)!r}: expected the folder of a finished run of train_agent.py "
             "--agent paper (e.g. runs/paper-s1)"
         )
@@ -158,7 +159,7 @@ def load_paper_run(run: str | os.PathLike[str], catalog_path: str | None = None)
     split = str(run_args.get("eval_split", "test"))
     catalog = make_catalog(catalog_name)
     if split not in catalog.splits:
-        raise DialogEnvError(f"catalogue {catalog.name!r} has no split {split!r} (the run was evaluated on it)")
+        raise ConfigurationError(f"catalogue {catalog.name!r} has no split {split!r} (the run was evaluated on it)")
     model = load_dialog_manager(path, catalog.dim)  # refuses a checkpoint made for other features
     return {
         "agent": DialogManagerAgent(model, name=run.name),

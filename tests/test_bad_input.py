@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import dialog_env  # noqa: E402
-from agents.checkpoints import load_checkpoint, save_checkpoint  # noqa: E402
+from agents.checkpoints import load_checkpoint, load_paper_run, save_checkpoint  # noqa: E402
 from dialog_env.catalog import Catalog  # noqa: E402
 from dialog_env.data.captions import load_image_captions, load_relative_captions  # noqa: E402
 from dialog_env.errors import (  # noqa: E402
@@ -36,11 +36,15 @@ from dialog_env.errors import (  # noqa: E402
     CatalogFormatError,
     CatalogNotFoundError,
     ConfigurationError,
+    DataFileNotFoundError,
+    DataFormatError,
     DialogEnvError,
     InvalidActionError,
     ResetNeeded,
     UserSimulatorError,
 )
+from dialog_env.play.log import read_dialogs  # noqa: E402
+from dialog_env.render import draw_catalog, draw_shoe  # noqa: E402
 from dialog_env.synthetic import make_synthetic_shoes  # noqa: E402
 
 DOC = ROOT / "docs" / "bad_input.md"
@@ -465,7 +469,56 @@ CASES: list[Case] = [
          ConfigurationError, ("--run-name must be one folder name", "'../elsewhere'")),
     Case("run-folder-in-use", "Commands", "a run folder another process is writing", locked_run,
          ConfigurationError, ("busy", "is in use by process \\d+", "choose another run name")),
+    # pictures, image folders and the play page's log
+    Case("draw-code-out-of-range", "Pictures and play", "`draw_shoe` with a code outside the schema",
+         lambda d: draw_shoe([0] * 13 + [99]), ConfigurationError, ("'ornament'", "code 99", "0..5")),
+    Case("draw-size", "Pictures and play", "`draw_shoe` at an unsupported size",
+         lambda d: draw_shoe([0] * 14, 100), ConfigurationError, ("canvas size", "128, 256, 512", "100")),
+    Case("draw-unsafe-id", "Pictures and play", "drawing a catalogue whose id is not a file name",
+         lambda d: draw_catalog(unsafe_id_catalogue(), d / "out", progress=False), ConfigurationError,
+         ("'../up'", "not a safe file name")),
+    Case("images-empty-folder", "Pictures and play", "`python -m dialog_env.data.images build` of an empty folder",
+         lambda d: build_images(empty_folder(d)), DataFileNotFoundError, ("images'", "holds no image files", "\\.png")),
+    Case("images-corrupt-file", "Pictures and play", "an image file that does not decode",
+         lambda d: build_images(corrupt_image_folder(d)), DataFormatError, ("broken.png", "--skip-bad")),
+    Case("play-log-not-json", "Pictures and play", "a dialog log line that is not JSON",
+         lambda d: read_dialogs(log_file(d, "{not json\n")), DataFormatError, ("log.jsonl:1", "not JSON")),
+    Case("play-log-orphan-turn", "Pictures and play", "a dialog log turn of a dialog that never started",
+         lambda d: read_dialogs(log_file(d, json.dumps({"version": 1, "event": "turn", "dialog": "x"}) + "\n")),
+         DataFormatError, ("log.jsonl:1", "'x'", "never started")),
+    Case("play-run-missing", "Pictures and play", "`python -m dialog_env.play --agent` without a checkpoint there",
+         lambda d: load_paper_run(d / "no-run"), DataFileNotFoundError, ("no-run", "no checkpoint", "train_agent.py")),
 ]  # fmt: skip
+
+
+def unsafe_id_catalogue() -> Catalog:
+    full = catalogue()
+    return Catalog(full.features, ["../up", *full.ids[1:]], full.splits, full.attributes,
+                   list(full.attribute_schema.values()))  # fmt: skip
+
+
+def log_file(folder: Path, text: str) -> Path:
+    path = folder / "log.jsonl"
+    path.write_text(text)
+    return path
+
+
+def empty_folder(folder: Path) -> Path:
+    path = folder / "images"
+    path.mkdir()
+    return path
+
+
+def corrupt_image_folder(folder: Path) -> Path:
+    path = empty_folder(folder)
+    (path / "broken.png").write_bytes(b"\x89PNG not really")
+    return path
+
+
+def build_images(folder: Path) -> Path:
+    from dialog_env.data.images import build_image_catalog
+
+    return build_image_catalog(folder, folder.parent / "out.h5", random_weights=True, image_size=32, progress=False)
 
 
 def shifted_catalogue() -> Catalog:
