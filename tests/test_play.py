@@ -400,3 +400,14 @@ def test_a_whole_dialog_in_headless_chromium(paper_run, tmp_path):
     logged = [e for e in events(log_path) if e["event"] == "turn" and e["source"] == "human"]
     assert [e["feedback"] for e in logged] == typed
     assert events(log_path)[-1]["event"] == "end"
+
+
+def test_what_a_person_types_is_shown_as_text_never_as_markup(paper_run, tmp_path):
+    app, _, log_path = make_app(tmp_path, "--agent", str(paper_run["run"]))
+    client = app.test_client()
+    location, _ = start(client, "shopper")
+    typed = "<script>alert('x')</script> is black"
+    assert client.post(location + "/feedback", data={"turn": 0, "text": typed}).status_code == 303
+    page = client.get(location).data.decode()
+    assert "<script>alert" not in page and "&lt;script&gt;alert" in page
+    assert [e for e in events(log_path) if e["event"] == "turn"][0]["feedback"] == typed
