@@ -22,6 +22,14 @@ What is measured, per cell ``(B, N)`` with ``D = 256`` features (synthetic Shoes
 - ``naive``: the research-code way, one dialog at a time with a Python loop over the catalogue
   computing each image's distance, then the user's caption for that dialog.
 
+The rank-table section (issue 17; ``--rank-table-only`` runs only it and merges it into the
+existing report) times, at ``B = 128`` dialogs on the default catalogue's 10,000-image train split:
+the build of its :class:`~dialog_env.rank_table.RankTable` (seconds, memory); the ranking part of
+an index-action step with the table (``Ranker.target_ranks`` reading it) against the bare
+``(B, D) @ (D, N)`` float32 product and against ``Ranker.target_ranks`` with the product; and the
+whole native vector-env step (rule-based user) with ``rank_table=True`` against without, the
+methods of each comparison interleaved.
+
 Times are medians over repeated steps, time-boxed per cell; ``floor`` and ``native`` samples are
 interleaved so that both see the same machine load. Throughput is *dialog-steps per second*
 (``B`` times vector steps per second). The naive reference is sequential over dialogs, so it is
@@ -52,7 +60,8 @@ import dialog_env
 from dialog_env import DialogRetrievalVectorEnv
 from dialog_env.catalog import Catalog
 from dialog_env.cli import dataclass_parser, parse_dataclass
-from dialog_env.synthetic import make_synthetic_shoes
+from dialog_env.rank_table import clear_rank_table_cache, shared_rank_table
+from dialog_env.synthetic import default_catalog, make_synthetic_shoes
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script (python benchmarks/env_speed.py): the report writer is shared
@@ -70,6 +79,8 @@ QUICK = {
     "max_cell_time": 0.5,
     "naive_max_dialogs": 4,
     "async_max_envs": 16,
+    "rank_table_batch": 16,
+    "rank_table_builds": 1,
 }
 
 
@@ -107,6 +118,15 @@ class Args:
     scheduler has given the other core away (stalls of 8-16 ms were seen here)."""
     threads_check: bool = True
     """Also time B = 128, N = 10,000 with the default BLAS threads (in a subprocess)."""
+    rank_table: bool = True
+    """Also run the rank-table section (see the module docstring)."""
+    rank_table_only: bool = False
+    """Run only the rank-table section and merge it into the report in --out-dir (the other
+    sections keep the numbers, command and date of their own run)."""
+    rank_table_batch: int = 128
+    """Dialogs B of the rank-table section (16 with --quick)."""
+    rank_table_builds: int = 3
+    """Timed builds of the table (the median is reported; 1 with --quick)."""
     single_cell: str = ""
     """Internal: "B,N" times only native, floor and sync for one cell and prints JSON."""
     seed: int = 0
@@ -345,6 +365,170 @@ def measure_cell(args: Args, catalog: Catalog, split: Catalog, batch: int, metho
     return cell
 
 
+def rank_table_section(args: Args) -> dict[str, Any]:
+    """The rank-table comparison (module docstring): build time and memory, ranking and step times.
+
+    The default catalogue's train split (a 1,000-image synthetic one of dimension ``args.dim``
+    with ``--quick``).
+    """
+    if args.quick:
+        split = make_synthetic_shoes(num_train=1000, num_test=2, dim=args.dim, seed=args.seed).select("train")
+    else:
+        split = default_catalog().select("train")
+    catalog_name = split.name
+    batch, num_images = args.rank_table_batch, split.num_images
+    print(f"rank table: B = {batch}, N = {num_images:,} ({catalog_name})", flush=True)
+    load_start = os.getloadavg()
+    bare = dialog_env.Ranker(split.features, split.squared_norms)
+    build_seconds = []
+    for _ in range(max(1, args.rank_table_builds)):
+        clear_rank_table_cache()
+        gc.collect()
+        start = time.perf_counter()
+        table = shared_rank_table(bare, progress=False)
+        build_seconds.append(time.perf_counter() - start)
+        del table
+    clear_rank_table_cache()
+    gc.collect()
+    tracemalloc.start()
+    table = shared_rank_table(bare, progress=False)  # kept in the cache: the envs below share it
+    _, build_peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    print(f"  build: median {np.median(build_seconds):.2f} s of {len(build_seconds)}, {table!r}", flush=True)
+
+    with_table = dialog_env.Ranker(split.features, split.squared_norms)
+    with_table.attach_rank_table(table)
+    rng = np.random.default_rng(args.seed)
+    pairs = [(rng.integers(num_images, size=batch), rng.integers(num_images, size=batch)) for _ in range(64)]
+    counter = [0]
+
+    def next_pair() -> tuple[np.ndarray, np.ndarray]:
+        counter[0] += 1
+        return pairs[counter[0] % len(pairs)]
+
+    queries = np.ascontiguousarray(split.features[pairs[0][0]])
+    out = np.empty((batch, num_images), dtype=np.float32)
+    ranking = time_interleaved(
+        {
+            "table_lookup": lambda: with_table.target_ranks(*next_pair()),
+            "bare_product": lambda: np.matmul(queries, split.features.T, out=out),
+            "product_ranks": lambda: bare.target_ranks(*next_pair()),
+        },
+        args.min_time * 2,
+    )
+    ranking_ms = {name: 1e3 * float(np.median(values)) for name, values in ranking.items()}
+    # Identical numbers, checked on every pair timed.
+    for shown, targets in pairs:
+        np.testing.assert_array_equal(with_table.target_ranks(shown, targets), bare.target_ranks(shown, targets))
+
+    actions = action_batches(rng, num_images, batch)
+    envs: dict[str, Any] = {
+        name: DialogRetrievalVectorEnv(num_envs=batch, catalog=split, max_turns=10, rank_table=flag)
+        for name, flag in (("with_table", True), ("without_table", False))
+    }
+    assert envs["with_table"].ranker.rank_table is table and envs["without_table"].ranker.rank_table is None
+    # Gymnasium's SyncVectorEnv over single envs, with and without the (shared) table: the table
+    # removes the product from both.
+    for name, flag in (("sync_with_table", True), ("sync_without_table", False)):
+        print(f"  {name}: building {batch} single envs", flush=True)
+        envs[name] = gym.make_vec("DialogRetrieval-v0", num_envs=batch, vectorization_mode="sync", catalog=split,
+                                  max_turns=10, rank_table=flag)  # fmt: skip
+    assert all(env.unwrapped.ranker.rank_table is table for env in envs["sync_with_table"].envs)
+    for env in envs.values():
+        env.reset(seed=args.seed)
+    steps = time_interleaved({name: cycle(actions, env.step) for name, env in envs.items()}, args.min_time * 2)
+    step_ms = {name: 1e3 * float(np.median(values)) for name, values in steps.items()}
+    for env in envs.values():
+        env.close()
+    del envs
+    gc.collect()
+    return {
+        "B": batch,
+        "N": num_images,
+        "D": split.dim,
+        "catalog": catalog_name,
+        "command": None,  # set by main()
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "load_start": [round(x, 2) for x in load_start],
+        "load_end": [round(x, 2) for x in os.getloadavg()],
+        "table": {
+            "dtype": str(table.ranks.dtype),
+            "nbytes": table.nbytes,
+            "mib": table.nbytes / 2**20,
+            "build_s": {
+                "median": float(np.median(build_seconds)),
+                "min": min(build_seconds),
+                "max": max(build_seconds),
+                "runs": len(build_seconds),
+            },
+            "build_peak_traced_mib": build_peak / 2**20,
+        },
+        "ranking_ms": ranking_ms,
+        "ranking_samples": {name: len(values) for name, values in ranking.items()},
+        "ranking_speedup_over_bare_product": ranking_ms["bare_product"] / ranking_ms["table_lookup"],
+        "ranking_speedup_over_product_ranks": ranking_ms["product_ranks"] / ranking_ms["table_lookup"],
+        "step_ms": step_ms,
+        "step_samples": {name: len(values) for name, values in steps.items()},
+        "step_speedup": step_ms["without_table"] / step_ms["with_table"],
+        "sync_step_speedup": step_ms["sync_without_table"] / step_ms["sync_with_table"],
+        "native_over_sync_with_table": step_ms["sync_with_table"] / step_ms["with_table"],
+    }
+
+
+def rank_table_markdown(section: dict[str, Any] | None, report_command: str) -> list[str]:
+    """The Markdown lines of the rank-table section (none when it was not run)."""
+    if not section:
+        return []
+    table, ranking, steps = section["table"], section["ranking_ms"], section["step_ms"]
+    build = table["build_s"]
+    shape = f"B = {section['B']:,}, N = {section['N']:,}, D = {section['D']}"
+    lines = [f"## Rank table ({shape}: {section['catalog']})", ""]
+    if section["command"] != report_command:
+        cpu = section.get("machine", {}).get("cpu", "the same machine")
+        lines += [f"Measured separately: `{section['command']}` ({section['date']}, on {cpu}; load average at "
+                  f"start / end {section['load_start']} / {section['load_end']}).", ""]  # fmt: skip
+    lines += [
+        f"`rank_table=True` builds one `{table['dtype']}` table of N x N ranks per split and process: "
+        f"{table['mib']:,.1f} MiB, built in **{build['median']:.2f} s** (median of {build['runs']}; "
+        f"{build['min']:.2f}-{build['max']:.2f} s), peak traced memory of the build "
+        f"{table['build_peak_traced_mib']:,.0f} MiB (the table and the scratch of one block of shown images).",
+        "",
+        "| ranking part of an index-action step | median ms | table speed-up |",
+        "| --- | ---: | ---: |",
+        f"| `Ranker.target_ranks` reading the table | {ranking['table_lookup']:.4f} | - |",
+        f"| bare float32 product `({section['B']}, {section['D']}) @ ({section['D']}, {section['N']:,})` | "
+        f"{ranking['bare_product']:.3f} | {section['ranking_speedup_over_bare_product']:,.0f}x |",
+        f"| `Ranker.target_ranks` with the product (exact) | {ranking['product_ranks']:.3f} | "
+        f"{section['ranking_speedup_over_product_ranks']:,.0f}x |",
+        "",
+        "| vector step of B dialogs (rule-based user, random actions) | median ms | dialog-steps/s |",
+        "| --- | ---: | ---: |",
+    ]
+    names = {
+        "without_table": "native `DialogRetrievalVectorEnv`, `rank_table=False`",
+        "with_table": "native `DialogRetrievalVectorEnv`, `rank_table=True`",
+        "sync_without_table": "`SyncVectorEnv` over B single envs, `rank_table=False`",
+        "sync_with_table": "`SyncVectorEnv` over B single envs, `rank_table=True` (one shared table)",
+    }
+    lines += [
+        f"| {label} | {steps[name]:.3f} | {section['B'] / steps[name] * 1e3:,.0f} |"
+        for name, label in names.items()
+        if name in steps
+    ]
+    saved_s = max(1e-9, (steps["without_table"] - steps["with_table"]) / 1e3)
+    lines += [
+        "",
+        f"With the table a native step is **{section['step_speedup']:.2f}x** as fast (what is left is the "
+        "user's captions, their tokens, the observations and infos), a sync step "
+        f"{section.get('sync_step_speedup', float('nan')):.2f}x; with the table on both, native is "
+        f"{section.get('native_over_sync_with_table', float('nan')):.1f}x sync. The ranks with and without the "
+        "table were checked equal on every pair timed. At B = "
+        f"{section['B']} the build pays for itself after about {build['median'] / saved_s:,.0f} native vector steps.",
+        "",
+    ]
+    return lines
+
+
 def user_versus_rank(args: Args, split: Catalog, batch: int) -> dict[str, Any]:
     """The rule-based user's captions (and tokens) for ``batch`` dialogs against their ranks."""
     rng = np.random.default_rng(args.seed)
@@ -432,8 +616,8 @@ def _sync_bound_note(cells: list[dict[str, Any]]) -> str:
     return f"{bound:.1f}x at B = 128, N = 10,000 in this run, so the 10x goal is out of reach on this machine."
 
 
-def evaluate_goals(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The speed and memory goals, measured on ``cells``: ``{"goal", "measured", "met"}`` each."""
+def evaluate_goals(cells: list[dict[str, Any]], rank_table: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The speed and memory goals, measured on ``cells`` and the rank-table section: ``{"goal", "measured", "met"}``."""
     goals = []
     cell = next((c for c in cells if c["B"] == 128 and c["N"] == 10_000), None)
     if cell is not None:
@@ -456,6 +640,11 @@ def evaluate_goals(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
         goals.append({"goal": "N=100,000 runs with bounded memory (ranking scratch <= 256 MiB)",
                       "measured": f"max traced peak {peak:,.0f} MiB over B in {sorted(c['B'] for c in big)}",
                       "met": peak <= 256 + 64})
+    if rank_table:
+        speedup = rank_table["ranking_speedup_over_bare_product"]
+        goals.append({"goal": f"ranking with the rank table >= 10x faster than the bare product at "
+                              f"B={rank_table['B']}, N={rank_table['N']:,}",
+                      "measured": f"{speedup:,.0f}x", "met": speedup >= 10})  # fmt: skip
     return goals
 
 
@@ -532,8 +721,37 @@ def to_markdown(report: dict[str, Any]) -> str:
                 f"{check['native']['ratio_to_floor']:.2f}x | {speedup_text(check, 'sync')} |",
                 "",
             ]
+    lines += rank_table_markdown(report.get("rank_table"), report["command"])
     lines += ["## Notes", ""] + [f"- {note}" for note in report["notes"]] + [""]
     return "\n".join(lines)
+
+
+RANK_TABLE_NOTE = (
+    "The grid above runs with rank_table=False (the default): every step ranks with the product. "
+    "The rank-table section runs on the default catalogue's train split (seed 2018), the grid on "
+    "synthetic catalogues of seed 0, so their N = 10,000 step times differ slightly."
+)
+
+
+def merge_rank_table_section(args: Args, argv: list[str], started: float) -> None:
+    """``--rank-table-only``: measure the rank-table section, merge it into the report in ``args.out_dir``."""
+    path = Path(args.out_dir) / "env_speed.json"
+    if not path.exists():
+        raise SystemExit(f"--rank-table-only merges into an existing {path}; run the whole benchmark first")
+    report = json.loads(path.read_text())
+    section = rank_table_section(args)
+    section["command"] = reproducing_command(argv)
+    section["machine"] = machine_info()
+    section["total_seconds"] = time.time() - started
+    if section["machine"]["cpu"] != report["machine"]["cpu"]:
+        print(f"warning: the report was measured on {report['machine']['cpu']}, this section on "
+              f"{section['machine']['cpu']}", flush=True)  # fmt: skip
+    report["rank_table"] = section
+    if RANK_TABLE_NOTE not in report["notes"]:
+        report["notes"].append(RANK_TABLE_NOTE)
+    report["goals"] = evaluate_goals(report["cells"], section)
+    write_report(Path(args.out_dir), "env_speed", report, to_markdown(report))
+    print(f"env_speed --rank-table-only: {section['total_seconds']:.0f} s", flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -547,6 +765,9 @@ def main(argv: list[str] | None = None) -> None:
         catalog = make_synthetic_shoes(num_train=num_images, num_test=2, dim=args.dim, seed=args.seed)
         cell = measure_cell(args, catalog, catalog.select("train"), batch, {"sync"})
         print(json.dumps(cell))
+        return
+    if args.rank_table_only:
+        merge_rank_table_section(args, argv, started)
         return
     load_start = os.getloadavg()
     print(f"env_speed: B in {args.batch_sizes}, N in {args.catalog_sizes}, D = {args.dim}", flush=True)
@@ -580,6 +801,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads_check:
         print("default BLAS threads check (subprocess)", flush=True)
         check = threads_check(args)
+    rank_table = None
+    if args.rank_table:
+        rank_table = rank_table_section(args)
+        rank_table["command"] = reproducing_command(argv)
     report = {
         "command": reproducing_command(argv),
         "argv": sys.argv,
@@ -593,6 +818,7 @@ def main(argv: list[str] | None = None) -> None:
         "cells": cells,
         "user_versus_rank": user_rank,
         "default_blas_threads_check": check,
+        "rank_table": rank_table,
         "notes": [
             "All envs use the rule-based user, max_turns = 10 and random actions, so every method "
             "includes the same autoresets (native, sync, async); the naive reference times the step "
@@ -608,9 +834,10 @@ def main(argv: list[str] | None = None) -> None:
             + _sync_bound_note(cells),
             "Sync's single envs share one copy of the split (Catalog.select caches it); each async "
             "worker process holds its own copy, hence the memory limit on that column.",
+            RANK_TABLE_NOTE,
         ],
     }
-    report["goals"] = evaluate_goals(cells)
+    report["goals"] = evaluate_goals(cells, rank_table)
     write_report(Path(args.out_dir), "env_speed", report, to_markdown(report))
     print(f"env_speed: {report['total_seconds']:.0f} s in all", flush=True)
     for goal in report["goals"]:

@@ -14,6 +14,7 @@ from gymnasium import spaces
 from dialog_env.catalog import Catalog
 from dialog_env.dynamics import REWARD_FUNCTIONS, DialogModel, RewardFunction, resolve_reward, uniform_except
 from dialog_env.errors import CatalogError, ConfigurationError, InvalidActionError, ResetNeeded
+from dialog_env.rank_table import check_rank_table_option, shared_rank_table, wants_rank_table
 from dialog_env.ranking import Ranker
 from dialog_env.render.frame import PictureSource, dialog_frame
 from dialog_env.render.text import transcript_frame
@@ -154,11 +155,14 @@ def build_dialog(
     patience: int | None = None,
     accept_rank: int | None = None,
     vocabulary: Vocabulary | Sequence[str] | None = None,
+    rank_table: bool | str = False,
 ) -> tuple[DialogModel, DialogSettings]:
     """Validate the environments' arguments and build their turn model (one path for both).
 
     The arguments are those of :class:`DialogRetrievalEnv` (its "Arguments" table), with the
-    same meaning.
+    same meaning. With a rank table (``rank_table=True``, or ``"auto"`` on a small enough
+    split), the model's ranker reads the split's shared table
+    (:func:`~dialog_env.rank_table.shared_rank_table`, built on first use in the process).
 
     Returns:
         ``(model, settings)``: the :class:`~dialog_env.dynamics.DialogModel` over the split and
@@ -172,6 +176,7 @@ def build_dialog(
     """
     _check_bool(expose_target, "expose_target", "add target_index to info")
     _check_bool(feedback_text_in_info, "feedback_text_in_info", "put the caption in info['feedback_text']")
+    rank_table = check_rank_table_option(rank_table)
     if user_kwargs is not None and (
         not isinstance(user_kwargs, Mapping) or not all(isinstance(key, str) for key in user_kwargs)
     ):
@@ -203,9 +208,14 @@ def build_dialog(
             f"a dialog needs at least 2 (a target and a different first image)"
         )
     simulator = make_user(user, **dict(user_kwargs or {}))
+    ranker = Ranker(split_catalog.features, split_catalog.squared_norms)
+    if wants_rank_table(rank_table, split_catalog.num_images):
+        # Issue 17: index actions rank by lookup; one table per split and process, shared by all envs.
+        ranker.attach_rank_table(shared_rank_table(ranker))
     model = DialogModel(
         split_catalog,
         simulator,
+        ranker=ranker,
         vocabulary=_vocabulary(vocabulary),
         max_tokens=int(max_feedback_tokens),
         reward_fn=reward_fn,
@@ -420,11 +430,23 @@ class DialogRetrievalEnv(ModelParts, gym.Env):
     | ``patience`` | ``None`` | turns in a row without progress before the shopper leaves (``None``: never) |
     | ``accept_rank`` | ``None`` | the shopper accepts an image whose target rank is at most this (``None``: only the target) |
     | ``vocabulary`` | ``None`` | the words ``feedback`` is encoded with (a ``Vocabulary`` or word list; other words: ``<unk>``); ``None``: the user's |
+    | ``rank_table`` | ``False`` | ``True``: look the ranks of shown images up in a precomputed exact ``(N, N)`` table (see below); ``"auto"``: only when it takes at most 256 MiB; ``False``: compute them with the matrix product |
+
+    ``rank_table`` changes speed only, never a number: the table holds exactly the ranks the
+    product gives (:mod:`dialog_env.rank_table`); query vectors never read it. It takes
+    ``N * N * 2`` bytes (``uint16``; 200 MB for the default 10,000-image train split, 43 MB for
+    the test split) and seconds to build (3-5 s for 10,000 images on a 2-core machine), once per
+    process and split, shared by every environment on that split. A step of 128 dialogs then
+    takes about an eighth of the time (``benchmarks/results/env_speed.md``): worth it for long
+    training runs, not for short scripts and tests, hence off by default. Building a table above
+    2 GiB (32,768 images) raises a :class:`~dialog_env.errors.ConfigurationError`; a larger one
+    built beforehand with ``dialog_env.rank_table.shared_rank_table(ranker, max_bytes=...)`` is
+    used as it is.
 
     ## Version History
 
-    - v0: initial version; ``patience``, ``accept_rank`` and ``vocabulary`` added later, off by
-      default (then every dialog is unchanged).
+    - v0: initial version; ``patience``, ``accept_rank``, ``vocabulary`` and ``rank_table`` added
+      later, off by default (then every dialog is unchanged; ``rank_table`` changes none anyway).
     """  # noqa: E501 - Markdown tables in the docstring
 
     metadata = {"render_modes": list(RENDER_MODES), "render_fps": 1}
@@ -444,6 +466,7 @@ class DialogRetrievalEnv(ModelParts, gym.Env):
         patience: int | None = None,
         accept_rank: int | None = None,
         vocabulary: Vocabulary | Sequence[str] | None = None,
+        rank_table: bool | str = False,
     ) -> None:
         self.model, settings = build_dialog(
             catalog=catalog,
@@ -459,6 +482,7 @@ class DialogRetrievalEnv(ModelParts, gym.Env):
             patience=patience,
             accept_rank=accept_rank,
             vocabulary=vocabulary,
+            rank_table=rank_table,
         )
         self.split = settings.split
         self.max_turns = settings.max_turns

@@ -46,6 +46,17 @@ compare with the lower and upper bounds, count per row with a bit count), plus t
 recheck of the handful of undecided images; at ``B = 128, N = 10,000, D = 256`` the whole rank
 computation takes about 1.2-1.4x the bare product (``benchmarks/env_speed.py`` measures it).
 
+**Rank tables** (:mod:`dialog_env.rank_table`). When the shown image is a catalogue row (an index
+action), the rank of every target w.r.t. every shown image can be computed once:
+:meth:`Ranker.all_target_ranks` ranks all ``N`` targets of a block of shown images with one
+float64 product per block (its error bound, the same Higham bound with the float64 unit roundoff,
+leaves little but exact ties and duplicates undecided on ordinary features; the float32 bound
+leaves 90% of the targets of the default catalogue within reach of a neighbour), one sort per
+shown image, and the float64 reference for the undecided windows. A
+:class:`~dialog_env.rank_table.RankTable` attached with :meth:`Ranker.attach_rank_table` then
+answers :meth:`Ranker.target_ranks` by a lookup, with the same numbers; query vectors
+(:meth:`Ranker.query_target_ranks`, :meth:`Ranker.nearest`) always use the product.
+
 **Memory.** The catalogue is processed in chunks of rows so that the temporary arrays of one
 chunk (float32 scores and two bool masks, 6 bytes per reference and row: 7/8 of the budget) and
 the float64 rechecks (blocks of pairs: 1/8) take at most about ``max_chunk_bytes`` (256 MiB by
@@ -58,15 +69,20 @@ from __future__ import annotations
 
 import math
 import threading
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from dialog_env.errors import ConfigurationError
 
+if TYPE_CHECKING:  # a type only: rank_table imports this module
+    from dialog_env.rank_table import RankTable
+
 __all__ = ["Ranker", "rank_percentile", "feature_scale", "DEFAULT_MAX_CHUNK_BYTES"]
 
 DEFAULT_MAX_CHUNK_BYTES = 256 * 2**20
 _FLOAT32_UNIT_ROUNDOFF = float(np.finfo(np.float32).eps) / 2
+_FLOAT64_UNIT_ROUNDOFF = float(np.finfo(np.float64).eps) / 2
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 # Largest row norms used as they are; outside, the features are scaled by a power of two.
 _PLAIN_MAX_NORM = 2.0**40
@@ -82,7 +98,28 @@ _UNDERFLOW_UNIT = 2.0**-147
 _BYTES_PER_PAIR = 4 + 1 + 1
 # For nearest(): the float32 score, its partitioned copy and one bool mask.
 _NEAREST_BYTES_PER_PAIR = 4 + 4 + 1
+# For all_target_ranks(): float64 scores, int64 sort keys, order, scatter indices and key gaps
+# (8 bytes each), the output (up to 8) and two bool masks.
+_ALL_RANKS_BYTES_PER_PAIR = 6 * 8 + 2
 _HAVE_BITWISE_COUNT = hasattr(np, "bitwise_count")
+
+
+def _error_factor(dim: int, unit: float) -> float:
+    """``gamma_{D+2} * 1.01 + 2 u``: the relative error bound of a score, times ``(|q| + max |x|)^2``.
+
+    ``gamma_n = n u / (1 - n u)`` (Higham, *Accuracy and Stability of Numerical Algorithms*, 3.1)
+    bounds the rounding of the score ``|x|^2 - 2 q.x`` from a product of ``D`` terms and one
+    addition; the 1% slack covers the float64 arithmetic of the bound itself, ``2 u`` the rounding
+    of the bounds to the scores' precision.
+
+    Args:
+        dim: the feature dimension ``D``.
+        unit: the unit roundoff of the scores' arithmetic (``2**-24`` for float32, ``2**-53``
+            for float64).
+    """
+    n_terms = dim + 2
+    gamma = n_terms * unit / (1.0 - n_terms * unit)
+    return gamma * 1.01 + 2.0 * unit
 
 
 def rank_percentile(ranks: np.ndarray | int, num_images: int) -> np.ndarray | float:
@@ -192,13 +229,11 @@ class Ranker:
         top = float(self._gemm_norms.max(initial=0.0))
         self._max_norm = math.sqrt((top + n_terms * _UNDERFLOW_UNIT) / (1.0 - gamma_dim))
         # |float32 error| <= gamma_{D+2} * (|q| + |x|)^2 for the score |x|^2 - 2 q.x computed from
-        # float32 norms and a float32 product, gamma_n = n u / (1 - n u) (Higham, Accuracy and
-        # Stability of Numerical Algorithms, 3.1), plus the underflow term. The target's score is
-        # computed in float64, so only the catalogue side errs; the 1% slack covers float64 error,
-        # 2 u the rounding of the bounds to float32.
-        gamma = n_terms * unit / (1.0 - n_terms * unit)
-        self._error_factor = gamma * 1.01 + 2.0 * unit
+        # float32 norms and a float32 product, plus the underflow term (see _error_factor). The
+        # target's score is computed in float64, so only the catalogue side errs.
+        self._error_factor = _error_factor(self.dim, unit)
         self._underflow_error = n_terms * _UNDERFLOW_UNIT
+        self._rank_table: RankTable | None = None
         self._local = threading.local()
 
     @property
@@ -221,6 +256,9 @@ class Ranker:
     def target_ranks(self, shown: np.ndarray, targets: np.ndarray) -> np.ndarray:
         """Rank of each target w.r.t. the catalogue image shown with it.
 
+        With a rank table attached (:meth:`attach_rank_table`) the ranks are looked up in it;
+        otherwise they are computed with the product. Both give the same numbers.
+
         Args:
             shown: ``(B,)`` integer indices of the reference images.
             targets: ``(B,)`` integer indices of the targets.
@@ -229,8 +267,183 @@ class Ranker:
             ``(B,) int64`` ranks in ``0..N-1``.
         """
         shown = self._check_indices(shown, "shown")
+        targets = self._check_indices(targets, "targets")
+        if self._rank_table is not None:
+            if shown.shape != targets.shape:
+                raise ConfigurationError(
+                    f"need one target per reference, got {shown.shape[0]} references and {targets.shape[0]} targets"
+                )
+            return self._rank_table.lookup(shown, targets)
         # Catalogue images are never far from the catalogue: no overflow check needed.
-        return self._ranks(self.features[shown], self._check_indices(targets, "targets"), may_be_far=False)
+        return self._ranks(self.features[shown], targets, may_be_far=False)
+
+    @property
+    def rank_table(self) -> RankTable | None:
+        """The :class:`~dialog_env.rank_table.RankTable` that :meth:`target_ranks` reads, or ``None``."""
+        return self._rank_table
+
+    def attach_rank_table(self, table: RankTable | None) -> None:
+        """Answer :meth:`target_ranks` from ``table`` (``None``: from the product again).
+
+        Only :meth:`target_ranks` reads the table; query vectors always use the product.
+
+        Args:
+            table: a rank table of these very features (e.g. from
+                :func:`~dialog_env.rank_table.shared_rank_table`), or ``None``.
+
+        Raises:
+            ConfigurationError: a table of other features (compared by fingerprint).
+        """
+        if table is not None:
+            table.check_features(self.features)
+        self._rank_table = table
+
+    def all_target_ranks(self, shown: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """The rank of every catalogue image as the target, w.r.t. each of the shown images.
+
+        Row ``b`` equals ``target_ranks(np.full(N, shown[b]), np.arange(N))`` (the same
+        semantics: float64 reference distances, ties not counted, 0 for the shown image itself),
+        computed without a pass per target: per block of shown images one float64 product
+        ``(b, D) @ (D, N)`` for the scores ``|x|^2 - 2 s.x``, one integer sort per row, and the
+        float64 reference distances of the few images whose score is too close to a target's to
+        decide (ties and duplicates).
+
+        Why it is exact: products of float32 values are exact in float64 and nothing overflows
+        or underflows, so the float64 score of an image and its reference distance (module
+        docstring) each differ from the exact values by at most ``E = gamma_{D+2} (|s| +
+        max |x|)^2`` (:func:`_error_factor` with the float64 unit roundoff). If the scores of
+        image ``i`` and target ``t`` differ by more than ``W = 4 E``, their reference distances are
+        in the same order. Each row's scores are quantised to integers ``Q`` (``floor((score -
+        min) * c)``, ``c`` a power of two that keeps ``Q`` below ``2**50``, so that ``Q`` is within
+        1.125 of the exact ``(score - min) c``) and sorted together with the image index; ``Q_i <
+        Q_t - K`` with ``K = ceil(W c) + 1`` then proves ``i`` closer than ``t``, ``Q_i > Q_t + K``
+        farther. A target whose two neighbours in that order are more than ``K`` away has its
+        position as its rank; for the others, the images of their windows ``[Q_t - K, Q_t + K]``
+        are compared by reference distance (one :func:`_squared_distances64` per image, so
+        duplicates tie exactly). Work: ``O(B N D)`` for the product and ``O(B N log N)`` for the
+        sorts, however many ties there are; scratch memory about ``max_chunk_bytes`` plus a
+        float64 copy of the features (``8 N D`` bytes) during the call.
+
+        Args:
+            shown: ``(B,)`` integer indices of the shown images.
+            out: optional C-contiguous ``(B, N)`` integer array to write the ranks into (e.g. rows
+                of a ``uint16`` rank table); its dtype must hold ``N - 1``.
+
+        Returns:
+            ``(B, N)``: entry ``[b, t]`` is the rank of target ``t`` when image ``shown[b]`` is
+            shown; ``int64``, or ``out``.
+
+        Raises:
+            ConfigurationError: bad indices, or an ``out`` of the wrong shape or dtype.
+        """
+        shown = self._check_indices(shown, "shown")
+        num_images = self.num_images
+        if out is None:
+            out = np.empty((shown.size, num_images), dtype=np.int64)
+        elif (
+            not isinstance(out, np.ndarray)
+            or out.shape != (shown.size, num_images)
+            or not out.flags.c_contiguous
+            or not np.issubdtype(out.dtype, np.integer)
+            or np.iinfo(out.dtype).max < num_images - 1
+        ):
+            raise ConfigurationError(
+                f"out must be a C-contiguous ({shown.size}, {num_images}) integer array whose dtype holds "
+                f"{num_images - 1}, got {getattr(out, 'dtype', type(out).__name__)} of shape {np.shape(out)}"
+            )
+        if shown.size == 0:
+            return out
+        features64 = self.features.astype(np.float64)
+        norms64 = np.einsum("nd,nd->n", features64, features64)
+        # float64 squared norms err by at most gamma_D (the products are exact): inflated, they bound |x|^2.
+        unit = _FLOAT64_UNIT_ROUNDOFF
+        inflate = 1.0 / (1.0 - self.dim * unit / (1.0 - self.dim * unit)) + 4.0 * unit
+        largest = math.sqrt(float(norms64.max()) * inflate)
+        width_factor = 4.0 * _error_factor(self.dim, unit)
+        step = min(shown.size, self.all_target_ranks_rows())
+        for start in range(0, shown.size, step):
+            rows = shown[start : start + step]
+            reach = np.sqrt(norms64[rows] * inflate) + largest
+            widths = width_factor * reach * reach
+            self._all_ranks_block(rows, features64, norms64, widths, out[start : start + rows.size])
+        return out
+
+    def all_target_ranks_rows(self) -> int:
+        """Shown images that :meth:`all_target_ranks` ranks at once (its scratch within ``max_chunk_bytes``)."""
+        return max(1, min(self.num_images, self.max_chunk_bytes // (_ALL_RANKS_BYTES_PER_PAIR * self.num_images)))
+
+    def _all_ranks_block(
+        self, rows: np.ndarray, features64: np.ndarray, norms64: np.ndarray, widths: np.ndarray, out: np.ndarray
+    ) -> None:
+        """:meth:`all_target_ranks` of a block of ``b`` shown images, written into ``out``.
+
+        Args:
+            rows: ``(b,) int64`` shown images.
+            features64: ``(N, D) float64`` the features.
+            norms64: ``(N,) float64`` their squared norms.
+            widths: ``(b,) float64`` the decision window ``W`` of each shown image (score units).
+            out: ``(b, N)`` integer rows to fill.
+        """
+        num_images = self.num_images
+        index_bits = max(1, (num_images - 1).bit_length())
+        # Q below 2**50 keeps the rounding of (score - min) within 1/8 of a quantum (u 2**50);
+        # Q << index_bits | index must fit in an int64.
+        quantum_bits = min(50, 62 - index_bits)
+        queries64 = features64[rows]
+        scores = np.matmul(queries64 * -2.0, features64.T)  # -2 s is exact
+        scores += norms64
+        lowest = scores.min(axis=1)
+        spans = (scores.max(axis=1) - lowest) * (1.0 + 4.0 * _FLOAT64_UNIT_ROUNDOFF)
+        _, exponents = np.frexp(spans)  # spans < 2**exponents
+        scales = np.ldexp(1.0, quantum_bits - exponents)  # powers of two: multiplying by them is exact
+        scores -= lowest[:, None]
+        scores *= scales[:, None]
+        keys = scores.astype(np.int64)  # floor, the values being >= 0
+        del scores
+        keys <<= index_bits
+        keys |= np.arange(num_images, dtype=np.int64)
+        keys.sort(axis=1)  # by quantised score, then index
+        order = keys & ((1 << index_bits) - 1)
+        keys >>= index_bits  # now the sorted quantised scores Q
+        # Q_i < Q_t - K proves i closer than t, Q_i > Q_t + K farther (see all_target_ranks).
+        quanta = np.minimum(np.ceil(widths * scales), 2.0**quantum_bits) + 1.0
+        windows = quanta.astype(np.int64)[:, None]
+        separated = np.diff(keys, axis=1) > windows  # (b, N - 1): positions p, p + 1 far apart
+        alone = np.ones(keys.shape, dtype=np.bool_)
+        alone[:, 1:] = separated
+        alone[:, :-1] &= separated
+        del separated
+        # Decided targets: the rank is the position in score order.
+        positions = np.broadcast_to(np.arange(num_images, dtype=out.dtype), keys.shape)
+        flat = order + (np.arange(rows.size, dtype=np.int64) * num_images)[:, None]
+        out.reshape(-1)[flat.reshape(-1)] = positions.reshape(-1)
+        del flat
+        for row in np.flatnonzero(~alone.all(axis=1)):
+            pending = np.flatnonzero(~alone[row])
+            sorted_keys = keys[row]
+            window = windows[row, 0]
+            # The window of each undecided target, as positions in score order: [first, stop).
+            first = np.searchsorted(sorted_keys, sorted_keys[pending] - window, side="left")
+            stop = np.searchsorted(sorted_keys, sorted_keys[pending] + window, side="right")
+            cover = np.bincount(first, minlength=num_images + 1) - np.bincount(stop, minlength=num_images + 1)
+            union = np.flatnonzero(np.cumsum(cover[:num_images]) > 0)  # positions in some window, sorted
+            distances = self._reference_distances(order[row, union], queries64[row])
+            own = distances[np.searchsorted(union, pending)]  # each undecided target's own distance
+            # Images before a target's window are closer, those after it farther: count the closer
+            # ones of the union, minus those of the union before this target's window (all closer).
+            closer = np.searchsorted(np.sort(distances), own, side="left")
+            out[row, order[row, pending]] = first + closer - np.searchsorted(union, first)
+
+    def _reference_distances(self, items: np.ndarray, query64: np.ndarray) -> np.ndarray:
+        """``(K,) float64`` reference distances of catalogue images ``items`` to one ``(D,)`` float64 reference."""
+        distances = np.empty(items.size, dtype=np.float64)
+        block = self._recheck_block()
+        for begin in range(0, items.size, block):
+            part = items[begin : begin + block]
+            distances[begin : begin + part.size] = _squared_distances64(
+                self.features[part], np.broadcast_to(query64, (part.size, query64.size))
+            )
+        return distances
 
     def query_target_ranks(self, queries: np.ndarray, targets: np.ndarray) -> np.ndarray:
         """Rank of each target w.r.t. an arbitrary query vector (e.g. an agent's query).
@@ -372,11 +585,21 @@ class Ranker:
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         del state["_local"]  # scratch memory: neither picklable nor worth copying
+        # A rank table (N^2 bytes) is not pickled: the copy takes it from its process's shared
+        # tables (built there if needed), the same numbers either way.
+        table = state.pop("_rank_table", None)
+        state["_rank_table_bytes"] = None if table is None else table.nbytes
         return state
 
     def __setstate__(self, state: dict) -> None:
+        table_bytes = state.pop("_rank_table_bytes", None)
         self.__dict__.update(state)
+        self._rank_table = None
         self._local = threading.local()
+        if table_bytes is not None:
+            from dialog_env.rank_table import DEFAULT_MAX_RANK_TABLE_BYTES, shared_rank_table  # noqa: PLC0415
+
+            self.attach_rank_table(shared_rank_table(self, max_bytes=max(table_bytes, DEFAULT_MAX_RANK_TABLE_BYTES)))
 
     def target_percentiles(self, shown: np.ndarray, targets: np.ndarray) -> np.ndarray:
         """:func:`rank_percentile` of :meth:`target_ranks`. Returns ``(B,) float64``."""

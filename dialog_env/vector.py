@@ -162,8 +162,10 @@ class DialogRetrievalVectorEnv(ModelParts, VectorEnv):
     or its value ``"NextStep"``, ``"SameStep"`` or ``"Disabled"``, see "Autoreset"), plus every
     argument of :class:`DialogRetrievalEnv` (``catalog``, ``split``, ``user``, ``user_kwargs``,
     ``max_turns``, ``reward_mode``, ``expose_target``, ``max_feedback_tokens``, ``render_mode``,
-    ``feedback_text_in_info``, ``patience``, ``accept_rank``, ``vocabulary``), with the same meaning
-    and validation.
+    ``feedback_text_in_info``, ``patience``, ``accept_rank``, ``vocabulary``, ``rank_table``), with the
+    same meaning and validation. With ``rank_table=True`` a step looks the ``B`` ranks up in the
+    split's shared table instead of computing the product (same numbers; see
+    ``benchmarks/results/env_speed.md`` for the speed-up).
     ``model`` (the :class:`~dialog_env.dynamics.DialogModel` every dialog of the batch plays
     through, the planning interface), ``catalog``, ``user``, ``ranker`` and ``vocabulary`` are
     public as on the single environment.
@@ -204,6 +206,7 @@ class DialogRetrievalVectorEnv(ModelParts, VectorEnv):
         patience: int | None = None,
         accept_rank: int | None = None,
         vocabulary: Vocabulary | Sequence[str] | None = None,
+        rank_table: bool | str = False,
     ) -> None:
         if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
             raise ConfigurationError(f"num_envs must be an integer >= 1, got {num_envs!r}")
@@ -227,6 +230,7 @@ class DialogRetrievalVectorEnv(ModelParts, VectorEnv):
             patience=patience,
             accept_rank=accept_rank,
             vocabulary=vocabulary,
+            rank_table=rank_table,
         )
         self.num_envs = int(num_envs)
         self.split = settings.split
