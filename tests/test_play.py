@@ -400,6 +400,18 @@ def test_a_whole_dialog_in_headless_chromium(paper_run, tmp_path):
     logged = [e for e in events(log_path) if e["event"] == "turn" and e["source"] == "human"]
     assert [e["feedback"] for e in logged] == typed
     assert events(log_path)[-1]["event"] == "end"
+    # The dialog played in the browser, exported for offline RL.
+    minari = pytest.importorskip("minari")
+    out = tmp_path / "datasets"
+    assert main(["export", "--log", str(log_path), "--out", str(out), "--dataset-id", "dialog-retrieval/browser-v0",
+                 "--agent", str(paper_run["run"])]) == 0  # fmt: skip
+    os.environ["MINARI_DATASETS_PATH"] = str(out)
+    try:
+        (episode,) = list(minari.load_dataset("dialog-retrieval/browser-v0").iterate_episodes())
+    finally:
+        del os.environ["MINARI_DATASETS_PATH"]
+    turns = [e for e in events(log_path) if e["event"] == "turn"]
+    assert list(episode.actions) == [e["shown"] for e in turns[1:]]
 
 
 def test_what_a_person_types_is_shown_as_text_never_as_markup(paper_run, tmp_path):
