@@ -92,6 +92,7 @@ class Vocabulary:
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state["_encoded"] = {}  # a cache, not part of the vocabulary
+        state.pop("_spaced", None)  # idem
         return state
 
     def __repr__(self) -> str:
@@ -139,6 +140,23 @@ class Vocabulary:
     def decode(self, token_ids: Sequence[int] | np.ndarray) -> str:
         """The words of ``token_ids`` joined by spaces, padding dropped."""
         return " ".join(self._words[int(i)] for i in token_ids if int(i) != PAD_ID)
+
+    def decode_batch(self, token_ids: np.ndarray) -> list[str]:
+        """The texts of several rows of token ids, as :meth:`decode` writes each, in one pass.
+
+        Args:
+            token_ids: ``(B, T)`` integer ids (e.g. ``int64``), padding anywhere.
+
+        Returns:
+            ``B`` texts.
+        """
+        spaced = self.__dict__.get("_spaced")
+        if spaced is None:  # each word followed by its space; padding is nothing
+            spaced = np.array([f"{word} " for word in self._words], dtype=object)
+            spaced[PAD_ID] = ""
+            self._spaced = spaced
+        # Every row's text then ends with one space (none when it is empty), which the slice drops.
+        return [text[:-1] for text in map("".join, spaced[np.asarray(token_ids)].tolist())]
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike[str]) -> None:

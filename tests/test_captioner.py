@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +20,14 @@ from dialog_env.errors import ConfigurationError, UserSimulatorError
 from dialog_env.synthetic import make_synthetic_shoes
 from dialog_env.text import PAD_ID, UNK_ID, Vocabulary, corpus_bleu
 from dialog_env.users import make_user
-from dialog_env.users.captioner import CaptionerConfig, CaptionerUser, RelativeCaptioner, catalog_probe, save_captioner
+from dialog_env.users.captioner import (
+    MIN_DECODE_ROWS,
+    CaptionerConfig,
+    CaptionerUser,
+    RelativeCaptioner,
+    catalog_probe,
+    save_captioner,
+)
 from dialog_env.users.rule import RuleBasedUser
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -104,6 +112,137 @@ def test_sampling_follows_the_uniforms():
     assert not np.array_equal(first, model.generate(t, r, uniforms=rng.random((50, 16))))
     # A temperature near zero samples the most likely word: greedy decoding.
     assert np.array_equal(model.generate(t, r, uniforms=uniforms, temperature=1e-4), model.generate(t, r))
+
+
+def _reference_generate(
+    model: RelativeCaptioner,
+    targets: torch.Tensor,
+    references: torch.Tensor,
+    *regions: torch.Tensor,
+    uniforms: np.ndarray | None = None,
+    temperature: float = 1.0,
+) -> np.ndarray:
+    """The straightforward decoding (before issue 17): every row stepped at every position."""
+    with torch.inference_mode():
+        context, state, regions_, keys = model.encode(targets, references, *regions)
+        batch = targets.shape[0]
+        max_tokens = model.config.max_tokens
+        out = np.zeros((batch, max_tokens), dtype=np.int64)
+        finished = np.zeros(batch, dtype=bool)
+        word_input = model.start_embedding.expand(batch, -1)
+        for position in range(max_tokens):
+            logits, state = model._step(word_input, state, context, regions_, keys)
+            logits = logits.double()
+            logits[:, UNK_ID] = -torch.inf
+            if position == 0:
+                logits[:, PAD_ID] = -torch.inf
+            if uniforms is None:
+                words = logits.argmax(dim=1).cpu().numpy()
+            else:
+                probabilities = torch.softmax(logits / temperature, dim=1).cpu().numpy()
+                cumulative = np.cumsum(probabilities, axis=1)
+                thresholds = uniforms[:, position] * cumulative[:, -1]
+                words = (cumulative <= thresholds[:, None]).sum(axis=1)
+                words = np.minimum(words, probabilities.shape[1] - 1)
+            words = np.where(finished, PAD_ID, words)
+            out[:, position] = words
+            finished |= words == PAD_ID
+            if finished.all():
+                break
+            word_input = model.word_embedding(torch.as_tensor(words, device=targets.device))
+        return out
+
+
+def ending_model(spatial: tuple[int, int] | None = None) -> RelativeCaptioner:
+    """A tiny captioner of 6-word captions whose captions end at many lengths, some at 6 words."""
+    torch.manual_seed(7)
+    config = CaptionerConfig(image_dim=32, vocab_size=len(VOCABULARY), spatial_shape=spatial, embed_dim=16,
+                             hidden_dim=24, attention_dim=8, max_tokens=6)  # fmt: skip
+    model = RelativeCaptioner(config).eval()
+    with torch.no_grad():  # sharper words, and an end token that is often but not always the likeliest
+        model.output.weight.mul_(8.0)
+        model.output.bias[PAD_ID] += 3.0
+    return model
+
+
+@pytest.mark.parametrize("spatial", [None, (5, 6)])
+@pytest.mark.parametrize("decoding", ["greedy", "sample"])
+def test_generate_equals_the_reference_decoding(spatial, decoding):
+    """Stepping only the unfinished captions writes the captions of stepping every row (issue 17)."""
+    model = ending_model(spatial)
+    batch = 64
+    generator = torch.Generator().manual_seed(0)
+    inputs = [torch.randn(batch, 32, generator=generator), torch.randn(batch, 32, generator=generator)]
+    if spatial is not None:
+        inputs += [torch.randn(batch, *spatial, generator=generator) for _ in range(2)]
+    rng = np.random.default_rng(0)
+    uniforms = rng.random((batch, 6)) if decoding == "sample" else None
+    expected = _reference_generate(model, *inputs, uniforms=uniforms, temperature=0.7)
+    lengths = (expected != PAD_ID).sum(axis=1)
+    assert len(set(lengths.tolist())) >= 3 and lengths.min() < 3 and lengths.max() == 6  # the fixture covers it
+    assert np.array_equal(model.generate(*inputs, uniforms=uniforms, temperature=0.7), expected)
+    # Batches smaller than, equal to and just above MIN_DECODE_ROWS, of rows in another order.
+    for size in (1, 2, 3, MIN_DECODE_ROWS, MIN_DECODE_ROWS + 1, 21):
+        rows = rng.permutation(batch)[:size]
+        part = [tensor[torch.as_tensor(rows)] for tensor in inputs]
+        sub_uniforms = None if uniforms is None else uniforms[rows]
+        reference = _reference_generate(model, *part, uniforms=sub_uniforms, temperature=0.7)
+        assert np.array_equal(model.generate(*part, uniforms=sub_uniforms, temperature=0.7), reference), size
+
+
+def test_generate_steps_only_the_unfinished_rows(monkeypatch):
+    model = ending_model()
+    stepped: list[int] = []
+    step = model._step
+
+    def counting_step(word_input, *args):
+        stepped.append(word_input.shape[0])
+        return step(word_input, *args)
+
+    monkeypatch.setattr(model, "_step", counting_step)
+    for batch in (3, 40):
+        stepped.clear()
+        ids = model.generate(features(batch, 32, 2), features(batch, 32, 3))
+        unfinished = [int((ids[:, :position] != PAD_ID).all(axis=1).sum()) for position in range(len(stepped))]
+        assert stepped == [max(count, min(batch, MIN_DECODE_ROWS)) for count in unfinished]
+        assert batch <= MIN_DECODE_ROWS or min(stepped) < batch  # the batch shrinks
+
+
+@pytest.mark.parametrize("spatial", [None, (49, 16)])
+def test_a_decoder_step_does_not_depend_on_the_other_rows(spatial):
+    """What stepping only the unfinished rows rests on, at the default sizes of train_captioner.py.
+
+    Each row's numbers must be the same bits whichever rows (at least MIN_DECODE_ROWS) share its
+    batch (the attention scores are taken at the rows' places in the whole batch). If this fails on
+    a new machine, its BLAS takes another path for small batches: raise MIN_DECODE_ROWS until it passes.
+    """
+    torch.manual_seed(0)
+    config = CaptionerConfig(image_dim=32, vocab_size=len(VOCABULARY), spatial_shape=spatial, embed_dim=128,
+                             hidden_dim=256, attention_dim=256)  # fmt: skip
+    model = RelativeCaptioner(config).eval()
+    batch = 64
+    generator = torch.Generator().manual_seed(1)
+    inputs = [torch.randn(batch, 32, generator=generator), torch.randn(batch, 32, generator=generator)]
+    if spatial is not None:
+        inputs += [torch.randn(batch, *spatial, generator=generator) for _ in range(2)]
+    with torch.inference_mode():
+        context, state, regions, keys = model.encode(*inputs)
+        words = model.word_embedding(torch.randint(2, len(VOCABULARY), (batch,), generator=generator))
+        logits, (hidden, cell) = model._step(words, state, context, regions, keys)
+        for size in (MIN_DECODE_ROWS, MIN_DECODE_ROWS + 1, 17, 63):
+            rows = torch.randperm(batch, generator=generator)[:size]
+            attention = () if spatial is None else (regions[rows], keys[rows], rows, torch.zeros(keys.shape))
+            part_logits, (part_hidden, part_cell) = model._step(
+                words[rows], (state[0][rows], state[1][rows]), context[rows], *(attention or (None, None))
+            )
+            assert torch.equal(part_logits, logits[rows]), size
+            assert torch.equal(part_hidden, hidden[rows]) and torch.equal(part_cell, cell[rows]), size
+
+
+def test_generate_leaves_the_training_mode_as_it_was():
+    model = ending_model().train()
+    model.generate(features(3, 32), features(3, 32, 1))
+    assert model.training and model.dropout.training
 
 
 def test_config_rejects_bad_sizes():
@@ -247,6 +386,35 @@ def test_user_from_a_model_in_memory(catalogue):
     assert len(user.describe(catalogue, np.array([0, 1]), np.array([2, 3]), [np.random.default_rng(0)] * 2)) == 2
     with pytest.raises(UserSimulatorError, match="vocabulary"):
         CaptionerUser(model=tiny_model(), vocabulary=Vocabulary(["a", "b"]))
+
+
+def test_describe_writes_the_reference_captions_and_follows_the_catalogue(catalogue):
+    """Captions of the user are the reference decoding's, in text; the features cache follows the catalogue."""
+    for decoding in ("greedy", "sample"):
+        user = CaptionerUser(model=ending_model(), vocabulary=VOCABULARY, decoding=decoding, batch_size=7)
+        for view in (catalogue.select("test"), catalogue.select("train"), catalogue.select("test")):
+            targets, shown = np.arange(20), np.arange(20, 40)[::-1]
+            texts = user.describe(view, targets, shown, [np.random.default_rng(i) for i in range(20)])
+            pairs = torch.as_tensor(view.features[targets]), torch.as_tensor(view.features[shown])
+            uniforms = np.stack([np.random.default_rng(i).random(6) for i in range(20)])
+            ids = np.concatenate([
+                _reference_generate(user.model, pairs[0][part], pairs[1][part],
+                                    uniforms=uniforms[part] if decoding == "sample" else None)
+                for part in (slice(0, 7), slice(7, 14), slice(14, 20))
+            ])  # fmt: skip
+            assert texts == [VOCABULARY.decode(row) for row in ids]
+        copy = pickle.loads(pickle.dumps(user))
+        assert copy._catalog_features is None
+        rngs = [np.random.default_rng(i) for i in range(20)]
+        assert copy.describe(view, targets, shown, rngs) == texts
+
+
+def test_decode_batch_is_decode_of_every_row():
+    ids = np.array([[5, 9, 0, 0], [0, 0, 0, 0], [7, 0, 8, 1], [2, 3, 4, 6]], dtype=np.int64)
+    assert VOCABULARY.decode_batch(ids) == [VOCABULARY.decode(row) for row in ids]
+    assert VOCABULARY.decode_batch(ids)[1] == "" and "<unk>" in VOCABULARY.decode_batch(ids)[2]
+    assert VOCABULARY.decode_batch(np.zeros((0, 16), dtype=np.int64)) == []
+    assert pickle.loads(pickle.dumps(VOCABULARY)).decode_batch(ids) == VOCABULARY.decode_batch(ids)
 
 
 # ---------------------------------------------------------------------------- the commands

@@ -14,7 +14,8 @@ real shoppers' relative captions. This module is our own implementation of that 
 
 Decoding is greedy (deterministic) by default, or samples words with the dialogs' own generators
 (``decoding="sample"``), one uniform number per word position per dialog, so a batch behaves like
-its dialogs played one at a time. ``train_captioner.py`` trains it on the pairs of
+its dialogs played one at a time. Each word position is one batched decoder step over the captions
+not yet ended. ``train_captioner.py`` trains it on the pairs of
 :mod:`dialog_env.users.captioner_data` with the training functions here (:func:`train_epoch`:
 teacher-forced cross-entropy; :func:`mean_token_loss`: held-out validation, which selects the best
 checkpoint; :func:`caption_pairs`: greedy captions for BLEU); :class:`CaptionerUser` plugs a
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -48,6 +50,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CAPTIONER_FORMAT",
     "CAPTIONER_VERSION",
+    "MIN_DECODE_ROWS",
     "CaptionerConfig",
     "RelativeCaptioner",
     "CaptionerUser",
@@ -64,6 +67,11 @@ CAPTIONER_FORMAT = "dialog-env-captioner"
 CAPTIONER_VERSION = 1
 END_ID = PAD_ID  # the padding id ends a caption: captions hold no padding inside
 DECODINGS = ("greedy", "sample")
+#: Fewest rows a decoding step keeps in its batch (ended captions fill up the rest). MKL's float32
+#: matrix product takes another path for 1-3 rows (measured with AVX2), whose sums round
+#: differently; keeping 8 rows whenever the batch has them makes each caption the same as when
+#: every row is stepped at every position (issue 17; tests/test_captioner.py checks it).
+MIN_DECODE_ROWS = 8
 
 
 @dataclass(frozen=True)
@@ -183,10 +191,33 @@ class RelativeCaptioner(nn.Module):
         context: torch.Tensor,
         regions: torch.Tensor | None,
         keys: torch.Tensor | None,
+        places: torch.Tensor | None = None,
+        energies: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-        """One decoder step: attend with the previous state, update the LSTM, score the next word."""
+        """One decoder step: attend with the previous state, update the LSTM, score the next word.
+
+        Args:
+            word_input: ``(B', E) float32`` embeddings of the previous words.
+            state: the LSTM state, two ``(B', H) float32``.
+            context: ``(B', H) float32`` pair contexts.
+            regions: ``(B', L, H) float32`` encoded regions from :meth:`encode` (attention only, else ``None``).
+            keys: ``(B', L, A) float32`` their attention keys (attention only, else ``None``).
+            places: with attention, when the ``B'`` rows are some of the ``B`` rows decoding began
+                with: ``(B',) int64`` their places among those ``B`` (``None``: all of them, in order).
+            energies: with ``places``: a ``(B, L, A) float32`` buffer for the attention energies.
+
+        Returns:
+            ``(logits (B', V), (hidden, cell))``.
+        """
         if regions is not None and keys is not None:
-            scores = self.attention_score(torch.tanh(keys + self.attention_query(state[0]).unsqueeze(1))).squeeze(2)
+            energy = torch.tanh(keys + self.attention_query(state[0]).unsqueeze(1))
+            if places is None or energies is None:
+                scores = self.attention_score(energy).squeeze(2)
+            else:
+                # The (B * L, A) x (A, 1) product of the scores rounds a location's sum by its place in
+                # the matrix (MKL's matrix-vector path): score each row at its place among all B rows.
+                whole = self.attention_score(energies.index_copy_(0, places, energy)).squeeze(2)
+                scores = whole.index_select(0, places)
             context = torch.einsum("bl,blh->bh", torch.softmax(scores, dim=1), regions)
         hidden, cell = self.decoder(torch.cat([self.dropout(word_input), context], dim=1), state)
         logits = self.output(self.dropout(torch.cat([hidden, context], dim=1)))
@@ -254,7 +285,12 @@ class RelativeCaptioner(nn.Module):
         uniforms: np.ndarray | None = None,
         temperature: float = 1.0,
     ) -> np.ndarray:
-        """Decode captions word by word.
+        """Decode captions word by word, one batched decoder step per word position.
+
+        Only the captions still being written are stepped: a caption that has ended leaves the
+        batch (issue 17), and decoding stops when every caption has ended or after ``max_tokens``
+        words. The captions are those of stepping every row at every position: each row's numbers
+        do not depend on which other rows share its batch (see :data:`MIN_DECODE_ROWS`).
 
         Args:
             targets: ``(B, D) float32`` features of the targets.
@@ -262,8 +298,8 @@ class RelativeCaptioner(nn.Module):
             target_regions: ``(B, L, C) float32`` spatial features of the targets (attention only).
             reference_regions: ``(B, L, C) float32`` spatial features of the references (attention only).
             uniforms: ``None`` for greedy decoding (the most likely word each time), or
-                ``(B, max_tokens + 1) float64`` numbers in ``[0, 1)``: word ``s`` of dialog ``b`` is
-                drawn by inverting the cumulative distribution at ``uniforms[b, s]``.
+                ``(B, S) float64`` numbers in ``[0, 1)`` with ``S >= max_tokens``: word ``s`` of
+                dialog ``b`` is drawn by inverting the cumulative distribution at ``uniforms[b, s]``.
             temperature: softmax temperature of sampling (> 0).
 
         Returns:
@@ -273,34 +309,79 @@ class RelativeCaptioner(nn.Module):
         self.eval()
         try:
             context, state, regions, keys = self.encode(targets, references, target_regions, reference_regions)
-            batch = targets.shape[0]
-            max_tokens = self.config.max_tokens
-            out = np.zeros((batch, max_tokens), dtype=np.int64)
-            finished = np.zeros(batch, dtype=bool)
-            word_input = self.start_embedding.expand(batch, -1)
-            for position in range(max_tokens):
-                logits, state = self._step(word_input, state, context, regions, keys)
-                logits = logits.double()
-                logits[:, UNK_ID] = -torch.inf
-                if position == 0:
-                    logits[:, END_ID] = -torch.inf  # a caption has at least one word
-                if uniforms is None:
-                    words = logits.argmax(dim=1).cpu().numpy()
-                else:
-                    probabilities = torch.softmax(logits / temperature, dim=1).cpu().numpy()
-                    cumulative = np.cumsum(probabilities, axis=1)
-                    thresholds = uniforms[:, position] * cumulative[:, -1]
-                    words = (cumulative <= thresholds[:, None]).sum(axis=1)
-                    words = np.minimum(words, probabilities.shape[1] - 1)
-                words = np.where(finished, END_ID, words)
-                out[:, position] = words
-                finished |= words == END_ID
-                if finished.all():
-                    break
-                word_input = self.word_embedding(torch.as_tensor(words, device=targets.device))
-            return out
+            return self._decode(context, state, regions, keys, uniforms, temperature)
         finally:
             self.train(was_training)
+
+    def _decode(
+        self,
+        context: torch.Tensor,
+        state: tuple[torch.Tensor, torch.Tensor],
+        regions: torch.Tensor | None,
+        keys: torch.Tensor | None,
+        uniforms: np.ndarray | None,
+        temperature: float,
+    ) -> np.ndarray:
+        """The decoding loop of :meth:`generate`, from the output of :meth:`encode` (``B`` rows)."""
+        batch, max_tokens = context.shape[0], self.config.max_tokens
+        device = context.device
+        out = np.zeros((batch, max_tokens), dtype=np.int64)
+        # Masks added to the logits: the unknown id is never said, and position 0 cannot end the caption.
+        banned = torch.zeros((2, self.config.vocab_size), device=device)
+        banned[:, UNK_ID] = -torch.inf
+        banned[0, END_ID] = -torch.inf
+        keep_rows = min(batch, MIN_DECODE_ROWS)
+        rows = np.arange(batch)  # the row of `out` that each stepped row writes
+        ended = np.zeros(batch, dtype=bool)  # stepped rows kept only to fill MIN_DECODE_ROWS
+        word_input = self.start_embedding.expand(batch, -1)
+        places = energies = None  # set once rows have left (attention only)
+        for position in range(max_tokens):
+            logits, state = self._step(word_input, state, context, regions, keys, places, energies)
+            logits = logits + banned[min(position, 1)]
+            if uniforms is None:
+                words = logits.argmax(dim=1).cpu().numpy()
+            else:
+                words = _inverse_cdf(logits.double(), uniforms[rows, position], temperature)
+            words[ended] = END_ID
+            out[rows, position] = words
+            ended |= words == END_ID
+            if ended.all():
+                break
+            if ended.any():  # drop the ended rows, but keep at least `keep_rows` rows in the batch
+                keep = ~ended
+                short = keep_rows - int(keep.sum())
+                if short > 0:
+                    keep[np.flatnonzero(ended)[:short]] = True
+                if not keep.all():
+                    index = torch.from_numpy(np.flatnonzero(keep)).to(device)
+                    rows, ended, words = rows[keep], ended[keep], words[keep]
+                    state = (state[0].index_select(0, index), state[1].index_select(0, index))
+                    context = context.index_select(0, index)
+                    if regions is not None and keys is not None:
+                        regions, keys = regions.index_select(0, index), keys.index_select(0, index)
+                        places = torch.from_numpy(rows).to(device)
+                        if energies is None:
+                            energies = torch.zeros((batch, *keys.shape[1:]), dtype=keys.dtype, device=device)
+            word_input = self.word_embedding(torch.from_numpy(words).to(device))
+        return out
+
+
+def _inverse_cdf(logits: torch.Tensor, uniforms: np.ndarray, temperature: float) -> np.ndarray:
+    """Words drawn by inverting each row's cumulative softmax at its uniform number.
+
+    Args:
+        logits: ``(B, V) float64`` next-word logits (``-inf`` for words that cannot be said).
+        uniforms: ``(B,) float64`` numbers in ``[0, 1)``.
+        temperature: softmax temperature (> 0).
+
+    Returns:
+        ``(B,) int64`` token ids.
+    """
+    probabilities = torch.softmax(logits / temperature, dim=1).cpu().numpy()
+    cumulative = np.cumsum(probabilities, axis=1)
+    thresholds = uniforms * cumulative[:, -1]
+    words = (cumulative <= thresholds[:, None]).sum(axis=1)
+    return np.minimum(words, probabilities.shape[1] - 1)
 
 
 # ---------------------------------------------------------------------------- training
@@ -437,7 +518,7 @@ def caption_pairs(
     for start in range(0, len(pairs), batch_size):
         rows = np.arange(start, min(start + batch_size, len(pairs)))
         targets, references, _, *regions = batch_tensors(catalog, pairs, rows, model.config.attends, device)
-        out.extend(vocabulary.decode(row) for row in model.generate(targets, references, *regions))
+        out.extend(vocabulary.decode_batch(model.generate(targets, references, *regions)))
     return out
 
 
@@ -633,6 +714,7 @@ class CaptionerUser(UserSimulator):
         self.temperature = float(temperature)
         self.strict_catalog = bool(strict_catalog)
         self.batch_size = int(batch_size)
+        self._catalog_features: tuple[Catalog, torch.Tensor] | None = None
 
     @property
     def vocabulary(self) -> Vocabulary:
@@ -717,13 +799,34 @@ class CaptionerUser(UserSimulator):
                 uniforms=None if uniforms is None else uniforms[part],
                 temperature=self.temperature,
             )
-            captions.extend(self.vocabulary.decode(row) for row in ids)
+            captions.extend(self.vocabulary.decode_batch(ids))
         return captions
 
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_catalog_features"] = None  # a cache (a view of a catalogue's features), rebuilt on demand
+        return state
+
     def _features(self, catalog: Catalog, targets: np.ndarray, shown: np.ndarray) -> tuple[torch.Tensor, ...]:
-        """Global (and spatial) features of a batch of pairs, as tensors on the model's device."""
-        tensors = [torch.as_tensor(catalog.features[targets]), torch.as_tensor(catalog.features[shown])]
+        """Global (and spatial) features of a batch of pairs, as float32 tensors on the model's device.
+
+        The catalogue's ``(N, D)`` features become a tensor once per catalogue (a view on the CPU,
+        a copy on another device), which each call indexes.
+        """
+        cached = self._catalog_features
+        if cached is None or cached[0] is not catalog:
+            with warnings.catch_warnings():  # read-only: catalogues are immutable, and the view is only read
+                warnings.filterwarnings("ignore", "The given NumPy array is not writable", UserWarning)
+                features = torch.from_numpy(catalog.features)
+            cached = self._catalog_features = (catalog, features.to(self.device, dtype=torch.float32))
+        features = cached[1]
+        index = torch.from_numpy(np.concatenate([targets, shown])).to(self.device)
+        pairs = features.index_select(0, index)
+        tensors = [pairs[: targets.size], pairs[targets.size :]]
         if self.config.attends:
             spatial = catalog.spatial_features
-            tensors += [torch.as_tensor(spatial.take(targets)), torch.as_tensor(spatial.take(shown))]
-        return tuple(t.to(self.device, dtype=torch.float32) for t in tensors)
+            tensors += [
+                torch.as_tensor(spatial.take(targets)).to(self.device, dtype=torch.float32),
+                torch.as_tensor(spatial.take(shown)).to(self.device, dtype=torch.float32),
+            ]
+        return tuple(tensors)
