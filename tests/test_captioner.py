@@ -213,9 +213,21 @@ def test_a_decoder_step_does_not_depend_on_the_other_rows(spatial):
     """What stepping only the unfinished rows rests on, at the default sizes of train_captioner.py.
 
     Each row's numbers must be the same bits whichever rows (at least MIN_DECODE_ROWS) share its
-    batch (the attention scores are taken at the rows' places in the whole batch). If this fails on
-    a new machine, its BLAS takes another path for small batches: raise MIN_DECODE_ROWS until it passes.
+    batch (the attention scores are taken at the rows' places in the whole batch), on one torch
+    thread: with several, MKL splits the rows between threads by batch size and the bits may
+    differ (measured with 2 threads), so a caption may then rarely differ from stepping every row.
+    If this fails on a new machine, its BLAS takes another path for small batches: raise
+    MIN_DECODE_ROWS until it passes.
     """
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        _check_rows_independent(spatial)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _check_rows_independent(spatial):
     torch.manual_seed(0)
     config = CaptionerConfig(image_dim=32, vocab_size=len(VOCABULARY), spatial_shape=spatial, embed_dim=128,
                              hidden_dim=256, attention_dim=256)  # fmt: skip

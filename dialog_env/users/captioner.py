@@ -69,8 +69,10 @@ END_ID = PAD_ID  # the padding id ends a caption: captions hold no padding insid
 DECODINGS = ("greedy", "sample")
 #: Fewest rows a decoding step keeps in its batch (ended captions fill up the rest). MKL's float32
 #: matrix product takes another path for 1-3 rows (measured with AVX2), whose sums round
-#: differently; keeping 8 rows whenever the batch has them makes each caption the same as when
-#: every row is stepped at every position (issue 17; tests/test_captioner.py checks it).
+#: differently; keeping 8 rows whenever the batch has them makes each caption, on one torch
+#: thread, the same as when every row is stepped at every position (issue 17;
+#: tests/test_captioner.py checks it). With several threads MKL splits rows by batch size, so a
+#: caption may rarely differ from that; decoding stays deterministic for a given thread count.
 MIN_DECODE_ROWS = 8
 
 
@@ -289,8 +291,9 @@ class RelativeCaptioner(nn.Module):
 
         Only the captions still being written are stepped: a caption that has ended leaves the
         batch (issue 17), and decoding stops when every caption has ended or after ``max_tokens``
-        words. The captions are those of stepping every row at every position: each row's numbers
-        do not depend on which other rows share its batch (see :data:`MIN_DECODE_ROWS`).
+        words. On one torch thread the captions are those of stepping every row at every position:
+        each row's numbers do not depend on which other rows share its batch (see
+        :data:`MIN_DECODE_ROWS`, which also says what changes with several threads).
 
         Args:
             targets: ``(B, D) float32`` features of the targets.
