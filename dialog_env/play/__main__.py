@@ -63,36 +63,24 @@ def build_server(args: argparse.Namespace):  # noqa: ANN201 - a Flask app and it
     try:
         if args.agent is not None:
             loaded = load_paper_run(args.agent, args.catalog)
-            host = PlayHost(
-                loaded["catalog"],
-                log,
-                agent=loaded["agent"],
-                vocabulary=loaded["vocabulary"],
-                user=args.user,
-                user_kwargs=args.user_kwargs,
-                max_turns=args.max_turns,
-                candidates=args.candidates,
-                seed=args.seed,
-                catalog_name=loaded["catalog_name"],
-                split=loaded["split"],
-                agent_name=loaded["agent_name"],
-            )
         else:
             from dialog_env.env import make_catalog
 
-            catalog = make_catalog(args.catalog)
-            split = args.split
-            host = PlayHost(
-                catalog,
-                log,
-                user=args.user,
-                user_kwargs=args.user_kwargs,
-                max_turns=args.max_turns,
-                candidates=args.candidates,
-                seed=args.seed,
-                catalog_name=args.catalog,
-                split=split,
-            )
+            loaded = {"catalog": make_catalog(args.catalog), "catalog_name": args.catalog, "split": args.split}
+        host = PlayHost(
+            loaded["catalog"],
+            log,
+            agent=loaded.get("agent"),
+            vocabulary=loaded.get("vocabulary"),
+            user=args.user,
+            user_kwargs=args.user_kwargs,
+            max_turns=args.max_turns,
+            candidates=args.candidates,
+            seed=args.seed,
+            catalog_name=loaded["catalog_name"],
+            split=loaded["split"],
+            agent_name=loaded.get("agent_name"),
+        )
     except DialogEnvError as error:
         return create_app(None, startup_error=f"cannot play: {error}"), str(error)
     return create_app(host, user=args.user), None
