@@ -42,7 +42,7 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices,
 
 from dialog_env.errors import ConfigurationError, InvalidActionError
 from dialog_env.vector import DialogRetrievalVectorEnv
-from dialog_env.wrappers import nearest_image, query_action_space
+from dialog_env.wrappers import query_action_space
 
 __all__ = ["NativeDialogVecEnv", "ACTION_KINDS"]
 
@@ -112,9 +112,9 @@ class NativeDialogVecEnv(VecEnv):
         query_infos = None
         if self.action_kind == "query":
             queries = self._check_queries(actions)
-            indices = nearest_image(self.envs.ranker, queries)
-            # The target's rank w.r.t. the query itself (QueryAction reads the env's target the same way).
-            query_ranks = self.envs.ranker.query_target_ranks(queries, self.envs._targets)
+            # The image shown and the target's rank w.r.t. the query itself (what QueryAction computes
+            # with nearest_image and query_target_ranks), from one product over the catalogue.
+            indices, query_ranks = self.envs.ranker.nearest_and_query_ranks(queries, self.envs._targets)
             query_infos = (indices, query_ranks)
             actions = indices
         observations, rewards, terminations, truncations, infos = self.envs.step(np.asarray(actions))

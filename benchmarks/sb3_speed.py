@@ -1,12 +1,13 @@
 """SB3 at native speed: PPO ``learn()`` throughput over the native vector env against ``DummyVecEnv``.
 
-For each number of dialogs ``n`` (``--n-envs``), one SB3 PPO model (the project's ``ppo`` row of
-``agents.sb3.MODEL_SPECS``, with ``n_steps`` chosen so that a rollout holds ``--rollout-steps``
-transitions whatever ``n`` is) learns for ``--rollouts`` rollouts, once on
-:class:`agents.sb3_vec.NativeDialogVecEnv` and once on SB3's ``DummyVecEnv`` over ``n``
-``Monitor``-wrapped single environments, one after the other (repeated ``--repeats`` times,
-alternating, medians reported). The whole loop is timed (environment steps per second of wall
-time), and split into where the time goes:
+For each PPO agent (``--agents``: ``ppo``, catalogue-index actions, and ``ppo-query``, query-vector
+actions, the project's rows of ``agents.sb3.MODEL_SPECS``) and each number of dialogs ``n``
+(``--n-envs``), one SB3 PPO model (with ``n_steps`` chosen so that a rollout holds
+``--rollout-steps`` transitions whatever ``n`` is) learns for ``--rollouts`` rollouts, once on
+:class:`agents.sb3_vec.NativeDialogVecEnv` (``action="index"`` or ``"query"``) and once on SB3's
+``DummyVecEnv`` over ``n`` ``Monitor``-wrapped single environments (wrapped in ``QueryAction`` for
+``ppo-query``), one after the other (repeated ``--repeats`` times, alternating, medians
+reported). The whole loop is timed (environment steps per second of wall time), and split into where the time goes:
 
 - ``env``: inside the vector environment's ``step_wait`` and ``reset``;
 - ``update``: inside PPO's ``train()`` (the gradient steps);
@@ -17,6 +18,20 @@ Both learn from the same transitions (``tests/test_sb3_vec.py``), so the ratio i
 stepping single environments in Python. Since the policy and update costs are the same for both
 kinds, the ratio can never exceed ``env s`` of DummyVecEnv over ``env s`` of the native env (the
 "env ratio" column): that is the ceiling the policy side approaches as it gets cheaper.
+
+**Index against query actions.** With index actions PPO's update is dominated by the policy's
+``64 x N`` action head (an ``N``-way softmax, its gradient and Adam over it, ``N = 10,000`` on the
+default catalogue), the same for both kinds: the whole loop's ratio stays well under the env
+ratio. A query agent's head is ``D``-dimensional, so its update is small and the whole loop gains
+close to what the environment gains. Both kinds find the image shown for a query and the target's
+rank w.r.t. the query from one product (:meth:`dialog_env.ranking.Ranker.nearest_and_query_ranks`):
+the native env for all dialogs at once, ``QueryAction`` once per dialog.
+
+**Rank tables.** With ``--rank-table`` (the default) every environment of both kinds looks the
+target's rank w.r.t. the shown image (a catalogue row) up in the split's exact rank table
+(:mod:`dialog_env.rank_table`, built once per process before the timings and shared; what
+``make_training_env(agent, env_kwargs={"rank_table": True})`` gives a training run);
+``--no-rank-table`` computes them with the product. The table changes no number.
 
 **Threads.** NumPy's OpenBLAS (the environments' ranking) and torch (the policy) each keep a pool of
 one thread per core, and an idle OpenBLAS thread spins for a while after each call: on a machine
@@ -59,6 +74,7 @@ from agents.sb3_vec import NativeDialogVecEnv
 from dialog_env.cli import dataclass_parser
 from dialog_env.env import DialogRetrievalEnv, make_catalog
 from dialog_env.errors import ConfigurationError
+from dialog_env.wrappers import QueryAction
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script (python benchmarks/sb3_speed.py): the report writer is shared
@@ -68,6 +84,8 @@ from benchmarks.report import machine_info, write_report  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 KINDS = ("native", "dummy")
+#: ``--agents`` choices: PPO on catalogue-index actions and on query-vector actions.
+AGENTS = ("ppo", "ppo-query")
 #: ``--policy`` choices: the project's ``make_model`` policy, or SB3's ``MultiInputPolicy``.
 POLICIES = ("project", "sb3")
 #: Thread variables read at start-up, recorded in the report.
@@ -78,6 +96,8 @@ _THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS
 class Args:
     """Benchmark settings (command-line flags of the same names)."""
 
+    agents: list[str] = field(default_factory=lambda: list(AGENTS))
+    """PPO agents measured: ``ppo`` (index actions), ``ppo-query`` (query actions)."""
     n_envs: list[int] = field(default_factory=lambda: [8, 64, 256])
     """Numbers of dialogs stepped together."""
     rollout_steps: int = 2048
@@ -88,6 +108,8 @@ class Args:
     """Measurements per (n_envs, env kind), alternating native and dummy; medians are reported."""
     max_turns: int = 5
     """Turns per training dialog."""
+    rank_table: bool = True
+    """Both kinds rank shown images by the split's exact rank table (built once, before the timings)."""
     seed: int = 0
     """Seed of the models and of the environments' first resets."""
     blas_threads: int = 1
@@ -191,24 +213,30 @@ def torch_threads(threads: int) -> Iterator[int]:
         torch.set_num_threads(before)
 
 
-def make_env(kind: str, n_envs: int, env_kwargs: dict[str, Any]) -> VecEnv:
-    """The training VecEnv of one kind: ``"native"`` or ``"dummy"`` (over monitored single envs)."""
+def make_env(kind: str, n_envs: int, env_kwargs: dict[str, Any], action: str = "index") -> VecEnv:
+    """The training VecEnv of one kind: ``"native"`` or ``"dummy"`` (over monitored single envs).
+
+    ``action`` is ``"index"`` (catalogue indices) or ``"query"`` (query vectors: the native env's
+    batched nearest image, or ``QueryAction`` around each single env).
+    """
     if kind == "native":
-        return NativeDialogVecEnv(n_envs, **env_kwargs)
+        return NativeDialogVecEnv(n_envs, action=action, **env_kwargs)
+    if action == "query":
+        return DummyVecEnv([lambda: Monitor(QueryAction(DialogRetrievalEnv(**env_kwargs))) for _ in range(n_envs)])
     return DummyVecEnv([lambda: Monitor(DialogRetrievalEnv(**env_kwargs)) for _ in range(n_envs)])
 
 
-def measure(kind: str, n_envs: int, args: Args, env_kwargs: dict[str, Any]) -> dict[str, float]:
-    """One timed ``learn()``: its throughput and where its time went."""
-    envs = make_env(kind, n_envs, env_kwargs)
+def measure(kind: str, n_envs: int, args: Args, env_kwargs: dict[str, Any], agent: str = "ppo") -> dict[str, float]:
+    """One timed ``learn()`` of ``agent`` (``ppo`` or ``ppo-query``): its throughput and where its time went."""
+    envs = make_env(kind, n_envs, env_kwargs, action=MODEL_SPECS[agent].action)
     envs.seed(args.seed)
     n_steps = max(8, args.rollout_steps // n_envs)
     batch_size = min(256, n_steps * n_envs)
     settings = {"n_steps": n_steps, "batch_size": batch_size, "seed": args.seed, "device": "cpu"}
     if args.policy == "sb3":
-        model = MODEL_SPECS["ppo"].algorithm("MultiInputPolicy", envs, **model_hyperparameters("ppo", **settings))
+        model = MODEL_SPECS[agent].algorithm("MultiInputPolicy", envs, **model_hyperparameters(agent, **settings))
     else:
-        model = make_model("ppo", envs, **settings)
+        model = make_model(agent, envs, **settings)
     env_time, update_time = [0.0], [0.0]
     envs.step_wait = _timed(envs.step_wait, env_time)  # type: ignore[method-assign]
     envs.reset = _timed(envs.reset, env_time)  # type: ignore[method-assign]
@@ -232,8 +260,13 @@ def run(args: Args) -> dict[str, Any]:
     """Every (n_envs, kind) measurement, repeated and alternated; medians and native/dummy ratios."""
     if args.policy not in POLICIES:
         raise ConfigurationError(f"--policy must be one of {list(POLICIES)}, got {args.policy!r}")
+    unknown = [agent for agent in args.agents if agent not in AGENTS]
+    if unknown or not args.agents:
+        raise ConfigurationError(f"--agents must be some of {list(AGENTS)}, got {args.agents!r}")
     catalog = make_catalog({"num_train": 300, "num_test": 50, "dim": 16, "seed": 1} if args.quick else None)
-    env_kwargs = {"catalog": catalog, "max_turns": args.max_turns}
+    env_kwargs = {"catalog": catalog, "max_turns": args.max_turns, "rank_table": args.rank_table}
+    if args.rank_table:  # the process's shared table, built here so that no measurement pays for it
+        DialogRetrievalEnv(**env_kwargs).close()
     with numpy_blas_threads(args.blas_threads) as blas, torch_threads(args.torch_threads) as torch_count:
         threads = {
             "numpy_blas": blas or blas_threads_in_use(),
@@ -247,13 +280,13 @@ def run(args: Args) -> dict[str, Any]:
 
 def _measure_all(args: Args, env_kwargs: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
-    for n_envs in args.n_envs:
+    for agent, n_envs in [(agent, n_envs) for agent in args.agents for n_envs in args.n_envs]:
         samples: dict[str, list[dict[str, float]]] = {kind: [] for kind in KINDS}
         for repeat in range(args.repeats):
             for kind in KINDS:
-                print(f"n_envs {n_envs}, {kind}, repeat {repeat + 1}/{args.repeats} ...", flush=True)
-                samples[kind].append(measure(kind, n_envs, args, env_kwargs))
-        row: dict[str, Any] = {"n_envs": n_envs}
+                print(f"{agent}, n_envs {n_envs}, {kind}, repeat {repeat + 1}/{args.repeats} ...", flush=True)
+                samples[kind].append(measure(kind, n_envs, args, env_kwargs, agent))
+        row: dict[str, Any] = {"agent": agent, "n_envs": n_envs}
         for kind in KINDS:
             row[kind] = {key: statistics.median(s[key] for s in samples[kind]) for key in samples[kind][0]}
         ratios = [n["steps_per_s"] / d["steps_per_s"] for n, d in zip(samples["native"], samples["dummy"], strict=True)]
@@ -274,7 +307,8 @@ def to_markdown(report: dict[str, Any]) -> str:
         "# SB3 PPO `learn()` throughput: native vector env against DummyVecEnv",
         "",
         f"Command: `{report['command']}`. Machine: {report['machine']['cpu']} ({report['machine']['cpu_count']} "
-        f"cores). Policy: {settings['policy']}. Threads: NumPy's OpenBLAS {', '.join(map(str, blas))}, "
+        f"cores). Policy: {settings['policy']}. Rank tables: {'on' if settings.get('rank_table') else 'off'}. "
+        f"Threads: NumPy's OpenBLAS {', '.join(map(str, blas))}, "
         f"torch {threads['torch']}. Load average (1 minute, this benchmark's own ~1 included) {load['start']:.1f} "
         f"at the start, {load['end']:.1f} at the end. "
         f"Medians of {settings['repeats']} alternating measurements of "
@@ -282,8 +316,8 @@ def to_markdown(report: dict[str, Any]) -> str:
         "of the paired ratios (native / dummy environment steps per second of the whole loop), with their "
         "range; the env ratio (dummy env s / native env s) is its ceiling.",
         "",
-        "| n_envs | env | steps/s | speed-up (range) | env ratio | env s | policy s | update s | wall s |",
-        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| agent | n_envs | env | steps/s | speed-up (range) | env ratio | env s | policy s | update s | wall s |",
+        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for row in report["rows"]:
         for kind in KINDS:
@@ -293,7 +327,7 @@ def to_markdown(report: dict[str, Any]) -> str:
                 speedup = f"{row['speedup_median']:.2f}x ({min(row['speedups']):.2f}-{max(row['speedups']):.2f})"
                 ceiling = f"{row['env_ratio']:.2f}x"
             lines.append(
-                f"| {row['n_envs']} | {kind} | {cell['steps_per_s']:,.0f} | {speedup} | {ceiling} | "
+                f"| {row['agent']} | {row['n_envs']} | {kind} | {cell['steps_per_s']:,.0f} | {speedup} | {ceiling} | "
                 f"{cell['env_s']:.2f} | {cell['policy_s']:.2f} | {cell['update_s']:.2f} | {cell['wall_s']:.2f} |"
             )
     return "\n".join(lines) + "\n"

@@ -69,7 +69,8 @@ from __future__ import annotations
 
 import math
 import threading
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -496,69 +497,32 @@ class Ranker:
             raise ConfigurationError(
                 f"need one target per reference, got {queries.shape[0]} references and {targets.shape[0]} targets"
             )
-        batch = queries.shape[0]
-        ranks = np.zeros(batch, dtype=np.int64)
-        if batch == 0:
-            return ranks
-        queries64, margins, far, scaled_queries = self._scaled_references(queries, may_be_far)
-        target_features = self.features[targets].astype(np.float64)
-        if self._scale == 1.0:
-            target_scores = np.einsum("bd,bd->b", target_features, target_features - 2.0 * queries64)
-        else:
-            target_features *= self._scale
-            target_scores = np.einsum("bd,bd->b", target_features, target_features - (2.0 * self._scale) * queries64)
-        lower = target_scores - margins
-        upper = target_scores + margins
-        if far is not None:  # every image of a far reference goes to the float64 recheck
-            lower[far] = -np.inf
-            upper[far] = np.inf
-        lower = lower.astype(np.float32)[:, None]
-        upper = upper.astype(np.float32)[:, None]
+        if queries.shape[0] == 0:
+            return np.zeros(0, dtype=np.int64)
+        references = self._scaled_references(queries, may_be_far)
+        counter = _RankCounter(self, references, targets)
+        self._scan(references[3], [counter], self.chunk_rows(queries.shape[0]))
+        return counter.finish()
 
-        step = self.chunk_rows(batch)
-        # Width rounded up to a multiple of 8 so that 8 booleans can be counted as one uint64.
-        width = -(-step // 8) * 8
+    def _scan(self, gemm_queries: np.ndarray, consumers: Sequence[Any], step: int) -> None:
+        """One pass of the float32 product over the catalogue, ``step`` rows at a time.
+
+        Each chunk's scores ``(B, size) float32`` (``-2 s q . s x + |s x|^2``, in the workspace:
+        valid only during the call) go to every consumer's ``consume(scores, start)``, so that
+        several results (ranks and nearest images) share one product.
+        """
+        batch = gemm_queries.shape[0]
+        width = -(-step // 8) * 8  # a multiple of 8, so that 8 booleans can be counted as one uint64
         scores_buffer, below, within = self._workspace(batch, step, width)
-        band_rows: list[np.ndarray] = []
-        band_items: list[np.ndarray] = []
         for start in range(0, self.num_images, step):
             stop = min(start + step, self.num_images)
             size = stop - start
-            if size < width:  # the last, short chunk: padding columns must count as False
-                below[:, size:] = False
-                within[:, size:] = False
             # A C-contiguous output, so that matmul writes into it without a temporary copy.
             scores = scores_buffer[: batch * size].reshape(batch, size)
-            np.matmul(scaled_queries, self._gemm_features[start:stop].T, out=scores)
+            np.matmul(gemm_queries, self._gemm_features[start:stop].T, out=scores)
             scores += self._gemm_norms[start:stop]
-            np.less(scores, lower, out=below[:, :size])
-            np.less_equal(scores, upper, out=within[:, :size])
-            num_below = _count_per_row(below)
-            ranks += num_below
-            if np.any(_count_per_row(within) > num_below):
-                # Images whose float32 score is too close to the target's to decide: recheck
-                # them in float64. ``within`` includes ``below``, so XOR leaves the band.
-                np.not_equal(within, below, out=below)
-                flat = np.flatnonzero(below)
-                rows = flat // width
-                band_rows.append(rows)
-                band_items.append(flat - rows * width + start)
-        if band_rows:
-            rows = np.concatenate(band_rows)
-            items = np.concatenate(band_items)
-            candidates = items != targets[rows]  # the target is never counted
-            rows, items = rows[candidates], items[candidates]
-            # Blocks of pairs keep the float64 temporaries within an eighth of max_chunk_bytes.
-            block = self._recheck_block()
-            for begin in range(0, rows.size, block):
-                block_rows, block_items = rows[begin : begin + block], items[begin : begin + block]
-                pair_queries = queries64[block_rows]
-                # Both distances with the same expression on same-shaped arrays, so that a duplicate
-                # of the target gets bit-identical distances and counts as a tie (not closer).
-                item_distances = _squared_distances64(self.features[block_items], pair_queries)
-                target_distances = _squared_distances64(self.features[targets[block_rows]], pair_queries)
-                ranks += np.bincount(block_rows[item_distances < target_distances], minlength=batch)
-        return ranks
+            for consumer in consumers:
+                consumer.consume(scores, start, below, within)
 
     def _recheck_block(self) -> int:
         """Pairs rechecked in float64 at once (temporaries within an eighth of max_chunk_bytes)."""
@@ -623,47 +587,39 @@ class Ranker:
         queries = self._check_queries(queries)
         if not 1 <= k <= self.num_images:
             raise ConfigurationError(f"k must be in 1..{self.num_images}, got {k}")
-        batch = queries.shape[0]
-        queries64, margins, far, scaled_queries = self._scaled_references(queries)
-        # An image can be among the k nearest only if its float32 score is within twice the
-        # error bound of the k-th smallest float32 score (each errs by at most one bound).
-        slack = 2.0 * margins
-        kept = np.empty((batch, 0), dtype=np.float32)  # the k smallest float32 scores so far
-        found_rows: list[np.ndarray] = []
-        found_items: list[np.ndarray] = []
-        found_scores: list[np.ndarray] = []
-        step = self.chunk_rows(batch, _NEAREST_BYTES_PER_PAIR)
-        bound = np.full(batch, np.inf, dtype=np.float32)
-        for start in range(0, self.num_images, step):
-            stop = min(start + step, self.num_images)
-            scores = np.matmul(scaled_queries, self._gemm_features[start:stop].T)
-            scores += self._gemm_norms[start:stop]
-            best = scores if stop - start <= k else np.partition(scores, k - 1, axis=1)[:, :k].copy()
-            kept = np.concatenate([kept, best], axis=1)
-            if kept.shape[1] > k:
-                kept = np.partition(kept, k - 1, axis=1)[:, :k]
-            if kept.shape[1] == k:  # until k images are seen, every image is a candidate
-                bound = _bound_above(kept.max(axis=1), slack, far)
-            rows, cols = np.nonzero(scores <= bound[:, None])
-            found_rows.append(rows)
-            found_items.append(cols + start)
-            found_scores.append(scores[rows, cols])
-        rows = np.concatenate(found_rows)
-        items = np.concatenate(found_items)
-        keep = np.concatenate(found_scores) <= bound[rows]  # the final, tightest bound
-        rows, items = rows[keep], items[keep]
-        distances = np.empty(rows.size, dtype=np.float64)
-        block = self._recheck_block()
-        for begin in range(0, rows.size, block):
-            part = slice(begin, begin + block)
-            distances[part] = _squared_distances64(self.features[items[part]], queries64[rows[part]])
-        order = np.lexsort((items, distances, rows))
-        sorted_rows = rows[order]
-        position_in_row = np.arange(sorted_rows.size) - np.searchsorted(sorted_rows, np.arange(batch))[sorted_rows]
-        selected = order[position_in_row < k]
-        with np.errstate(over="ignore"):
-            nearest_distances = distances[selected].astype(np.float32).reshape(batch, k)
-        return items[selected].reshape(batch, k), nearest_distances
+        references = self._scaled_references(queries)
+        tracker = _NearestTracker(self, references, k)
+        self._scan(references[3], [tracker], self.chunk_rows(queries.shape[0], _NEAREST_BYTES_PER_PAIR))
+        return tracker.finish()
+
+    def nearest_and_query_ranks(self, queries: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`nearest` (``k = 1``) and :meth:`query_target_ranks` of the same queries, from one product.
+
+        What a query-action step needs (the image shown for each query, and where the target
+        stands w.r.t. the query): the same numbers as the two calls, for the price of one pass
+        over the catalogue.
+
+        Args:
+            queries: ``(B, D)`` float query vectors (cast to float32), finite.
+            targets: ``(B,)`` integer target indices.
+
+        Returns:
+            ``(nearest_indices, ranks)``: ``(B,) int64`` each.
+        """
+        queries = self._check_queries(queries)
+        targets = self._check_indices(targets, "targets")
+        if queries.shape[0] != targets.shape[0]:
+            raise ConfigurationError(
+                f"need one target per query, got {queries.shape[0]} queries and {targets.shape[0]} targets"
+            )
+        if queries.shape[0] == 0:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        references = self._scaled_references(queries)
+        tracker = _NearestTracker(self, references, 1)
+        counter = _RankCounter(self, references, targets)
+        step = self.chunk_rows(queries.shape[0], max(_NEAREST_BYTES_PER_PAIR, _BYTES_PER_PAIR))
+        self._scan(references[3], [tracker, counter], step)
+        return tracker.finish()[0][:, 0], counter.finish()
 
     # ------------------------------------------------------------------ validation
     def _check_indices(self, indices: np.ndarray, name: str) -> np.ndarray:
@@ -691,6 +647,126 @@ class Ranker:
                 f"expected finite values"
             )
         return queries
+
+
+class _RankCounter:
+    """Counts, chunk by chunk, the catalogue images strictly closer to each reference than its target.
+
+    Images whose float32 score is within the error bound of the target's are rechecked in float64
+    at the end (:meth:`finish`); the target itself is never counted.
+    """
+
+    def __init__(self, ranker: Ranker, references: tuple, targets: np.ndarray) -> None:
+        queries64, margins, far, _ = references
+        self.ranker, self.queries64, self.targets = ranker, queries64, targets
+        self.ranks = np.zeros(targets.shape[0], dtype=np.int64)
+        target_features = ranker.features[targets].astype(np.float64)
+        scale = ranker._scale
+        if scale == 1.0:
+            target_scores = np.einsum("bd,bd->b", target_features, target_features - 2.0 * queries64)
+        else:
+            target_features *= scale
+            target_scores = np.einsum("bd,bd->b", target_features, target_features - (2.0 * scale) * queries64)
+        lower = target_scores - margins
+        upper = target_scores + margins
+        if far is not None:  # every image of a far reference goes to the float64 recheck
+            lower[far] = -np.inf
+            upper[far] = np.inf
+        self.lower = lower.astype(np.float32)[:, None]
+        self.upper = upper.astype(np.float32)[:, None]
+        self.band_rows: list[np.ndarray] = []
+        self.band_items: list[np.ndarray] = []
+
+    def consume(self, scores: np.ndarray, start: int, below: np.ndarray, within: np.ndarray) -> None:
+        size, width = scores.shape[1], below.shape[1]
+        if size < width:  # a short chunk: padding columns must count as False
+            below[:, size:] = False
+            within[:, size:] = False
+        np.less(scores, self.lower, out=below[:, :size])
+        np.less_equal(scores, self.upper, out=within[:, :size])
+        num_below = _count_per_row(below)
+        self.ranks += num_below
+        if np.any(_count_per_row(within) > num_below):
+            # Images whose float32 score is too close to the target's to decide: recheck them in
+            # float64. ``within`` includes ``below``, so XOR leaves the band.
+            np.not_equal(within, below, out=below)
+            flat = np.flatnonzero(below)
+            rows = flat // width
+            self.band_rows.append(rows)
+            self.band_items.append(flat - rows * width + start)
+
+    def finish(self) -> np.ndarray:
+        """``(B,) int64`` ranks."""
+        ranks, targets, features = self.ranks, self.targets, self.ranker.features
+        if self.band_rows:
+            rows = np.concatenate(self.band_rows)
+            items = np.concatenate(self.band_items)
+            candidates = items != targets[rows]  # the target is never counted
+            rows, items = rows[candidates], items[candidates]
+            # Blocks of pairs keep the float64 temporaries within an eighth of max_chunk_bytes.
+            block = self.ranker._recheck_block()
+            for begin in range(0, rows.size, block):
+                block_rows, block_items = rows[begin : begin + block], items[begin : begin + block]
+                pair_queries = self.queries64[block_rows]
+                # Both distances with the same expression on same-shaped arrays, so that a duplicate
+                # of the target gets bit-identical distances and counts as a tie (not closer).
+                item_distances = _squared_distances64(features[block_items], pair_queries)
+                target_distances = _squared_distances64(features[targets[block_rows]], pair_queries)
+                ranks += np.bincount(block_rows[item_distances < target_distances], minlength=ranks.size)
+        return ranks
+
+
+class _NearestTracker:
+    """Keeps, chunk by chunk, every image that may be among each reference's ``k`` nearest.
+
+    An image can be among the ``k`` nearest only if its float32 score is within twice the error
+    bound of the ``k``-th smallest float32 score (each errs by at most one bound); the candidates
+    are ordered by float64 distance at the end (:meth:`finish`), ties by the smaller index.
+    """
+
+    def __init__(self, ranker: Ranker, references: tuple, k: int) -> None:
+        queries64, margins, far, _ = references
+        self.ranker, self.queries64, self.far, self.k = ranker, queries64, far, k
+        batch = queries64.shape[0]
+        self.slack = 2.0 * margins
+        self.kept = np.empty((batch, 0), dtype=np.float32)  # the k smallest float32 scores so far
+        self.bound = np.full(batch, np.inf, dtype=np.float32)
+        self.found_rows: list[np.ndarray] = []
+        self.found_items: list[np.ndarray] = []
+        self.found_scores: list[np.ndarray] = []
+
+    def consume(self, scores: np.ndarray, start: int, below: np.ndarray, within: np.ndarray) -> None:
+        k = self.k
+        best = scores if scores.shape[1] <= k else np.partition(scores, k - 1, axis=1)[:, :k]
+        self.kept = np.concatenate([self.kept, best], axis=1)  # a copy: the scores are scratch memory
+        if self.kept.shape[1] > k:
+            self.kept = np.partition(self.kept, k - 1, axis=1)[:, :k]
+        if self.kept.shape[1] == k:  # until k images are seen, every image is a candidate
+            self.bound = _bound_above(self.kept.max(axis=1), self.slack, self.far)
+        rows, cols = np.nonzero(scores <= self.bound[:, None])
+        self.found_rows.append(rows)
+        self.found_items.append(cols + start)
+        self.found_scores.append(scores[rows, cols])
+
+    def finish(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(indices, squared_distances)``: ``(B, k) int64`` and ``(B, k) float32``, nearest first."""
+        batch, k = self.queries64.shape[0], self.k
+        rows = np.concatenate(self.found_rows)
+        items = np.concatenate(self.found_items)
+        keep = np.concatenate(self.found_scores) <= self.bound[rows]  # the final, tightest bound
+        rows, items = rows[keep], items[keep]
+        distances = np.empty(rows.size, dtype=np.float64)
+        block = self.ranker._recheck_block()
+        for begin in range(0, rows.size, block):
+            part = slice(begin, begin + block)
+            distances[part] = _squared_distances64(self.ranker.features[items[part]], self.queries64[rows[part]])
+        order = np.lexsort((items, distances, rows))
+        sorted_rows = rows[order]
+        position_in_row = np.arange(sorted_rows.size) - np.searchsorted(sorted_rows, np.arange(batch))[sorted_rows]
+        selected = order[position_in_row < k]
+        with np.errstate(over="ignore"):
+            nearest_distances = distances[selected].astype(np.float32).reshape(batch, k)
+        return items[selected].reshape(batch, k), nearest_distances
 
 
 def _bound_above(kth: np.ndarray, slack: np.ndarray, far: np.ndarray | None) -> np.ndarray:

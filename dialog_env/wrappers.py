@@ -134,9 +134,12 @@ class QueryAction(gym.Wrapper, gym.utils.RecordConstructorArgs):
         query = self._check_query(action)
         base = self.env.unwrapped
         ranker: Ranker = base.ranker
-        index = int(nearest_image(ranker, query[None])[0])
         target = base._target  # private: see the class docstring
-        query_rank = None if target is None else int(ranker.query_target_ranks(query[None], np.array([target]))[0])
+        if target is None:
+            index, query_rank = int(nearest_image(ranker, query[None])[0]), None
+        else:  # both from one product over the catalogue
+            indices, ranks = ranker.nearest_and_query_ranks(query[None], np.array([target]))
+            index, query_rank = int(indices[0]), int(ranks[0])
         observation, reward, terminated, truncated, info = self.env.step(index)
         info = dict(info)
         info["query_index"] = index

@@ -89,3 +89,34 @@ def test_chunking_bounds_memory():
     rows = ranker.chunk_rows(1024)
     assert rows * 1024 * 6 <= ranker.max_chunk_bytes
     assert Ranker(np.zeros((10, 2), dtype=np.float32)).chunk_rows(1) == 10
+
+
+@pytest.mark.parametrize(
+    ("catalogue", "chunk_bytes"),
+    [("normal", 9 * 20 * 13), ("ties", 1 << 20), ("huge", 1 << 20), ("far", 1 << 20)],
+)
+def test_nearest_and_query_ranks_equal_the_two_calls(catalogue, chunk_bytes):
+    rng = np.random.default_rng(7)
+    if catalogue == "ties":  # quantised features and queries: exact ties in both results
+        features = rng.integers(0, 3, size=(200, 3)).astype(np.float32)
+        queries = rng.integers(0, 3, size=(20, 3)).astype(np.float32)
+    else:
+        features = rng.normal(size=(200, 3)).astype(np.float32)
+        queries = rng.normal(size=(20, 3)).astype(np.float32)
+        if catalogue == "huge":  # a scaled catalogue (the ranker's power-of-two scale)
+            features, queries = features * np.float32(1e30), queries * np.float32(1e30)
+        elif catalogue == "far":  # some queries so far out that float32 scores could overflow
+            queries[::3] *= np.float32(1e30)
+    targets = rng.integers(200, size=20)
+    ranker = Ranker(features, max_chunk_bytes=chunk_bytes)
+    indices, ranks = ranker.nearest_and_query_ranks(queries, targets)
+    assert indices.dtype == ranks.dtype == np.int64 and indices.shape == ranks.shape == (20,)
+    np.testing.assert_array_equal(indices, ranker.nearest(queries, k=1)[0][:, 0])
+    np.testing.assert_array_equal(ranks, ranker.query_target_ranks(queries, targets))
+    np.testing.assert_array_equal(ranks, reference_ranks(features, queries, targets))
+    distances = ((features.astype(np.float64)[None] - queries.astype(np.float64)[:, None]) ** 2).sum(axis=2)
+    np.testing.assert_array_equal(indices, np.argmin(distances, axis=1))  # argmin: ties to the smaller index
+    empty = ranker.nearest_and_query_ranks(np.zeros((0, 3), dtype=np.float32), np.zeros(0, dtype=np.int64))
+    assert [part.shape for part in empty] == [(0,), (0,)]
+    with pytest.raises(ConfigurationError, match="one target per query"):
+        ranker.nearest_and_query_ranks(queries, targets[:3])

@@ -113,11 +113,13 @@ def test_sb3_speed_benchmark_quick(tmp_path):
 
     assert main(["--quick", "--out", str(tmp_path)]) == 0
     report = json.loads((tmp_path / "sb3_speed.json").read_text())
-    assert [row["n_envs"] for row in report["rows"]] == [2, 4]
+    assert [(row["agent"], row["n_envs"]) for row in report["rows"]] == [
+        ("ppo", 2), ("ppo", 4), ("ppo-query", 2), ("ppo-query", 4)
+    ]
     for row in report["rows"]:
         assert row["speedup_median"] > 0
         for kind in ("native", "dummy"):
             cell = row[kind]
             assert cell["timesteps"] >= 64 and cell["steps_per_s"] > 0
             assert cell["env_s"] + cell["update_s"] <= cell["wall_s"]
-    assert "| n_envs | env | steps/s |" in (tmp_path / "sb3_speed.md").read_text()
+    assert "| agent | n_envs | env | steps/s |" in (tmp_path / "sb3_speed.md").read_text()
