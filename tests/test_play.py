@@ -359,6 +359,8 @@ def test_a_whole_dialog_in_headless_chromium(paper_run, tmp_path):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
     from werkzeug.serving import make_server
 
     app, problem, log_path = make_app(tmp_path, "--agent", str(paper_run["run"]))
@@ -373,7 +375,9 @@ def test_a_whole_dialog_in_headless_chromium(paper_run, tmp_path):
     browser = webdriver.Chrome(service=Service(driver_path), options=options)
     try:
         browser.get(f"http://127.0.0.1:{server.server_port}/")
+        page = browser.find_element(By.TAG_NAME, "html")
         browser.find_element(By.ID, "start-shopper").click()
+        WebDriverWait(browser, 60).until(expected_conditions.staleness_of(page))
         target = browser.find_element(By.ID, "target-picture")
         assert browser.execute_script("return arguments[0].naturalWidth", target) == 256  # the drawing loaded
         browser.find_element(By.ID, "submit").click()  # empty: refused on the page
@@ -385,7 +389,10 @@ def test_a_whole_dialog_in_headless_chromium(paper_run, tmp_path):
             box = browser.find_element(By.ID, "feedback")
             box.clear()
             box.send_keys(text)
+            page = browser.find_element(By.TAG_NAME, "html")
             browser.find_element(By.ID, "submit").click()
+            # The next page, not the one being left: under load the old page can still be there.
+            WebDriverWait(browser, 60).until(expected_conditions.staleness_of(page))
             typed.append(text)
             assert len(typed) <= TURNS + 1
         status = browser.find_element(By.ID, "status")

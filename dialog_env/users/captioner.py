@@ -68,12 +68,13 @@ CAPTIONER_VERSION = 1
 END_ID = PAD_ID  # the padding id ends a caption: captions hold no padding inside
 DECODINGS = ("greedy", "sample")
 #: Fewest rows a decoding step keeps in its batch (ended captions fill up the rest). MKL's float32
-#: matrix product takes another path for 1-3 rows (measured with AVX2), whose sums round
-#: differently; keeping 8 rows whenever the batch has them makes each caption, on one torch
+#: matrix product takes another path for small row counts, whose sums round differently: 1-3 rows
+#: on an AMD EPYC (AVX2), 1-15 rows on an Intel Xeon (measured with tests/test_captioner.py's
+#: check at every size); keeping 16 rows whenever the batch has them makes each caption, on one torch
 #: thread, the same as when every row is stepped at every position (issue 17;
 #: tests/test_captioner.py checks it). With several threads MKL splits rows by batch size, so a
 #: caption may rarely differ from that; decoding stays deterministic for a given thread count.
-MIN_DECODE_ROWS = 8
+MIN_DECODE_ROWS = 16
 
 
 @dataclass(frozen=True)
