@@ -70,7 +70,7 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 import numpy as np
 
@@ -169,6 +169,25 @@ def feature_scale(features: np.ndarray, squared_norms: np.ndarray | None = None)
         return 1.0
     _, exponent = math.frexp(largest)  # largest = m * 2**exponent with 0.5 <= m < 1
     return math.ldexp(1.0, -exponent)
+
+
+class _References(NamedTuple):
+    """References (queries, or shown images' features) as the float32 product sees them."""
+
+    queries64: np.ndarray
+    """``(B, D) float64``: the references as given."""
+    margins: np.ndarray
+    """``(B,) float64``: the bound on the float32 error of each reference's scores (scaled units)."""
+    far: np.ndarray | None
+    """``None``, or ``(B,) bool``: references so far out that float32 scores could overflow."""
+    gemm_queries: np.ndarray
+    """``(B, D) float32``: ``-2 s q`` for the product (zero for far references)."""
+
+
+class _ChunkConsumer(Protocol):
+    """What :meth:`Ranker._scan` feeds each chunk of scores to."""
+
+    def consume(self, scores: np.ndarray, start: int, below: np.ndarray, within: np.ndarray) -> None: ...
 
 
 class Ranker:
@@ -461,7 +480,7 @@ class Ranker:
 
     def _scaled_references(
         self, queries: np.ndarray, may_be_far: bool = True
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
+    ) -> _References:
         """The float32 product's view of ``(B, D) float32`` references.
 
         ``may_be_far=False`` for catalogue rows, whose reach is at most ``2 max |s x| <= 2**41 sqrt(D)``.
@@ -490,7 +509,7 @@ class Ranker:
         else:
             with np.errstate(under="ignore"):
                 gemm_queries = (scaled64 * -2.0).astype(np.float32)
-        return queries64, margins, far, gemm_queries
+        return _References(queries64, margins, far, gemm_queries)
 
     def _ranks(self, queries: np.ndarray, targets: np.ndarray, may_be_far: bool = True) -> np.ndarray:
         if queries.shape[0] != targets.shape[0]:
@@ -501,15 +520,17 @@ class Ranker:
             return np.zeros(0, dtype=np.int64)
         references = self._scaled_references(queries, may_be_far)
         counter = _RankCounter(self, references, targets)
-        self._scan(references[3], [counter], self.chunk_rows(queries.shape[0]))
+        self._scan(references.gemm_queries, [counter], self.chunk_rows(queries.shape[0]))
         return counter.finish()
 
-    def _scan(self, gemm_queries: np.ndarray, consumers: Sequence[Any], step: int) -> None:
+    def _scan(self, gemm_queries: np.ndarray, consumers: Sequence[_ChunkConsumer], step: int) -> None:
         """One pass of the float32 product over the catalogue, ``step`` rows at a time.
 
         Each chunk's scores ``(B, size) float32`` (``-2 s q . s x + |s x|^2``, in the workspace:
-        valid only during the call) go to every consumer's ``consume(scores, start)``, so that
-        several results (ranks and nearest images) share one product.
+        valid only during the call) go to every consumer's ``consume(scores, start, below,
+        within)``, with ``start`` the chunk's first catalogue row and ``below`` / ``within`` two
+        ``(B, width) bool`` scratch masks (``width``: ``step`` rounded up to a multiple of 8), so
+        that several results (ranks and nearest images) share one product.
         """
         batch = gemm_queries.shape[0]
         width = -(-step // 8) * 8  # a multiple of 8, so that 8 booleans can be counted as one uint64
@@ -589,7 +610,7 @@ class Ranker:
             raise ConfigurationError(f"k must be in 1..{self.num_images}, got {k}")
         references = self._scaled_references(queries)
         tracker = _NearestTracker(self, references, k)
-        self._scan(references[3], [tracker], self.chunk_rows(queries.shape[0], _NEAREST_BYTES_PER_PAIR))
+        self._scan(references.gemm_queries, [tracker], self.chunk_rows(queries.shape[0], _NEAREST_BYTES_PER_PAIR))
         return tracker.finish()
 
     def nearest_and_query_ranks(self, queries: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -618,7 +639,7 @@ class Ranker:
         tracker = _NearestTracker(self, references, 1)
         counter = _RankCounter(self, references, targets)
         step = self.chunk_rows(queries.shape[0], max(_NEAREST_BYTES_PER_PAIR, _BYTES_PER_PAIR))
-        self._scan(references[3], [tracker, counter], step)
+        self._scan(references.gemm_queries, [tracker, counter], step)
         return tracker.finish()[0][:, 0], counter.finish()
 
     # ------------------------------------------------------------------ validation
@@ -656,7 +677,7 @@ class _RankCounter:
     at the end (:meth:`finish`); the target itself is never counted.
     """
 
-    def __init__(self, ranker: Ranker, references: tuple, targets: np.ndarray) -> None:
+    def __init__(self, ranker: Ranker, references: _References, targets: np.ndarray) -> None:
         queries64, margins, far, _ = references
         self.ranker, self.queries64, self.targets = ranker, queries64, targets
         self.ranks = np.zeros(targets.shape[0], dtype=np.int64)
@@ -724,7 +745,7 @@ class _NearestTracker:
     are ordered by float64 distance at the end (:meth:`finish`), ties by the smaller index.
     """
 
-    def __init__(self, ranker: Ranker, references: tuple, k: int) -> None:
+    def __init__(self, ranker: Ranker, references: _References, k: int) -> None:
         queries64, margins, far, _ = references
         self.ranker, self.queries64, self.far, self.k = ranker, queries64, far, k
         batch = queries64.shape[0]
