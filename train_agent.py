@@ -71,7 +71,9 @@ from dialog_env.runs import RunFolder, check_folder_name, check_parent_folder
 #: The largest seed (NumPy's legacy seeding and TensorBoard-friendly logs take 32-bit seeds).
 MAX_SEED = 2**32 - 1
 #: Options about how a command was invoked, not about its results (left out of ``metrics.json``).
-INVOCATION_ARGS = ("resume", "allow_changed_args", "progress")
+INVOCATION_ARGS = ("resume", "allow_changed_args", "progress", "rank_table")
+#: ``--rank-table`` values and the environments' ``rank_table`` option each stands for.
+RANK_TABLE_CHOICES = {"auto": "auto", "on": True, "off": False}
 
 
 @dataclass
@@ -162,6 +164,10 @@ class Args:
     """with --resume: continue even though training arguments differ from the run's (its results then mix settings)"""
     progress: bool = True
     """show progress bars"""
+    rank_table: str = "auto"
+    """exact rank tables for the ranks of shown catalogue images (dialog_env.rank_table; speed only, never a number):
+    auto (when a split's table takes at most 256 MiB: the default catalogue's splits, 200 + 43 MB, built in seconds),
+    on, off"""
 
 
 def parse_args(argv: Sequence[str] | None = None) -> Args:
@@ -201,6 +207,8 @@ def validate_args(args: Args) -> None:
     for name in ("pretrain_lr", "improve_lr", "tau"):
         if not (math.isfinite(getattr(args, name)) and getattr(args, name) > 0):
             problems.append(f"--{name.replace('_', '-')} must be a finite number > 0, got {getattr(args, name)}")
+    if args.rank_table not in RANK_TABLE_CHOICES:
+        problems.append(f"--rank-table must be one of {', '.join(RANK_TABLE_CHOICES)}, got {args.rank_table!r}")
     if not (math.isfinite(args.margin) and args.margin >= 0):
         problems.append(f"--margin must be a finite number >= 0, got {args.margin}")
     for name in ("budget_calls", "eval_patience", "eval_accept_rank"):
@@ -325,8 +333,10 @@ def _run_in(folder: RunFolder, args: Args, run_name: str, start_time: float) -> 
 
     prepare_torch(args.seed, torch_threads_for(args.agent, args.torch_threads))
     device = resolve_device(args.device)
-    env_kwargs = {"catalog": args.catalog, "user": args.user, "user_kwargs": user_kwargs_of(args)}
-    eval_envs_probe = dialog_env.DialogRetrievalEnv(split=args.eval_split, **env_kwargs)
+    env_kwargs = {"catalog": args.catalog, "user": args.user, "user_kwargs": user_kwargs_of(args),
+                  "rank_table": RANK_TABLE_CHOICES[args.rank_table]}  # fmt: skip
+    # Only the split's size is read: no rank table for the probe (the evaluation builds or shares one).
+    eval_envs_probe = dialog_env.DialogRetrievalEnv(split=args.eval_split, **{**env_kwargs, "rank_table": False})
     episodes = EpisodeSet.draw(eval_envs_probe.catalog.num_images, args.eval_episodes, args.eval_seed)
     eval_kwargs = {**env_kwargs, "split": args.eval_split, "patience": args.eval_patience,
                    "accept_rank": args.eval_accept_rank}  # fmt: skip

@@ -6,6 +6,8 @@ embedding dimension, ``H = 256`` the state dimension.
 - Response encoder: a linear image encoder ``D -> E`` over the shown image's catalogue features;
   a text encoder over the feedback (512-d word embeddings, a bigram convolution, max-pooling over
   time, batch normalisation, linear to ``E``); the two summed and passed through a linear layer.
+  The bigram convolution is computed from the vocabulary projected through its two taps when that
+  is less work (small vocabularies, and always without gradients), the same function.
 - State tracker: a GRU cell (``H``) over the encoded responses.
 - Output head: a linear layer giving a query vector in the image-embedding space.
 - Candidate generator: the catalogue image whose embedding is nearest the query (the shared
@@ -81,13 +83,47 @@ class DialogManager(nn.Module):
         """``(B, L) int64`` token ids (0-padded) ``-> (B, E)``."""
         if tokens.shape[1] < 2:  # a bigram needs two positions
             tokens = F.pad(tokens, (0, 2 - tokens.shape[1]), value=PAD_ID)
-        words = self.word_embedding(tokens).transpose(1, 2)  # (B, W, L)
-        bigrams = self.bigram_conv(words)  # (B, E, L - 1)
+        batch, length = tokens.shape
+        # Without gradients the projected vocabulary is cached (every caption then encodes the same
+        # way whatever else is in its batch); with them, the cheaper of the two ways is taken.
+        if not torch.is_grad_enabled() or self.config.vocab_size <= batch * (length - 1):
+            bigrams = self._bigrams_from_vocabulary(tokens)
+        else:
+            words = self.word_embedding(tokens).transpose(1, 2)  # (B, W, L)
+            bigrams = self.bigram_conv(words).transpose(1, 2)  # (B, L - 1, E)
         # Max over the bigrams that start on a word; a caption without words pools to zero.
-        starts_on_word = (tokens[:, :-1] != PAD_ID).unsqueeze(1)
-        pooled = bigrams.masked_fill(~starts_on_word, float("-inf")).amax(dim=2)
+        starts_on_word = (tokens[:, :-1] != PAD_ID).unsqueeze(2)
+        pooled = bigrams.masked_fill(~starts_on_word, float("-inf")).amax(dim=1)
         pooled = torch.where(torch.isfinite(pooled), pooled, torch.zeros_like(pooled))
         return self.text_linear(self.text_norm(pooled))
+
+    def _bigrams_from_vocabulary(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The bigram filter's ``(B, L - 1, E)`` outputs, from the vocabulary projected through both taps.
+
+        The filter is linear in the two word embeddings of a bigram, so projecting each of the
+        ``V`` vocabulary entries once through each tap and adding the rows of a bigram's two words
+        gives the convolution's outputs (up to float rounding), for ``V`` instead of ``B (L - 1)``
+        projections: with the default vocabulary (under 200 words) and a batch of 128 captions
+        of 16 tokens, forward and backward cost a sixth of the convolution's. The padding word's
+        embedding is zero and gets no gradient, as in :class:`~torch.nn.Embedding`. Without
+        gradients the projection is kept until the weights change (``(V, 2E)`` floats, not part
+        of the state dict).
+        """
+        embedding, filters = self.word_embedding.weight, self.bigram_conv.weight  # filters: (E, W, 2), two taps
+        embed_dim = filters.shape[0]
+        # The cache holds the parameters themselves (so that they stay the same objects) and their
+        # storage, device and in-place version: any change of the weights (an optimizer step,
+        # load_state_dict, .to(), a copy of the model) misses it.
+        key = [(p, p._version, p.data_ptr(), p.device, p.dtype) for p in (embedding, filters)]
+        cached = self.__dict__.get("_projected_vocabulary")
+        if not torch.is_grad_enabled() and cached is not None and _same_parameters(cached[0], key):
+            taps = cached[1]
+        else:
+            table = embedding.index_fill(0, torch.tensor([PAD_ID], device=tokens.device), 0.0)
+            taps = F.linear(table, torch.cat([filters[:, :, 0], filters[:, :, 1]], dim=0))  # (V, 2E)
+            if not torch.is_grad_enabled():
+                self.__dict__["_projected_vocabulary"] = (key, taps)
+        return taps[tokens[:, :-1], :embed_dim] + taps[tokens[:, 1:], embed_dim:] + self.bigram_conv.bias
 
     def initial_state(self, batch: int, device: torch.device | None = None) -> torch.Tensor:
         """``(B, H)`` zeros: the state before the first response."""
@@ -115,6 +151,11 @@ class DialogManager(nn.Module):
         response = self.response_linear(self.embed_images(image_features) + text_encoding)
         state = self.state_tracker(response, state)
         return self.query_head(state), state
+
+
+def _same_parameters(cached: list[tuple[Any, ...]], current: list[tuple[Any, ...]]) -> bool:
+    """Whether two lists of ``(parameter, version, data pointer, device, dtype)`` describe the same weights."""
+    return all(a[0] is b[0] and a[1:] == b[1:] for a, b in zip(cached, current, strict=True))
 
 
 class TextEncodingCache:

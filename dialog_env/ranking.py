@@ -41,8 +41,10 @@ their float64 reference distance, ties by the smaller index.
 tie) is not counted: only strictly closer images are. Both distances of a recheck are computed
 with the same float64 expression, so duplicates of the target tie exactly.
 
-**Speed.** Per chunk the work after the product is three vectorised passes (add the norms,
-compare with the lower and upper bounds, count per row with a bit count), plus the float64
+**Speed.** The float32 products run on the faster of NumPy's and torch's BLAS on the machine,
+chosen by measurement (:mod:`dialog_env.products`; never a different number). Per chunk the work
+after the product is three vectorised passes (add the norms, compare with the lower and upper
+bounds, count per row with a bit count), plus the float64
 recheck of the handful of undecided images; at ``B = 128, N = 10,000, D = 256`` the whole rank
 computation takes about 1.2-1.4x the bare product (``benchmarks/env_speed.py`` measures it).
 
@@ -75,6 +77,7 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol
 import numpy as np
 
 from dialog_env.errors import ConfigurationError
+from dialog_env.products import ProductEngine
 
 if TYPE_CHECKING:  # a type only: rank_table imports this module
     from dialog_env.rank_table import RankTable
@@ -97,8 +100,9 @@ _MAX_REACH = 2.0**63
 _UNDERFLOW_UNIT = 2.0**-147
 # Bytes of temporaries per (reference, catalogue row) pair: the float32 score and two bool masks.
 _BYTES_PER_PAIR = 4 + 1 + 1
-# For nearest(): the float32 score, its partitioned copy and one bool mask.
-_NEAREST_BYTES_PER_PAIR = 4 + 4 + 1
+# For nearest(): the float32 score, its folds alive at once (half and a quarter of a score, see
+# _kth_smallest_upper_bound) and one bool mask.
+_NEAREST_BYTES_PER_PAIR = 4 + 3 + 1
 # For all_target_ranks(): float64 scores, int64 sort keys, order, scatter indices and key gaps
 # (8 bytes each), the output (up to 8) and two bool masks.
 _ALL_RANKS_BYTES_PER_PAIR = 6 * 8 + 2
@@ -202,10 +206,13 @@ class Ranker:
         squared_norms: optional precomputed ``(N,) float32`` squared norms (e.g.
             :attr:`Catalog.squared_norms`).
         max_chunk_bytes: bound on the temporary memory of one chunk of the catalogue.
+        engine: where the float32 products run: ``"auto"`` (the faster of NumPy and torch on
+            this machine, measured: :mod:`dialog_env.products`), ``"numpy"`` or ``"torch"``;
+            never changes a result.
 
     Raises:
         ConfigurationError: features that are not ``(N, D) float32`` or hold NaN/inf, squared
-            norms of the wrong shape, or a non-positive ``max_chunk_bytes``.
+            norms of the wrong shape, a non-positive ``max_chunk_bytes`` or an unknown ``engine``.
     """
 
     def __init__(
@@ -213,6 +220,7 @@ class Ranker:
         features: np.ndarray,
         squared_norms: np.ndarray | None = None,
         max_chunk_bytes: int = DEFAULT_MAX_CHUNK_BYTES,
+        engine: str = "auto",
     ) -> None:
         features = np.asarray(features)
         if features.ndim != 2 or features.dtype != np.float32:
@@ -232,6 +240,7 @@ class Ranker:
                 f"got {self.squared_norms.shape}"
             )
         self.max_chunk_bytes = int(max_chunk_bytes)
+        self._products = ProductEngine(engine)
         # The float32 products run on features scaled by this power of two (1.0: the features
         # themselves); the float64 rechecks always use the features as given.
         self._scale = feature_scale(self.features, self.squared_norms)
@@ -540,7 +549,7 @@ class Ranker:
             size = stop - start
             # A C-contiguous output, so that matmul writes into it without a temporary copy.
             scores = scores_buffer[: batch * size].reshape(batch, size)
-            np.matmul(gemm_queries, self._gemm_features[start:stop].T, out=scores)
+            self._products.matmul(gemm_queries, self._gemm_features[start:stop].T, scores)
             scores += self._gemm_norms[start:stop]
             for consumer in consumers:
                 consumer.consume(scores, start, below, within)
@@ -579,6 +588,7 @@ class Ranker:
     def __setstate__(self, state: dict) -> None:
         table_bytes = state.pop("_rank_table_bytes", None)
         self.__dict__.update(state)
+        self.__dict__.setdefault("_products", ProductEngine())
         self._rank_table = None
         self._local = threading.local()
         if table_bytes is not None:
@@ -743,6 +753,11 @@ class _NearestTracker:
     An image can be among the ``k`` nearest only if its float32 score is within twice the error
     bound of the ``k``-th smallest float32 score (each errs by at most one bound); the candidates
     are ordered by float64 distance at the end (:meth:`finish`), ties by the smaller index.
+
+    Per chunk: a cheap upper bound of the chunk's ``k``-th smallest score
+    (:func:`_kth_smallest_upper_bound`) and the bound so far select the few images that can
+    matter, and the ``k`` smallest scores so far are updated from those alone, so that no pass
+    sorts or partitions the whole chunk.
     """
 
     def __init__(self, ranker: Ranker, references: _References, k: int) -> None:
@@ -750,24 +765,34 @@ class _NearestTracker:
         self.ranker, self.queries64, self.far, self.k = ranker, queries64, far, k
         batch = queries64.shape[0]
         self.slack = 2.0 * margins
-        self.kept = np.empty((batch, 0), dtype=np.float32)  # the k smallest float32 scores so far
+        # The k smallest float32 scores so far, ascending per row (inf until k images are seen).
+        self.kept = np.full((batch, k), np.inf, dtype=np.float32)
         self.bound = np.full(batch, np.inf, dtype=np.float32)
         self.found_rows: list[np.ndarray] = []
         self.found_items: list[np.ndarray] = []
         self.found_scores: list[np.ndarray] = []
 
-    def consume(self, scores: np.ndarray, start: int, below: np.ndarray, within: np.ndarray) -> None:
-        k = self.k
-        best = scores if scores.shape[1] <= k else np.partition(scores, k - 1, axis=1)[:, :k]
-        self.kept = np.concatenate([self.kept, best], axis=1)  # a copy: the scores are scratch memory
-        if self.kept.shape[1] > k:
-            self.kept = np.partition(self.kept, k - 1, axis=1)[:, :k]
-        if self.kept.shape[1] == k:  # until k images are seen, every image is a candidate
-            self.bound = _bound_above(self.kept.max(axis=1), self.slack, self.far)
-        rows, cols = np.nonzero(scores <= self.bound[:, None])
+    def consume(self, scores: np.ndarray, start: int, below: np.ndarray, within: np.ndarray) -> None:  # noqa: ARG002
+        k, (size, width) = self.k, (scores.shape[1], within.shape[1])
+        threshold = self.bound
+        if size >= k:
+            # Every image among the k nearest overall scores at most min(k-th so far, chunk's k-th).
+            chunk_bound = _bound_above(_kth_smallest_upper_bound(scores, k), self.slack, self.far)
+            threshold = np.minimum(threshold, chunk_bound)
+        if size < width:  # a short chunk: padding columns must count as False
+            within[:, size:] = False
+        np.less_equal(scores, threshold[:, None], out=within[:, :size])
+        flat = np.flatnonzero(within)  # far faster than a 2-D nonzero
+        rows = flat // width
+        cols = flat - rows * width
+        found_scores = scores[rows, cols]  # a copy: the scores are scratch memory
         self.found_rows.append(rows)
         self.found_items.append(cols + start)
-        self.found_scores.append(scores[rows, cols])
+        self.found_scores.append(found_scores)
+        if rows.size:
+            # The k smallest so far are among the kept ones and this chunk's found ones.
+            self.kept = _k_smallest_per_row(self.kept, rows, found_scores)
+            self.bound = _bound_above(self.kept[:, k - 1], self.slack, self.far)
 
     def finish(self) -> tuple[np.ndarray, np.ndarray]:
         """``(indices, squared_distances)``: ``(B, k) int64`` and ``(B, k) float32``, nearest first."""
@@ -797,6 +822,42 @@ def _bound_above(kth: np.ndarray, slack: np.ndarray, far: np.ndarray | None) -> 
         bound[far] = np.inf
     # The slack holds 2 u (|q| + max |x|)^2 beyond the error bound, more than the rounding here.
     return bound.astype(np.float32)
+
+
+def _kth_smallest_upper_bound(scores: np.ndarray, k: int, groups: int = 64) -> np.ndarray:
+    """``(B,) float32``, at least the ``k``-th smallest entry of each row of ``(B, W)`` scores, ``k <= W``.
+
+    The row is folded in halves (element-wise minima) until between ``max(groups, k)`` and twice
+    that many values are left: each is the minimum of a disjoint, interleaved set of the row's
+    entries, so their ``k``-th smallest has at least ``k`` entries at or below it. Interleaved
+    sets keep the bound tight whatever the catalogue's order (on random scores it admits about
+    ``k`` images per row); the folds cost about one pass over the chunk, a fraction of a
+    partition's.
+    """
+    width = max(groups, k)
+    folded = scores
+    while folded.shape[1] >= 2 * width:
+        half = folded.shape[1] // 2
+        halved = np.minimum(folded[:, :half], folded[:, half : 2 * half])
+        if folded.shape[1] % 2:  # the odd one out joins the first set
+            np.minimum(halved[:, 0], folded[:, -1], out=halved[:, 0])
+        folded = halved
+    return np.partition(folded, k - 1, axis=1)[:, k - 1]
+
+
+def _k_smallest_per_row(kept: np.ndarray, rows: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """The ``k`` smallest of ``(B, k)`` kept values and the ``(M,)`` values ``scores`` of rows ``rows``.
+
+    Returns:
+        ``(B, k)`` of ``kept``'s dtype, ascending per row.
+    """
+    batch, k = kept.shape
+    all_rows = np.concatenate([np.repeat(np.arange(batch), k), rows])
+    all_scores = np.concatenate([kept.reshape(-1), scores])
+    order = np.lexsort((all_scores, all_rows))
+    sorted_rows = all_rows[order]
+    position_in_row = np.arange(order.size) - np.searchsorted(sorted_rows, np.arange(batch))[sorted_rows]
+    return all_scores[order[position_in_row < k]].reshape(batch, k)  # k per row: kept holds k each
 
 
 def _count_per_row(mask: np.ndarray) -> np.ndarray:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -129,6 +130,43 @@ def test_model_shapes_and_padding_invariance():
     assert query.shape == (2, 8) and state.shape == (2, 10)
     longer = torch.cat([tokens, torch.zeros(2, 4, dtype=torch.long)], dim=1)
     torch.testing.assert_close(model.encode_text(tokens), model.encode_text(longer))  # padding changes nothing
+
+
+def test_text_encoder_from_the_projected_vocabulary_equals_the_convolution():
+    torch.manual_seed(0)
+    config = DialogManagerConfig(image_dim=16, vocab_size=30, embed_dim=8, word_dim=12, hidden_dim=10)
+    model = DialogManager(config)
+    tokens = torch.randint(1, 30, (6, 7))
+    tokens[0, 3:] = 0  # padding after words
+    tokens[1] = 0  # a caption without words
+    tokens[2, 1:] = 0  # one word: its only bigram ends on padding
+
+    def encode_and_backward(through_vocabulary: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        model.zero_grad()
+        # The convolution is taken when the vocabulary is larger than the batch's bigrams.
+        model.config = dataclasses.replace(config, vocab_size=30 if through_vocabulary else 10**6)
+        encoded = model.encode_text(tokens)
+        encoded.square().sum().backward()
+        return encoded.detach(), [p.grad.clone() for p in (model.word_embedding.weight, model.bigram_conv.weight)]
+
+    vocabulary, vocabulary_grads = encode_and_backward(True)
+    convolution, convolution_grads = encode_and_backward(False)
+    model.config = config
+    torch.testing.assert_close(vocabulary, convolution, rtol=1e-5, atol=1e-5)
+    for by_vocabulary, by_convolution in zip(vocabulary_grads, convolution_grads):
+        torch.testing.assert_close(by_vocabulary, by_convolution, rtol=1e-4, atol=1e-5)
+    assert torch.all(vocabulary_grads[0][0] == 0)  # the padding word gets no gradient
+    assert vocabulary[1].abs().sum() > 0 and torch.isfinite(vocabulary).all()
+    # Without gradients the projection is cached, and a weight change is seen at once.
+    model.eval()
+    with torch.no_grad():
+        before = model.encode_text(tokens)
+        torch.testing.assert_close(model.encode_text(tokens[3:]), before[3:], rtol=0, atol=0)  # rows independent
+        model.bigram_conv.weight.mul_(2.0)
+        after = model.encode_text(tokens)
+    assert not torch.allclose(before, after)
+    with torch.enable_grad():
+        torch.testing.assert_close(model.encode_text(tokens), after, rtol=1e-5, atol=1e-5)
 
 
 def test_nearest_unseen_and_top_unseen():

@@ -69,6 +69,85 @@ def test_nearest_is_exact_and_tie_broken_by_index():
         np.testing.assert_allclose(distances[row], d[expected], atol=1e-4)
 
 
+@pytest.mark.parametrize("order", ["random", "sorted", "ties"])
+@pytest.mark.parametrize(("k", "chunk_bytes"), [(1, 1 << 24), (5, 1 << 24), (9, 8 * 16 * 301), (70, 1 << 24), (300, 1 << 24)])
+def test_nearest_equals_brute_force_on_catalogues_long_enough_to_fold(order, k, chunk_bytes):
+    # 2,001 rows: chunks wide enough for the halving folds of the k-th bound (odd widths included);
+    # a catalogue sorted by distance to a query, or one full of exact ties, must not loosen or
+    # break the bound.
+    rng = np.random.default_rng(k)
+    if order == "ties":
+        features = rng.integers(0, 3, size=(2001, 4)).astype(np.float32)
+        queries = rng.integers(0, 3, size=(16, 4)).astype(np.float32)
+    else:
+        features = rng.normal(size=(2001, 4)).astype(np.float32)
+        queries = rng.normal(size=(16, 4)).astype(np.float32)
+        if order == "sorted":
+            features = features[np.argsort(((features - queries[0]) ** 2).sum(axis=1))]
+    indices, distances = Ranker(features, max_chunk_bytes=chunk_bytes).nearest(queries, k=k)
+    reference = ((features.astype(np.float64)[None] - queries.astype(np.float64)[:, None]) ** 2).sum(axis=2)
+    for row in range(16):
+        expected = np.lexsort((np.arange(2001), reference[row]))[:k]  # ties to the smaller index
+        np.testing.assert_array_equal(indices[row], expected)
+        np.testing.assert_allclose(distances[row], reference[row, expected], rtol=1e-6)
+
+
+def test_kth_smallest_upper_bound_and_k_smallest_per_row():
+    from dialog_env.ranking import _k_smallest_per_row, _kth_smallest_upper_bound  # noqa: PLC0415
+
+    rng = np.random.default_rng(3)
+    for width, k in [(1001, 1), (1001, 7), (130, 64), (5000, 200), (12, 12)]:
+        scores = rng.normal(size=(9, width)).astype(np.float32)
+        scores[0] = np.sort(scores[0])  # sorted rows: the first fold pairs small with large entries
+        bound = _kth_smallest_upper_bound(scores, k)
+        kth = np.sort(scores, axis=1)[:, k - 1]
+        assert bound.shape == (9,) and np.all(bound >= kth)
+        assert np.mean(np.count_nonzero(scores <= bound[:, None], axis=1)) <= 2 * k + 4  # tight, not just valid
+    kept = np.array([[0.0, 2.0, np.inf], [1.0, 1.0, 5.0]], dtype=np.float32)
+    merged = _k_smallest_per_row(kept, np.array([0, 1, 1, 0]), np.array([1.5, 0.5, 9.0, 7.0], dtype=np.float32))
+    np.testing.assert_array_equal(merged, [[0.0, 1.5, 2.0], [0.5, 1.0, 1.0]])
+
+
+@pytest.mark.parametrize("engine", ["numpy", "torch", "auto"])
+def test_every_product_engine_gives_the_float64_reference(engine):
+    import torch  # noqa: PLC0415
+
+    from dialog_env import products  # noqa: PLC0415
+
+    rng = np.random.default_rng(11)
+    features = rng.normal(size=(700, 24)).astype(np.float32)
+    features[350:360] = features[:10]  # duplicates: exact ties
+    products.forget_engine_choices()
+    ranker = Ranker(features, engine=engine)
+    distances = ((features.astype(np.float64)[None] - features.astype(np.float64)[:40, None] * 0.9) ** 2).sum(axis=2)
+    queries = (features[:40] * np.float32(0.9)).astype(np.float32)
+    targets = rng.integers(700, size=40)
+    expected_nearest = np.argsort(distances, axis=1, kind="stable")[:, :4]
+    for _ in range(products.TRIALS + 2):  # "auto": the timed trials of both engines, then its choice
+        for batch in (1, 40):
+            indices, _ = ranker.nearest(queries[:batch], k=4)
+            np.testing.assert_array_equal(indices, expected_nearest[:batch])
+            np.testing.assert_array_equal(
+                ranker.query_target_ranks(queries[:batch], targets[:batch]),
+                reference_ranks(features, queries[:batch], targets[:batch]),
+            )
+    if engine == "auto":
+        choices = products.engine_choices()
+        assert {choice["engine"] for choice in choices.values()} <= {"numpy", "torch"} and len(choices) == 2
+        assert all(set(choice["median_ms"]) == {"numpy", "torch"} for choice in choices.values())
+    # Reduced-precision torch products would break the error bound: the engine falls back to NumPy.
+    previous = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("medium")
+    try:
+        assert not products.torch_is_exact()
+        np.testing.assert_array_equal(ranker.nearest(queries, k=4)[0], expected_nearest)
+    finally:
+        torch.set_float32_matmul_precision(previous)
+    assert products.torch_is_exact()
+    with pytest.raises(ConfigurationError, match="engine must be one of auto, numpy, torch"):
+        Ranker(features, engine="blas")
+
+
 def test_rank_percentile_and_validation():
     assert rank_percentile(0, 11) == 1.0 and rank_percentile(10, 11) == 0.0
     ranker = Ranker(np.zeros((5, 2), dtype=np.float32))
