@@ -70,7 +70,9 @@ def test_nearest_is_exact_and_tie_broken_by_index():
 
 
 @pytest.mark.parametrize("order", ["random", "sorted", "ties"])
-@pytest.mark.parametrize(("k", "chunk_bytes"), [(1, 1 << 24), (5, 1 << 24), (9, 8 * 16 * 301), (70, 1 << 24), (300, 1 << 24)])
+@pytest.mark.parametrize(
+    ("k", "chunk_bytes"), [(1, 1 << 24), (5, 1 << 24), (9, 8 * 16 * 301), (70, 1 << 24), (300, 1 << 24)]
+)
 def test_nearest_equals_brute_force_on_catalogues_long_enough_to_fold(order, k, chunk_bytes):
     # 2,001 rows: chunks wide enough for the halving folds of the k-th bound (odd widths included);
     # a catalogue sorted by distance to a query, or one full of exact ties, must not loosen or
