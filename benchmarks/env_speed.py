@@ -60,6 +60,7 @@ import dialog_env
 from dialog_env import DialogRetrievalVectorEnv
 from dialog_env.catalog import Catalog
 from dialog_env.cli import dataclass_parser, parse_dataclass
+from dialog_env.products import engine_choices, torch_is_exact
 from dialog_env.rank_table import clear_rank_table_cache, shared_rank_table
 from dialog_env.synthetic import default_catalog, make_synthetic_shoes
 
@@ -178,6 +179,22 @@ def time_interleaved(
     return samples
 
 
+def floor_products(queries: np.ndarray, features: np.ndarray, out: np.ndarray) -> dict[str, Callable[[], Any]]:
+    """The bare ``(B, D) @ (D, N)`` float32 product into ``out``, on NumPy and (while exact) on torch.
+
+    Returns:
+        ``{"floor_numpy": f, "floor_torch": g}`` (no torch entry while torch's float32 products
+        are not full precision, see :func:`dialog_env.products.torch_is_exact`).
+    """
+    floors: dict[str, Callable[[], Any]] = {"floor_numpy": lambda: np.matmul(queries, features.T, out=out)}
+    if torch_is_exact():
+        import torch  # noqa: PLC0415 - only for this comparison
+
+        left, right, result = torch.from_numpy(queries), torch.from_numpy(features).T, torch.from_numpy(out)
+        floors["floor_torch"] = lambda: torch.matmul(left, right, out=result)
+    return floors
+
+
 def time_boxed(function: Callable[[], Any], min_time: float, max_time: float, min_calls: int = 3) -> list[float]:
     """Seconds per call: at least one call, then until ``min_time`` (and ``min_calls``) or ``max_time``."""
     samples: list[float] = []
@@ -269,20 +286,18 @@ def measure_cell(args: Args, catalog: Catalog, split: Catalog, batch: int, metho
     actions = action_batches(rng, num_images, batch)
     cell: dict[str, Any] = {"B": batch, "N": num_images, "D": dim}
 
-    # floor and native, interleaved
+    # floor (the bare product on each engine) and native, interleaved
     queries = np.ascontiguousarray(split.features[rng.integers(num_images, size=batch)])
     out = np.empty((batch, num_images), dtype=np.float32)
     native = DialogRetrievalVectorEnv(num_envs=batch, catalog=catalog, max_turns=10)
     native.reset(seed=args.seed)
-    samples = time_interleaved(
-        {
-            "floor": lambda out=out: np.matmul(queries, split.features.T, out=out),
-            "native": cycle(actions, native.step),
-        },
-        args.min_time * 2,
-    )
-    floor_s = float(np.median(samples["floor"]))
-    cell["floor"] = {"status": "ok", "step_ms": 1e3 * floor_s, "samples": len(samples["floor"])}
+    floors = floor_products(queries, split.features, out)
+    samples = time_interleaved({**floors, "native": cycle(actions, native.step)}, args.min_time * 2)
+    engine_ms = {name.removeprefix("floor_"): 1e3 * float(np.median(samples[name])) for name in floors}
+    fastest = min(engine_ms, key=engine_ms.__getitem__)
+    floor_s = engine_ms[fastest] / 1e3
+    cell["floor"] = {"status": "ok", "step_ms": 1e3 * floor_s, "engine": fastest, "engine_ms": engine_ms,
+                     "samples": len(samples[f"floor_{fastest}"])}  # fmt: skip
     cell["native"] = method_result(samples["native"], batch, floor_s)
     native.close()
     del native, out
@@ -594,7 +609,8 @@ def cell_text(method: dict[str, Any] | None, floor: bool = False) -> str:
     if method["status"] != "ok":
         return f"not run ({method['reason']})"
     if floor:
-        return f"{fmt(method['step_ms'], 3)} ms"
+        engine = f" ({method['engine']})" if "engine" in method else ""
+        return f"{fmt(method['step_ms'], 3)} ms{engine}"
     ratio = method.get("ratio_to_floor")
     return f"{fmt(method['dialog_steps_per_s'])} ({fmt(method['step_ms'], 2)} ms, {fmt(ratio, 2)}x)"
 
@@ -622,8 +638,9 @@ def evaluate_goals(cells: list[dict[str, Any]], rank_table: dict[str, Any] | Non
     cell = next((c for c in cells if c["B"] == 128 and c["N"] == 10_000), None)
     if cell is not None:
         native = cell["native"]
-        goals.append({"goal": "native step at B=128, N=10,000 <= 2x the bare product",
-                      "measured": f"{native['ratio_to_floor']:.2f}x", "met": native["ratio_to_floor"] <= 2.0})
+        for factor in (2.0, 1.3):
+            goals.append({"goal": f"native step at B=128, N=10,000 <= {factor:g}x the bare product (faster engine)",
+                          "measured": f"{native['ratio_to_floor']:.2f}x", "met": native["ratio_to_floor"] <= factor})
         for name, factor in (("sync", 10), ("naive", 30)):
             other = cell.get(name, {})
             if other.get("status") == "ok":
@@ -663,8 +680,10 @@ def to_markdown(report: dict[str, Any]) -> str:
         "",
         "Each cell: **dialog-steps per second** (B x vector steps/s), then the median time of one "
         "step of all B dialogs and its ratio to the bare matrix product `(B, D) @ (D, N)` "
-        "(float32, preallocated output) of the same shape, measured interleaved with the native "
-        f"env. D = {report['args']['dim']}. `native` = `DialogRetrievalVectorEnv`; `sync` / `async` = Gymnasium's "
+        "(float32, preallocated output) of the same shape on the faster of NumPy and torch "
+        "(named in the floor column; both are timed, see the products section), measured "
+        f"interleaved with the native env. D = {report['args']['dim']}. "
+        "`native` = `DialogRetrievalVectorEnv`; `sync` / `async` = Gymnasium's "
         "`SyncVectorEnv` / `AsyncVectorEnv` over B `DialogRetrievalEnv`; `naive` = one dialog at a "
         "time with a Python loop over the catalogue (timed on up to "
         f"{report['args']['naive_max_dialogs']} dialogs of a step, step time = B x per-dialog time). "
@@ -685,6 +704,7 @@ def to_markdown(report: dict[str, Any]) -> str:
                 f"{fmt(cell['native']['peak_traced_mib'])} |"
             )
         lines.append("")
+    lines += products_markdown(report)
     lines += ["## Goals (B = 128, N = 10,000 unless stated)", "", "| goal | measured | met |", "| --- | --- | --- |"]
     for goal in report["goals"]:
         met = {True: "yes", False: "**no**", None: "not measured"}[goal["met"]]
@@ -724,6 +744,36 @@ def to_markdown(report: dict[str, Any]) -> str:
     lines += rank_table_markdown(report.get("rank_table"), report["command"])
     lines += ["## Notes", ""] + [f"- {note}" for note in report["notes"]] + [""]
     return "\n".join(lines)
+
+
+def products_markdown(report: dict[str, Any]) -> list[str]:
+    """The products section: the bare product's time on each engine, and what the ranker's "auto" chose."""
+    cells = [c for c in report["cells"] if "engine_ms" in c["floor"]]
+    if not cells:
+        return []
+    lines = [
+        "## Products: NumPy against torch",
+        "",
+        "The bare float32 product of each cell on NumPy's BLAS and on torch's, timed interleaved "
+        "(the same threads for both), and what the ranker's `engine=\"auto\"` "
+        "(`dialog_env.products`) chose for the native env's products of that shape after timing "
+        "both itself (the batch rounded up to a power of two; the env's products may be split in "
+        "chunks of catalogue rows). The choice never changes a number.",
+        "",
+        "| B | N | NumPy ms | torch ms | torch / NumPy | auto chose |",
+        "| ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    choices = report.get("engine_choices", {})
+    for cell in cells:
+        engine_ms = cell["floor"]["engine_ms"]
+        numpy_ms, torch_ms = engine_ms.get("numpy"), engine_ms.get("torch")
+        ratio = f"{torch_ms / numpy_ms:.2f}" if numpy_ms and torch_ms else "-"
+        batch_class = 1 << max(0, cell["B"] - 1).bit_length()
+        chosen = sorted({str(choice["engine"]) for shape, choice in choices.items()
+                         if shape.startswith(f"{batch_class}x{cell['D']}x")})  # fmt: skip
+        lines.append(f"| {cell['B']:,} | {cell['N']:,} | {fmt(numpy_ms, 3)} | {fmt(torch_ms, 3)} | {ratio} | "
+                     f"{', '.join(chosen) or '-'} |")  # fmt: skip
+    return lines + [""]
 
 
 RANK_TABLE_NOTE = (
@@ -819,6 +869,7 @@ def main(argv: list[str] | None = None) -> None:
         "user_versus_rank": user_rank,
         "default_blas_threads_check": check,
         "rank_table": rank_table,
+        "engine_choices": engine_choices(),
         "notes": [
             "All envs use the rule-based user, max_turns = 10 and random actions, so every method "
             "includes the same autoresets (native, sync, async); the naive reference times the step "

@@ -442,3 +442,52 @@ def test_train_agent_evaluates_with_a_shopper_who_leaves_or_settles(tmp_path, sm
     assert "shopper left (%)" in capsys.readouterr().out
     with pytest.raises(dialog_env.ConfigurationError, match="--eval-patience must be >= 1"):
         train_agent.validate_args(train_agent.Args(eval_patience=0))
+
+
+def test_train_agent_seeds_benchmark_runs_each_seed_and_reports_the_spread(tmp_path, small_catalog_file):
+    out = tmp_path / "seeds.json"
+    command = [sys.executable, str(ROOT / "benchmarks" / "train_agent_seeds.py"), "--seeds", "1", "2",
+               "--runs-dir", str(tmp_path / "runs"), "--out", str(out), "--",
+               "--catalog", small_catalog_file, *TINY[:TINY.index("--seed")], "--max-turns", "10"]  # fmt: skip
+    first = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert first.returncode == 0, first.stdout + first.stderr
+    report = json.loads(out.read_text())
+    assert set(report["seeds"]) == {"1", "2"} and report["machine"]["cpu_count"] >= 1
+    per_seed = [report["seeds"][s]["results"]["paper-stage2"]["10"]["success"] for s in ("1", "2")]
+    summary = report["summary"]["paper-stage2"]["10"]["success"]
+    assert summary["min"] == min(per_seed) and summary["max"] == max(per_seed)
+    assert summary["mean"] == pytest.approx(sum(per_seed) / 2)
+    for seed in ("1", "2"):  # each seed's numbers are its own run's metrics.json
+        metrics = json.loads((tmp_path / "runs" / f"paper-s{seed}" / "metrics.json").read_text())
+        turn = next(row for row in metrics["results"]["paper-stage1"]["turns"] if row["turn"] == 5)
+        reported = report["seeds"][seed]["results"]["paper-stage1"]["5"]
+        assert reported["shown_percentile"] == turn["shown_percentile"]["mean"]
+    again = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert again.returncode == 0 and again.stdout.count("reusing") == 2  # finished runs are not trained again
+    assert json.loads(out.read_text())["summary"] == report["summary"]
+
+
+def test_main_job_speed_benchmark_times_both_sides_and_compares_their_models(tmp_path, small_catalog_file):
+    # The baseline is this checkout's own HEAD: the benchmark's plumbing, not a speed-up, is tested.
+    worktrees_before = subprocess.run(["git", "worktree", "list"], cwd=ROOT, capture_output=True, text=True).stdout
+    out = tmp_path / "report"
+    command = [sys.executable, str(ROOT / "benchmarks" / "main_job_speed.py"), "--baseline", "HEAD",
+               "--runs-dir", str(tmp_path / "runs"), "--episodes", "30", "--out", str(out), "--",
+               "--catalog", small_catalog_file, *TINY, "--max-turns", "10"]  # fmt: skip
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    report = json.loads((out / "main_job_speed.json").read_text())
+    baseline, current = report["baseline"]["runs"][0], report["current"]["runs"][0]
+    assert baseline["wall_seconds"] > 0 and current["wall_seconds"] > 0
+    assert report["median_ratio"] == pytest.approx(current["wall_seconds"] / baseline["wall_seconds"])
+    assert Path(baseline["run"]).parent.name == "baseline-r1" and Path(current["run"]).parent.name == "current-r1"
+    paired = report["paired"]
+    for turn in ("5", "10"):
+        difference = paired["current_minus_baseline"][turn]
+        assert difference["low"] <= difference["mean"] <= difference["high"]
+        success = paired["success"]
+        assert difference["mean"] == pytest.approx(success["current"][turn] - success["baseline"][turn])
+    assert "B / A" in (out / "main_job_speed.md").read_text()
+    worktrees = subprocess.run(["git", "worktree", "list"], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert worktrees.stdout == worktrees_before  # the baseline's worktree is gone
+

@@ -20,7 +20,10 @@ def test_env_speed_quick_writes_markdown_and_json(tmp_path):
     report = json.loads((tmp_path / "env_speed.json").read_text())
     assert {(cell["B"], cell["N"]) for cell in report["cells"]} == {(1, 300), (16, 300), (1, 1000), (16, 1000)}
     for cell in report["cells"]:
-        assert cell["floor"]["step_ms"] > 0
+        floor = cell["floor"]
+        assert floor["step_ms"] > 0 and set(floor["engine_ms"]) == {"numpy", "torch"}  # both engines timed
+        assert floor["step_ms"] == pytest.approx(min(floor["engine_ms"].values()))
+        assert floor["engine"] in floor["engine_ms"]
         assert cell["native"]["status"] == "ok" and cell["native"]["dialog_steps_per_s"] > 0
         assert cell["native"]["ratio_to_floor"] > 0 and cell["native"]["peak_traced_mib"] >= 0
         for method in ("sync", "async", "naive"):
@@ -29,6 +32,10 @@ def test_env_speed_quick_writes_markdown_and_json(tmp_path):
     assert report["default_blas_threads_check"]["native"]["status"] == "ok"
     markdown = (tmp_path / "env_speed.md").read_text()
     assert "| 16 |" in markdown and "python benchmarks/env_speed.py --quick" in markdown
+    assert "## Products: NumPy against torch" in markdown
+    # The native envs' products went through the ranker's "auto" engine, which timed both and chose.
+    choices = report["engine_choices"].values()
+    assert choices and all(choice["engine"] in ("numpy", "torch") for choice in choices)
 
 
 def test_ann_recall_quick_writes_recall_table(tmp_path):
