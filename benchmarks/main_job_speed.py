@@ -1,18 +1,25 @@
 """The main job's time against a baseline commit's, side by side, and whether its results held.
 
-Run (about 16 min on 2 cores with the default baseline)::
+Run (about 40 min on 2 cores with the default baseline and five seeds)::
 
-    .venv/bin/python benchmarks/main_job_speed.py -- --torch-threads 1
+    .venv/bin/python benchmarks/main_job_speed.py --parallel -- --torch-threads 1
 
 checks the baseline commit (default: the landed main that issue 17 measured, ``204c2e8``) out in a
-temporary git worktree and runs the README's main job, ``python train_agent.py``, in it and in this
-checkout, alternating (A B, A B... for ``--rounds``), with the same extra arguments (after
-``--``) and the same environment, so that both see the same machine. Then it loads both runs'
-final models and evaluates them with this checkout's code on the same test episodes, and reports
-the paired difference of success (this checkout's model minus the baseline's) with a 95% paired
-bootstrap interval: "no worse" means the interval does not lie below zero. Writes
-``benchmarks/results/main_job_speed.md`` and ``.json`` (wall times, their ratio, each run's own
-printed results, the paired differences, the machine).
+temporary git worktree and, for each of ``--seeds``, runs the README's main job, ``python
+train_agent.py --seed S``, in it (A) and in this checkout (B), with the same extra arguments
+(after ``--``) and the same environment: one after the other (A then B), or with ``--parallel``
+at the same time, one process per core (so both see the same machine load; give each one thread,
+e.g. ``-- --torch-threads 1``). Then it loads each seed's two final models and evaluates them with
+this checkout's code on the same test episodes.
+
+Two questions, two answers: **time**, the median over seeds of B's wall time over A's; and
+**results**, success by turns 5 and 10 of B's models against A's. One seed's paired difference on
+the same episodes measures evaluation noise only: any change of floating-point rounding sends
+training elsewhere (different seeds of the same code differ by several points), so the verdict
+"no worse" is taken over seeds: the mean over seeds of each seed's paired difference, with a 95%
+bootstrap interval over seeds (a percentile bootstrap of the mean; with few seeds a rough one),
+beside each seed's paired interval on the episodes. Writes
+``benchmarks/results/main_job_speed.md`` and ``.json``.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -49,8 +56,10 @@ class Args:
 
     baseline: str = "204c2e8"
     """commit whose train_agent.py is the baseline (A)"""
-    rounds: int = 1
-    """A B pairs of runs (the report gives medians)"""
+    seeds: list[int] = field(default_factory=lambda: [1])
+    """training seeds: one A run and one B run each"""
+    parallel: bool = False
+    """run each seed's A and B at the same time (one process per core) instead of one after the other"""
     runs_dir: str = "runs/main-job-speed"
     """where the run folders go (absolute paths are passed to both sides)"""
     episodes: int = 1000
@@ -66,15 +75,20 @@ def git(*arguments: str) -> str:
     return subprocess.run(["git", *arguments], cwd=ROOT, check=True, capture_output=True, text=True).stdout.strip()
 
 
-def run_main_job(checkout: Path, runs_dir: Path, extra: list[str]) -> dict[str, Any]:
-    """``python train_agent.py --no-progress --runs-dir RUNS_DIR EXTRA`` in ``checkout``: wall time and results."""
-    command = [sys.executable, "train_agent.py", "--no-progress", "--runs-dir", str(runs_dir), *extra]
-    started = time.perf_counter()
-    completed = subprocess.run(command, cwd=checkout, capture_output=True, text=True, check=False)
+def start_main_job(checkout: Path, runs_dir: Path, seed: int, extra: list[str]) -> tuple[subprocess.Popen, float]:
+    """Start ``python train_agent.py --no-progress --seed SEED --runs-dir RUNS_DIR EXTRA`` in ``checkout``."""
+    command = [sys.executable, "train_agent.py", "--no-progress", "--seed", str(seed), "--runs-dir", str(runs_dir),
+               *extra]  # fmt: skip
+    process = subprocess.Popen(command, cwd=checkout, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return process, time.perf_counter()
+
+
+def finish_main_job(process: subprocess.Popen, started: float, runs_dir: Path) -> dict[str, Any]:
+    """Wait for a started main job: its wall time and the success it printed (from its ``metrics.json``)."""
+    output, _ = process.communicate()
     wall = time.perf_counter() - started
-    if completed.returncode != 0:
-        output = completed.stdout[-3000:] + completed.stderr[-3000:]
-        raise SystemExit(f"{' '.join(command)} in {checkout} failed:\n{output}")
+    if process.returncode != 0:
+        raise SystemExit(f"{' '.join(process.args)} failed:\n{output[-6000:]}")
     (run,) = [path.parent for path in runs_dir.glob("*/metrics.json")]
     metrics = json.loads((run / "metrics.json").read_text())
     printed = {}
@@ -107,59 +121,71 @@ def paired_comparison(baseline_run: Path, current_run: Path, episodes: int, eval
     }
 
 
+def over_seeds(differences: list[float], seed: int = 0, resamples: int = 10_000) -> dict[str, float]:
+    """Mean of per-seed differences with a 95% percentile-bootstrap interval over seeds."""
+    values = np.asarray(differences, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(values.size, size=(resamples, values.size))].mean(axis=1)
+    return {"mean": float(values.mean()), "low": float(np.quantile(means, 0.025)),
+            "high": float(np.quantile(means, 0.975)), "seeds": int(values.size)}  # fmt: skip
+
+
+def _interval(value: dict[str, float], signed: bool = False) -> str:
+    sign = "+" if signed else ""
+    return f"{100 * value['mean']:{sign}.1f} [{100 * value['low']:{sign}.1f}, {100 * value['high']:{sign}.1f}]"
+
+
 def to_markdown(report: dict[str, Any]) -> str:
     """The report as Markdown."""
     a, b = report["baseline"], report["current"]
+    mode = "at the same time, one process per core" if report["parallel"] else "one after the other (A then B)"
     lines = [
         "# The main job's time against a baseline commit",
         "",
         f"Command: `{report['command']}`. Machine: {report['machine']['cpu']}, {report['machine']['cpu_count']} "
-        f"cores. Main job: `python train_agent.py --no-progress {' '.join(report['extra'])}`, run alternately in a "
-        f"worktree of the baseline `{a['commit']}` (A) and in this checkout `{b['commit']}` (B), {report['rounds']} "
-        "round(s).",
+        f"cores. Main job: `python train_agent.py --no-progress --seed S {' '.join(report['extra'])}`, for each seed "
+        f"in a worktree of the baseline `{a['commit']}` (A) and in this checkout `{b['commit']}` (B), {mode}.",
         "",
-        "| round | A wall s | B wall s | B / A |",
-        "| ---: | ---: | ---: | ---: |",
+        "| seed | A wall s | B wall s | B / A | A success@10 | B success@10 | B - A, same episodes |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for i, (ra, rb) in enumerate(zip(a["runs"], b["runs"], strict=True), start=1):
-        lines.append(f"| {i} | {ra['wall_seconds']:.0f} | {rb['wall_seconds']:.0f} | "
-                     f"{rb['wall_seconds'] / ra['wall_seconds']:.2f} |")  # fmt: skip
+    for seed, ra, rb, paired in zip(report["seeds"], a["runs"], b["runs"], report["paired"], strict=True):
+        lines.append(
+            f"| {seed} | {ra['wall_seconds']:.0f} | {rb['wall_seconds']:.0f} | "
+            f"{rb['wall_seconds'] / ra['wall_seconds']:.2f} | {100 * paired['success']['baseline']['10']:.1f} | "
+            f"{100 * paired['success']['current']['10']:.1f} | "
+            f"{_interval(paired['current_minus_baseline']['10'], True)} |"
+        )
     lines += [
         "",
-        f"Median: A {report['median_wall_seconds']['baseline']:.0f} s, "
-        f"B {report['median_wall_seconds']['current']:.0f} s, **B / A = {report['median_ratio']:.2f}**.",
+        f"**Time:** median A {report['median_wall_seconds']['baseline']:.0f} s, "
+        f"B {report['median_wall_seconds']['current']:.0f} s, **B / A = {report['median_ratio']:.2f}** "
+        f"(per seed {', '.join(f'{r:.2f}' for r in report['ratios'])}).",
         "",
-        "Success of each run as it printed it (its own code), %:",
+        "**Results:** both models of each seed evaluated with B's code on the same "
+        f"{report['paired'][0]['episodes']:,} test episodes (seed {report['paired'][0]['eval_seed']}); success, %, "
+        "mean over seeds of B's model minus A's with a 95% bootstrap interval over seeds (percentile "
+        "bootstrap of the mean; rough with few seeds):",
         "",
-        "| run | agent | turn 5 | turn 10 |",
-        "| --- | --- | ---: | ---: |",
-    ]
-    for side, label in (("baseline", "A"), ("current", "B")):
-        for i, run in enumerate(report[side]["runs"], start=1):
-            for agent, turns in run["success"].items():
-                cells = " | ".join(f"{100 * turns[str(t)]['mean']:.1f} [{100 * turns[str(t)]['low']:.1f}, "
-                                   f"{100 * turns[str(t)]['high']:.1f}]" for t in TURNS)  # fmt: skip
-                lines.append(f"| {label}{i} | {agent} | {cells} |")
-    paired = report["paired"]
-    lines += [
-        "",
-        f"Paired comparison of the final models of round 1, both evaluated with B's code on the same "
-        f"{paired['episodes']:,} test episodes (seed {paired['eval_seed']}): success of B's model minus A's, "
-        "percentage points, with 95% paired bootstrap intervals:",
-        "",
-        "| turn | A | B | B - A |",
+        "| turn | A mean over seeds | B mean over seeds | B - A over seeds |",
         "| ---: | ---: | ---: | ---: |",
     ]
     for turn in map(str, TURNS):
-        d = paired["current_minus_baseline"][turn]
-        lines.append(f"| {turn} | {100 * paired['success']['baseline'][turn]:.1f} | "
-                     f"{100 * paired['success']['current'][turn]:.1f} | "
-                     f"{100 * d['mean']:+.1f} [{100 * d['low']:+.1f}, {100 * d['high']:+.1f}] |")  # fmt: skip
+        summary = report["over_seeds"][turn]
+        lines.append(f"| {turn} | {100 * summary['baseline']:.1f} | {100 * summary['current']:.1f} | "
+                     f"{_interval(summary['current_minus_baseline'], True)} |")  # fmt: skip
+    lines += ["", "Success as each run printed it (its own code), %:", "",
+              "| seed | side | agent | turn 5 | turn 10 |", "| ---: | --- | --- | ---: | ---: |"]  # fmt: skip
+    for side, label in (("baseline", "A"), ("current", "B")):
+        for seed, run in zip(report["seeds"], report[side]["runs"], strict=True):
+            for agent, turns in run["success"].items():
+                cells = " | ".join(_interval(turns[str(t)]) for t in TURNS)
+                lines.append(f"| {seed} | {label} | {agent} | {cells} |")
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run the rounds, compare the models, write the report."""
+    """Run every seed on both sides, compare the models, write the report."""
     argv = sys.argv[1:] if argv is None else list(argv)
     extra: list[str] = []
     if "--" in argv:
@@ -167,43 +193,62 @@ def main(argv: list[str] | None = None) -> None:
         argv, extra = argv[:cut], argv[cut + 1 :]
     parser = dataclass_parser(Args, __doc__.splitlines()[0])
     args = Args(**vars(parser.parse_args(argv)))
-    if args.rounds < 1:
-        parser.error(f"--rounds must be >= 1, got {args.rounds}")
+    if not args.seeds or "--seed" in extra:
+        parser.error("give the seeds with --seeds (at least one), not after --")
     baseline_commit = git("rev-parse", "--short", args.baseline)
     current_commit = git("rev-parse", "--short", "HEAD")
     if git("status", "--porcelain", "--untracked-files=no"):
         current_commit += " (with uncommitted changes)"
     runs_dir = Path(args.runs_dir).resolve()
+    for seed in args.seeds:
+        for side in ("baseline", "current"):
+            if (runs_dir / f"{side}-s{seed}").exists():
+                raise SystemExit(f"{runs_dir / f'{side}-s{seed}'} exists: remove it or give another --runs-dir")
     runs: dict[str, list[dict[str, Any]]] = {"baseline": [], "current": []}
     with tempfile.TemporaryDirectory() as scratch:
         worktree = Path(scratch) / "baseline"
         git("worktree", "add", "--detach", str(worktree), baseline_commit)
         try:
-            for round_number in range(1, args.rounds + 1):
+            for seed in args.seeds:
+                started = {}
                 for side, checkout in (("baseline", worktree), ("current", ROOT)):
-                    folder = runs_dir / f"{side}-r{round_number}"
-                    if folder.exists():
-                        raise SystemExit(f"{folder} exists: remove it or give another --runs-dir")
-                    print(f"round {round_number}: {side} ({checkout}) ...", flush=True)
-                    result = run_main_job(checkout, folder, extra)
-                    print(f"  {result['wall_seconds']:.0f} s", flush=True)
-                    runs[side].append(result)
+                    print(f"seed {seed}: {side} ({checkout}) ...", flush=True)
+                    started[side] = start_main_job(checkout, runs_dir / f"{side}-s{seed}", seed, extra)
+                    if not args.parallel:
+                        runs[side].append(finish_main_job(*started.pop(side), runs_dir / f"{side}-s{seed}"))
+                        print(f"  {runs[side][-1]['wall_seconds']:.0f} s", flush=True)
+                for side, (process, begun) in started.items():
+                    runs[side].append(finish_main_job(process, begun, runs_dir / f"{side}-s{seed}"))
+                    print(f"  {side}: {runs[side][-1]['wall_seconds']:.0f} s", flush=True)
         finally:
             git("worktree", "remove", "--force", str(worktree))
-    paired = paired_comparison(
-        Path(runs["baseline"][0]["run"]), Path(runs["current"][0]["run"]), args.episodes, args.eval_seed
-    )
+    paired = [
+        paired_comparison(Path(a["run"]), Path(b["run"]), args.episodes, args.eval_seed)
+        for a, b in zip(runs["baseline"], runs["current"], strict=True)
+    ]
+    ratios = [b["wall_seconds"] / a["wall_seconds"] for a, b in zip(runs["baseline"], runs["current"], strict=True)]
     medians = {side: float(np.median([r["wall_seconds"] for r in side_runs])) for side, side_runs in runs.items()}
+    summary = {
+        str(turn): {
+            "baseline": float(np.mean([p["success"]["baseline"][str(turn)] for p in paired])),
+            "current": float(np.mean([p["success"]["current"][str(turn)] for p in paired])),
+            "current_minus_baseline": over_seeds([p["current_minus_baseline"][str(turn)]["mean"] for p in paired]),
+        }
+        for turn in TURNS
+    }
     report = {
         "command": " ".join(["python benchmarks/main_job_speed.py", *sys.argv[1:]]),
         "machine": machine_info(),
         "extra": extra,
-        "rounds": args.rounds,
+        "seeds": args.seeds,
+        "parallel": args.parallel,
         "baseline": {"commit": baseline_commit, "runs": runs["baseline"]},
         "current": {"commit": current_commit, "runs": runs["current"]},
+        "ratios": ratios,
         "median_wall_seconds": medians,
         "median_ratio": medians["current"] / medians["baseline"],
         "paired": paired,
+        "over_seeds": summary,
     }
     markdown = to_markdown(report)
     print(markdown)

@@ -467,27 +467,29 @@ def test_train_agent_seeds_benchmark_runs_each_seed_and_reports_the_spread(tmp_p
     assert json.loads(out.read_text())["summary"] == report["summary"]
 
 
-def test_main_job_speed_benchmark_times_both_sides_and_compares_their_models(tmp_path, small_catalog_file):
+@pytest.mark.parametrize("parallel", [False, True])
+def test_main_job_speed_benchmark_times_both_sides_and_compares_their_models(tmp_path, small_catalog_file, parallel):
     # The baseline is this checkout's own HEAD: the benchmark's plumbing, not a speed-up, is tested.
     worktrees_before = subprocess.run(["git", "worktree", "list"], cwd=ROOT, capture_output=True, text=True).stdout
     out = tmp_path / "report"
-    command = [sys.executable, str(ROOT / "benchmarks" / "main_job_speed.py"), "--baseline", "HEAD",
-               "--runs-dir", str(tmp_path / "runs"), "--episodes", "30", "--out", str(out), "--",
-               "--catalog", small_catalog_file, *TINY, "--max-turns", "10"]  # fmt: skip
+    command = [sys.executable, str(ROOT / "benchmarks" / "main_job_speed.py"), "--baseline", "HEAD", "--seeds", "3",
+               *(["--parallel"] if parallel else []), "--runs-dir", str(tmp_path / "runs"), "--episodes", "30",
+               "--out", str(out), "--", "--catalog", small_catalog_file, *TINY[: TINY.index("--seed")],
+               "--max-turns", "10"]  # fmt: skip
     completed = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert completed.returncode == 0, completed.stdout + completed.stderr
     report = json.loads((out / "main_job_speed.json").read_text())
     baseline, current = report["baseline"]["runs"][0], report["current"]["runs"][0]
-    assert baseline["wall_seconds"] > 0 and current["wall_seconds"] > 0
+    assert baseline["wall_seconds"] > 0 and current["wall_seconds"] > 0 and report["parallel"] is parallel
     assert report["median_ratio"] == pytest.approx(current["wall_seconds"] / baseline["wall_seconds"])
-    assert Path(baseline["run"]).parent.name == "baseline-r1" and Path(current["run"]).parent.name == "current-r1"
-    paired = report["paired"]
+    assert Path(baseline["run"]).parent.name == "baseline-s3" and Path(current["run"]).parent.name == "current-s3"
+    # Same code, same seed, same machine: the two sides train the same model.
+    assert baseline["success"] == current["success"]
+    (paired,) = report["paired"]
     for turn in ("5", "10"):
         difference = paired["current_minus_baseline"][turn]
-        assert difference["low"] <= difference["mean"] <= difference["high"]
-        success = paired["success"]
-        assert difference["mean"] == pytest.approx(success["current"][turn] - success["baseline"][turn])
+        assert difference["mean"] == 0.0 and difference["low"] <= 0.0 <= difference["high"]
+        assert report["over_seeds"][turn]["current_minus_baseline"]["mean"] == 0.0
     assert "B / A" in (out / "main_job_speed.md").read_text()
     worktrees = subprocess.run(["git", "worktree", "list"], cwd=ROOT, capture_output=True, text=True, check=True)
     assert worktrees.stdout == worktrees_before  # the baseline's worktree is gone
-
