@@ -10,9 +10,12 @@ train_agent.py --seed S``, in it (A) and in this checkout (B), with the same ext
 (after ``--``) and the same environment: one after the other (A then B), or with ``--parallel``
 at the same time, one process per core (so both see the same machine load; give each one thread,
 e.g. ``-- --torch-threads 1``). Then it loads each seed's two final models and evaluates them with
-this checkout's code on the same test episodes.
+this checkout's code on the same test episodes. ``--reuse`` takes runs already finished in
+``--runs-dir`` (an interrupted benchmark continues; a report can be rebuilt).
 
-Two questions, two answers: **time**, the median over seeds of B's wall time over A's; and
+Two questions, two answers: **time**, the median over seeds of B's wall time over A's (each run's
+own clock, ``metrics.json``'s ``wall_seconds``: from ``train_agent.py``'s start to its metrics
+written; in parallel mode the side that finishes first leaves the other a quieter machine); and
 **results**, success by turns 5 and 10 of B's models against A's. One seed's paired difference on
 the same episodes measures evaluation noise only: any change of floating-point rounding sends
 training elsewhere (different seeds of the same code differ by several points), so the verdict
@@ -28,7 +31,6 @@ import json
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,6 +62,8 @@ class Args:
     """training seeds: one A run and one B run each"""
     parallel: bool = False
     """run each seed's A and B at the same time (one process per core) instead of one after the other"""
+    reuse: bool = False
+    """take runs already finished in --runs-dir (their metrics.json) instead of refusing the folder"""
     runs_dir: str = "runs/main-job-speed"
     """where the run folders go (absolute paths are passed to both sides)"""
     episodes: int = 1000
@@ -75,22 +79,27 @@ def git(*arguments: str) -> str:
     return subprocess.run(["git", *arguments], cwd=ROOT, check=True, capture_output=True, text=True).stdout.strip()
 
 
-def start_main_job(checkout: Path, runs_dir: Path, seed: int, extra: list[str]) -> tuple[subprocess.Popen, float]:
+def start_main_job(checkout: Path, runs_dir: Path, seed: int, extra: list[str]) -> subprocess.Popen:
     """Start ``python train_agent.py --no-progress --seed SEED --runs-dir RUNS_DIR EXTRA`` in ``checkout``."""
     command = [sys.executable, "train_agent.py", "--no-progress", "--seed", str(seed), "--runs-dir", str(runs_dir),
                *extra]  # fmt: skip
-    process = subprocess.Popen(command, cwd=checkout, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    return process, time.perf_counter()
+    return subprocess.Popen(command, cwd=checkout, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def finish_main_job(process: subprocess.Popen, started: float, runs_dir: Path) -> dict[str, Any]:
-    """Wait for a started main job: its wall time and the success it printed (from its ``metrics.json``)."""
-    output, _ = process.communicate()
-    wall = time.perf_counter() - started
-    if process.returncode != 0:
-        raise SystemExit(f"{' '.join(process.args)} failed:\n{output[-6000:]}")
+def finish_main_job(process: subprocess.Popen | None, runs_dir: Path) -> dict[str, Any]:
+    """Wait for a started main job (``None``: a finished run reused); its time and the success it printed.
+
+    The time is the run's own clock (``metrics.json``'s ``wall_seconds``: from ``train_agent.py``'s
+    start, imports done, to its metrics written), the same definition on both sides whether the
+    runs went in turn or in parallel.
+    """
+    if process is not None:
+        output, _ = process.communicate()
+        if process.returncode != 0:
+            raise SystemExit(f"{' '.join(process.args)} failed:\n{output[-6000:]}")
     (run,) = [path.parent for path in runs_dir.glob("*/metrics.json")]
     metrics = json.loads((run / "metrics.json").read_text())
+    wall = float(metrics["wall_seconds"])
     printed = {}
     for agent, result in metrics["results"].items():
         turns = {row["turn"]: row for row in result["turns"]}
@@ -144,7 +153,9 @@ def to_markdown(report: dict[str, Any]) -> str:
         "",
         f"Command: `{report['command']}`. Machine: {report['machine']['cpu']}, {report['machine']['cpu_count']} "
         f"cores. Main job: `python train_agent.py --no-progress --seed S {' '.join(report['extra'])}`, for each seed "
-        f"in a worktree of the baseline `{a['commit']}` (A) and in this checkout `{b['commit']}` (B), {mode}.",
+        f"in a worktree of the baseline `{a['commit']}` (A) and in this checkout `{b['commit']}` (B), {mode}. "
+        "Wall time: each run's own clock (`metrics.json`'s `wall_seconds`)"
+        + (f"; reused runs: {', '.join(report['reused_runs'])}." if report["reused_runs"] else "."),
         "",
         "| seed | A wall s | B wall s | B / A | A success@10 | B success@10 | B - A, same episodes |",
         "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
@@ -200,26 +211,35 @@ def main(argv: list[str] | None = None) -> None:
     if git("status", "--porcelain", "--untracked-files=no"):
         current_commit += " (with uncommitted changes)"
     runs_dir = Path(args.runs_dir).resolve()
+    reused: set[tuple[str, int]] = set()
     for seed in args.seeds:
         for side in ("baseline", "current"):
-            if (runs_dir / f"{side}-s{seed}").exists():
-                raise SystemExit(f"{runs_dir / f'{side}-s{seed}'} exists: remove it or give another --runs-dir")
+            folder = runs_dir / f"{side}-s{seed}"
+            if args.reuse and list(folder.glob("*/metrics.json")):
+                reused.add((side, seed))
+            elif folder.exists():
+                raise SystemExit(f"{folder} exists (unfinished, or no --reuse): remove it or give another --runs-dir")
     runs: dict[str, list[dict[str, Any]]] = {"baseline": [], "current": []}
     with tempfile.TemporaryDirectory() as scratch:
         worktree = Path(scratch) / "baseline"
         git("worktree", "add", "--detach", str(worktree), baseline_commit)
         try:
             for seed in args.seeds:
-                started = {}
+                started: dict[str, subprocess.Popen | None] = {}
                 for side, checkout in (("baseline", worktree), ("current", ROOT)):
-                    print(f"seed {seed}: {side} ({checkout}) ...", flush=True)
-                    started[side] = start_main_job(checkout, runs_dir / f"{side}-s{seed}", seed, extra)
+                    folder = runs_dir / f"{side}-s{seed}"
+                    if (side, seed) in reused:
+                        print(f"seed {seed}: {side}: reusing {folder}", flush=True)
+                        started[side] = None
+                    else:
+                        print(f"seed {seed}: {side} ({checkout}) ...", flush=True)
+                        started[side] = start_main_job(checkout, folder, seed, extra)
                     if not args.parallel:
-                        runs[side].append(finish_main_job(*started.pop(side), runs_dir / f"{side}-s{seed}"))
-                        print(f"  {runs[side][-1]['wall_seconds']:.0f} s", flush=True)
-                for side, (process, begun) in started.items():
-                    runs[side].append(finish_main_job(process, begun, runs_dir / f"{side}-s{seed}"))
-                    print(f"  {side}: {runs[side][-1]['wall_seconds']:.0f} s", flush=True)
+                        runs[side].append(finish_main_job(started.pop(side), folder))
+                for side, process in started.items():
+                    runs[side].append(finish_main_job(process, runs_dir / f"{side}-s{seed}"))
+                for side in ("baseline", "current"):
+                    print(f"  seed {seed}, {side}: {runs[side][-1]['wall_seconds']:.0f} s", flush=True)
         finally:
             git("worktree", "remove", "--force", str(worktree))
     paired = [
@@ -242,6 +262,7 @@ def main(argv: list[str] | None = None) -> None:
         "extra": extra,
         "seeds": args.seeds,
         "parallel": args.parallel,
+        "reused_runs": sorted(f"{side}-s{seed}" for side, seed in reused),
         "baseline": {"commit": baseline_commit, "runs": runs["baseline"]},
         "current": {"commit": current_commit, "runs": runs["current"]},
         "ratios": ratios,

@@ -491,5 +491,12 @@ def test_main_job_speed_benchmark_times_both_sides_and_compares_their_models(tmp
         assert difference["mean"] == 0.0 and difference["low"] <= 0.0 <= difference["high"]
         assert report["over_seeds"][turn]["current_minus_baseline"]["mean"] == 0.0
     assert "B / A" in (out / "main_job_speed.md").read_text()
+    if not parallel:  # a rebuilt report takes the finished runs: the same times and results
+        again = subprocess.run([*command[:2], "--reuse", *command[2:]], capture_output=True, text=True, timeout=600,
+                               cwd=tmp_path)  # fmt: skip
+        assert again.returncode == 0 and again.stdout.count("reusing") == 2, again.stdout + again.stderr
+        rebuilt = json.loads((out / "main_job_speed.json").read_text())
+        assert rebuilt["ratios"] == report["ratios"] and rebuilt["over_seeds"] == report["over_seeds"]
+        assert rebuilt["reused_runs"] == ["baseline-s3", "current-s3"]
     worktrees = subprocess.run(["git", "worktree", "list"], cwd=ROOT, capture_output=True, text=True, check=True)
     assert worktrees.stdout == worktrees_before  # the baseline's worktree is gone
