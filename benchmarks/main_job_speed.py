@@ -45,7 +45,7 @@ from agents.checkpoints import load_dialog_manager  # noqa: E402
 from agents.dialog_manager import DialogManagerAgent  # noqa: E402
 from agents.evaluation import EpisodeSet, evaluate, paired_difference  # noqa: E402
 from benchmarks.report import machine_info, write_report  # noqa: E402
-from dialog_env.cli import dataclass_parser  # noqa: E402
+from dialog_env.cli import dataclass_parser, split_passthrough  # noqa: E402
 from dialog_env.env import DialogRetrievalEnv  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
@@ -197,11 +197,7 @@ def to_markdown(report: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     """Run every seed on both sides, compare the models, write the report."""
-    argv = sys.argv[1:] if argv is None else list(argv)
-    extra: list[str] = []
-    if "--" in argv:
-        cut = argv.index("--")
-        argv, extra = argv[:cut], argv[cut + 1 :]
+    argv, extra = split_passthrough(sys.argv[1:] if argv is None else list(argv))
     parser = dataclass_parser(Args, __doc__.splitlines()[0])
     args = Args(**vars(parser.parse_args(argv)))
     if not args.seeds or "--seed" in extra:

@@ -30,7 +30,7 @@ if str(ROOT) not in sys.path:  # run as a script: train_agent.py and the report 
 
 import train_agent  # noqa: E402
 from benchmarks.report import machine_info, write_report  # noqa: E402
-from dialog_env.cli import dataclass_parser  # noqa: E402
+from dialog_env.cli import dataclass_parser, split_passthrough  # noqa: E402
 
 AGENTS = ("paper-stage1", "paper-stage2")
 TURNS = (5, 10)
@@ -78,11 +78,7 @@ def spread(seeds: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> None:
     """Run (or reuse) each seed's main job, then write the report."""
-    argv = sys.argv[1:] if argv is None else list(argv)
-    extra: list[str] = []
-    if "--" in argv:
-        cut = argv.index("--")
-        argv, extra = argv[:cut], argv[cut + 1 :]
+    argv, extra = split_passthrough(sys.argv[1:] if argv is None else list(argv))
     parser = dataclass_parser(Args, __doc__.splitlines()[0])
     args = Args(**vars(parser.parse_args(argv)))
     if not args.seeds:

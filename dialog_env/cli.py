@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-__all__ = ["field_docs", "dataclass_parser", "parse_dataclass"]
+__all__ = ["field_docs", "dataclass_parser", "parse_dataclass", "split_passthrough"]
 
 T = TypeVar("T")
 _BUILTIN_TYPES = {"bool": bool, "int": int, "float": float, "str": str}
@@ -144,3 +144,11 @@ def parse_dataclass(
     parsed = vars(parser.parse_args(argv, namespace=namespace))
     given = {name: value for name, value in parsed.items() if value is not unset}
     return cls(**given), set(given)
+
+
+def split_passthrough(argv: list[str]) -> tuple[list[str], list[str]]:
+    """``argv`` cut at the first ``--``: a script's own arguments, and those it passes on to another command."""
+    if "--" not in argv:
+        return list(argv), []
+    cut = argv.index("--")
+    return list(argv[:cut]), list(argv[cut + 1 :])
