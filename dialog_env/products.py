@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import threading
 import time
+import warnings
 from typing import Any
 
 import numpy as np
@@ -39,6 +40,7 @@ _lock = threading.Lock()
 _timings: dict[tuple[int, int, int], dict[str, list[float]]] = {}
 _choices: dict[tuple[int, int, int], str] = {}
 _torch: Any = None  # the module, imported on first use (None: not yet; False: unavailable)
+_read_only_warning_silenced = False
 
 
 def _torch_module() -> Any:
@@ -115,6 +117,14 @@ class ProductEngine:
                 return
         if engine == "torch" and torch_is_exact():
             torch = _torch
+            global _read_only_warning_silenced
+            if not _read_only_warning_silenced and not (left.flags.writeable and right.flags.writeable):
+                # Read-only catalogue features: torch warns (once per process, then never again)
+                # that it cannot protect them; it only reads them here.
+                with warnings.catch_warnings():
+                    warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+                    torch.from_numpy(left), torch.from_numpy(right)
+                _read_only_warning_silenced = True
             torch.matmul(torch.from_numpy(left), torch.from_numpy(right), out=torch.from_numpy(out))
         else:
             np.matmul(left, right, out=out)

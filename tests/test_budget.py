@@ -37,11 +37,13 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_a_dialog_of_t_turns_costs_t_plus_one_captions(catalog):
-    env = dialog_env.DialogRetrievalEnv(catalog=catalog, max_turns=4)
-    env.reset(seed=0)
+    env = dialog_env.DialogRetrievalEnv(catalog=catalog, max_turns=4, expose_target=True)
+    _, info = env.reset(seed=0)
     assert env.unwrapped.model.budget() == InteractionBudget(dialog_turns=1)
-    for _ in range(3):
-        env.step(env.action_space.sample())
+    # Seeded actions that are never the target, so that the dialog lasts all its turns.
+    others = [image for image in range(env.catalog.num_images) if image != info["target_index"]]
+    for action in others[:3]:
+        env.step(action)
     assert env.unwrapped.model.budget().simulator_calls == 4
 
     envs = dialog_env.DialogRetrievalVectorEnv(num_envs=3, catalog=catalog, max_turns=4)
