@@ -60,7 +60,7 @@ import dialog_env
 from dialog_env import DialogRetrievalVectorEnv
 from dialog_env.catalog import Catalog
 from dialog_env.cli import dataclass_parser, parse_dataclass
-from dialog_env.products import engine_choices, torch_is_exact
+from dialog_env.products import ProductEngine, engine_choices, torch_is_exact
 from dialog_env.rank_table import clear_rank_table_cache, shared_rank_table
 from dialog_env.synthetic import default_catalog, make_synthetic_shoes
 
@@ -182,17 +182,17 @@ def time_interleaved(
 def floor_products(queries: np.ndarray, features: np.ndarray, out: np.ndarray) -> dict[str, Callable[[], Any]]:
     """The bare ``(B, D) @ (D, N)`` float32 product into ``out``, on NumPy and (while exact) on torch.
 
+    The ranker's own :class:`~dialog_env.products.ProductEngine` of each engine computes it, so the
+    floor pays what the ranker pays per product.
+
     Returns:
         ``{"floor_numpy": f, "floor_torch": g}`` (no torch entry while torch's float32 products
         are not full precision, see :func:`dialog_env.products.torch_is_exact`).
     """
-    floors: dict[str, Callable[[], Any]] = {"floor_numpy": lambda: np.matmul(queries, features.T, out=out)}
-    if torch_is_exact():
-        import torch  # noqa: PLC0415 - only for this comparison
-
-        left, right, result = torch.from_numpy(queries), torch.from_numpy(features).T, torch.from_numpy(out)
-        floors["floor_torch"] = lambda: torch.matmul(left, right, out=result)
-    return floors
+    engines = [ProductEngine(name) for name in (("numpy", "torch") if torch_is_exact() else ("numpy",))]
+    return {
+        f"floor_{engine.engine}": lambda engine=engine: engine.matmul(queries, features.T, out) for engine in engines
+    }
 
 
 def time_boxed(function: Callable[[], Any], min_time: float, max_time: float, min_calls: int = 3) -> list[float]:

@@ -2,8 +2,8 @@
 
 The ranking engine's float32 products (:mod:`dialog_env.ranking`) are its main cost. Which
 library multiplies faster depends on the machine: on one 2-core Intel Xeon, torch's (MKL) took
-0.75-0.85x NumPy's (OpenBLAS) time for ``(B, 256) @ (256, 10,000)`` products with ``B >= 8``,
-and more than it for ``B = 1`` (``benchmarks/env_speed.py`` measures both where it runs). So
+0.56-0.92x NumPy's (OpenBLAS) time for ``(B, 256) @ (256, N)`` products with ``B >= 16`` and
+4-8% more at ``B = 1`` (``benchmarks/env_speed.py`` measures both where it runs). So
 :class:`ProductEngine` with ``engine="auto"`` measures: the first products of each shape class
 (the batch rounded up to a power of two, the other two sizes exact) alternate between the two
 engines, and once each has been timed :data:`TRIALS` times (after one untimed warm-up product)
