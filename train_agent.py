@@ -20,6 +20,7 @@ same numbers; SB3 agents: with the same budget and settings, not the same digits
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -40,6 +41,7 @@ from agents.base import Agent
 from agents.baselines import RandomAgent
 from agents.checkpoints import load_checkpoint  # noqa: F401 - re-exported: tests read a run's checkpoints with it
 from agents.dialog_manager import DialogManagerAgent, resolve_device
+from agents.distributed import DialogShard, join_process_group, leave_process_group, torchrun_world_size
 from agents.evaluation import EpisodeSet, evaluate, format_turn_table, summarize
 from agents.registry import SB3_AGENTS, describe
 from agents.training import (
@@ -225,6 +227,17 @@ def validate_args(args: Args) -> None:
         problems.append(f"--snapshot-calls must all be >= 1, got {args.snapshot_calls}")
     if args.allow_changed_args and not args.resume:
         problems.append("--allow-changed-args only applies with --resume")
+    try:
+        world_size = torchrun_world_size()
+    except ConfigurationError as error:
+        problems.append(str(error))
+        world_size = 1
+    if world_size > 1 and args.agent != "paper":
+        problems.append(f"torchrun ({world_size} processes) trains the paper's agent only, not {args.agent!r}: start "
+                        "other agents with python train_agent.py")  # fmt: skip
+    elif world_size > 1 and args.batch_size % world_size:
+        problems.append(f"--batch-size {args.batch_size} must be a multiple of the {world_size} torchrun processes "
+                        "(each plays an equal share of every iteration's dialogs)")  # fmt: skip
     for check in (
         lambda: user_kwargs_of(args),
         lambda: sb3_hyperparameters_of(args),
@@ -285,17 +298,51 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run(args: Args) -> int:
-    """Train and evaluate as ``args`` say, in the locked run folder; returns the exit status."""
+    """Train and evaluate as ``args`` say, in the locked run folder; returns the exit status.
+
+    Under ``torchrun`` every process runs this: each trains its share of the dialogs
+    (:mod:`agents.distributed`), and process 0 alone holds the run folder, prints, logs, writes
+    the checkpoints and metrics and evaluates.
+    """
     validate_args(args)
     start_time = time.perf_counter()
     run_name = args.run_name or f"{args.agent}-s{args.seed}"
     run_dir = Path(args.runs_dir) / check_folder_name(run_name)
-    with RunFolder(run_dir, "train_agent.py") as folder:
-        return _run_in(folder, args, run_name, start_time)
+    shard, device = join_process_group(resolve_device(args.device))
+    try:
+        with contextlib.ExitStack() as held:
+            return _run_in(held, run_dir, args, run_name, start_time, shard, device)
+    finally:
+        leave_process_group()
 
 
-def _run_in(folder: RunFolder, args: Args, run_name: str, start_time: float) -> int:
-    run_dir = folder.path
+def _run_in(
+    held: contextlib.ExitStack,
+    run_dir: Path,
+    args: Args,
+    run_name: str,
+    start_time: float,
+    shard: DialogShard,
+    device: torch.device,
+) -> int:
+    """The run, its folder locked in ``held`` (by process 0 of a torchrun job)."""
+    with shard.agreed_start():  # all processes start, or all stop with the error of the one that did not
+        folder = held.enter_context(RunFolder(run_dir, "train_agent.py")) if shard.is_main else None
+        status, resumed = _start_run(folder, run_dir, args, run_name, shard)
+    if status is not None:
+        return status
+    return _train_and_evaluate(run_dir, args, run_name, start_time, resumed, shard, device)
+
+
+def _start_run(
+    folder: RunFolder | None, run_dir: Path, args: Args, run_name: str, shard: DialogShard
+) -> tuple[int | None, dict[str, Any] | None]:
+    """Check what is to be resumed, and (process 0) write ``config.json``.
+
+    Returns:
+        ``(status, resumed)``: an exit status when there is nothing to do (else ``None``), and the
+        checked ``last.pt`` of the paper's agent to resume from (``None``: a new run).
+    """
     checkpoint_dir = run_dir / "checkpoints"
     last = checkpoint_dir / LAST_CHECKPOINT
     if not args.resume and any(
@@ -326,35 +373,65 @@ def _run_in(folder: RunFolder, args: Args, run_name: str, start_time: float) -> 
         else:
             trained = args.agent not in SB3_AGENTS or (checkpoint_dir / SB3_FINAL_MODEL).exists()
         if (run_dir / "metrics.json").is_file() and trained and not changed:
-            print(f"run {run_name} is complete: its results are in {run_dir / 'metrics.json'} (delete that file to "
-                  f"evaluate it again)")  # fmt: skip
-            return 0
-        remove_interrupted_writes(checkpoint_dir)  # the folder's lock: no live process is writing there
-
+            if shard.is_main:
+                print(f"run {run_name} is complete: its results are in {run_dir / 'metrics.json'} (delete that file "
+                      f"to evaluate it again)")  # fmt: skip
+            return 0, None
+        if folder is not None:
+            remove_interrupted_writes(checkpoint_dir)  # the folder's lock: no live process is writing there
     prepare_torch(args.seed, torch_threads_for(args.agent, args.torch_threads))
-    device = resolve_device(args.device)
+    _evaluation_setting(args)  # reads the catalogue and the user now: a refused start leaves no run folder
+    if folder is not None:
+        atomic_write_json(run_dir / "config.json", {
+            "args": dataclasses.asdict(args), "world_size": shard.world_size,
+            "command": " ".join([*_launcher(shard), "train_agent.py", *sys.argv[1:]]),
+        })  # fmt: skip
+        folder.started()
+    return None, resumed
+
+
+def _evaluation_setting(args: Args) -> tuple[dict[str, Any], dict[str, Any], EpisodeSet, int]:
+    """``(env_kwargs, eval_kwargs, episodes, eval split's images)`` of the run (the catalogue is read)."""
     env_kwargs = {"catalog": args.catalog, "user": args.user, "user_kwargs": user_kwargs_of(args),
                   "rank_table": RANK_TABLE_CHOICES[args.rank_table]}  # fmt: skip
     # Only the split's size is read: no rank table for the probe (the evaluation builds or shares one).
     eval_envs_probe = dialog_env.DialogRetrievalEnv(split=args.eval_split, **{**env_kwargs, "rank_table": False})
-    episodes = EpisodeSet.draw(eval_envs_probe.catalog.num_images, args.eval_episodes, args.eval_seed)
+    num_images = eval_envs_probe.catalog.num_images
+    episodes = EpisodeSet.draw(num_images, args.eval_episodes, args.eval_seed)
     eval_kwargs = {**env_kwargs, "split": args.eval_split, "patience": args.eval_patience,
                    "accept_rank": args.eval_accept_rank}  # fmt: skip
-    atomic_write_json(
-        run_dir / "config.json",
-        {"args": dataclasses.asdict(args), "command": " ".join(["python", "train_agent.py", *sys.argv[1:]])},
-    )
-    folder.started()
-    print(
-        f"run {run_name}: agent={args.agent} device={device} train split={args.train_split} "
-        f"eval split={args.eval_split} ({eval_envs_probe.catalog.num_images} images, {len(episodes)} episodes)",
-        flush=True,
-    )
+    return env_kwargs, eval_kwargs, episodes, num_images
 
-    writer = _summary_writer(run_dir / "tensorboard")
+
+def _launcher(shard: DialogShard) -> list[str]:
+    """How ``config.json`` records the command's start: ``python``, or torchrun with its process count."""
+    return ["python"] if not shard.distributed else ["torchrun", f"--nproc_per_node={shard.world_size}"]
+
+
+def _train_and_evaluate(
+    run_dir: Path,
+    args: Args,
+    run_name: str,
+    start_time: float,
+    resumed: dict[str, Any] | None,
+    shard: DialogShard,
+    device: torch.device,
+) -> int:
+    """Train (every process its share) and evaluate (process 0), writing ``metrics.json``."""
+    checkpoint_dir = run_dir / "checkpoints"
+    env_kwargs, eval_kwargs, episodes, eval_images = _evaluation_setting(args)
+    processes = f" processes={shard.world_size}" if shard.distributed else ""
+    if shard.is_main:
+        print(
+            f"run {run_name}: agent={args.agent} device={device}{processes} train split={args.train_split} "
+            f"eval split={args.eval_split} ({eval_images} images, {len(episodes)} episodes)",
+            flush=True,
+        )
+
+    writer = _summary_writer(run_dir / "tensorboard") if shard.is_main else None
     hooks = TrainingHooks(
-        log=_say,
-        progress=_progress_bar if args.progress else None,
+        log=_say if shard.is_main else None,
+        progress=_progress_bar if args.progress and shard.is_main else None,
         scalar=None if writer is None else writer.add_scalar,
     )
     results: dict[str, Any] = {}
@@ -366,8 +443,10 @@ def _run_in(folder: RunFolder, args: Args, run_name: str, start_time: float) -> 
             final_model, results, budget = train_paper_agent(
                 _settings(PaperTrainingConfig, args), env_kwargs, checkpoint_dir, device=device, evaluation=evaluation,
                 resumed=resumed, run_settings=dataclasses.asdict(args),
-                hooks=dataclasses.replace(hooks, stop_requested=stop_requested),
+                hooks=dataclasses.replace(hooks, stop_requested=stop_requested), shard=shard,
             )  # fmt: skip
+        if not shard.is_main:
+            return 0  # process 0 evaluates and writes the metrics
         final_name = "paper-stage2" if args.improve_iterations else "paper-stage1"
         agents_to_eval.append(DialogManagerAgent(final_model, device, name=final_name))
         budgets[final_name] = None if budget is None else budget.as_dict()

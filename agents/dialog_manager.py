@@ -30,6 +30,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from agents.base import Agent
+from agents.distributed import SINGLE_PROCESS, DialogShard
 from dialog_env.catalog import Catalog
 from dialog_env.dynamics import uniform_except
 from dialog_env.errors import ConfigurationError
@@ -295,6 +296,7 @@ def pretrain(
     margin: float = 0.1,
     device: torch.device | str = "cpu",
     on_iteration: Callable[[int, dict[str, float]], None] | None = None,
+    shard: DialogShard = SINGLE_PROCESS,
 ) -> None:
     """Stage 1: supervised pre-training with a triplet loss and on-policy roll-in.
 
@@ -315,49 +317,45 @@ def pretrain(
         start_iteration: first iteration (for resuming).
         margin: triplet margin.
         device: where the model lives.
-        on_iteration: called with ``(iteration, {"loss": ...})`` after each iteration.
+        on_iteration: called with ``(iteration, {"loss": ...})`` after each iteration (the loss of
+            all processes' dialogs).
+        shard: this process's share of a data-parallel job (:mod:`agents.distributed`): ``envs``
+            holds its ``B / world_size`` dialogs of the iteration's ``B``, and ``model`` is trained
+            through ``DistributedDataParallel``; the default trains alone.
     """
     device = torch.device(device)
     catalog_features = torch.from_numpy(np.array(envs.catalog.features, dtype=np.float32)).to(device)
     num_images = envs.catalog.num_images
-    batch = envs.num_envs
+    batch = envs.num_envs * shard.world_size
+    rows = shard.rows(batch)
+    trained = shard.data_parallel(model)  # its forward passes' gradients are averaged over the processes
     for iteration in range(start_iteration, iterations):
         model.train()
         rng = stream(seed, "pretraining", iteration)
-        observations, infos = envs.reset(seed=seed + iteration * batch)
+        observations, infos = envs.reset(seed=seed + iteration * batch + rows.start)
         targets = np.asarray(infos["target_index"], dtype=np.int64)
         with torch.no_grad():  # candidate generation needs every embedding, the loss only a few
             all_embeddings = model.embed_images(catalog_features)
         ranker = Ranker(np.ascontiguousarray(all_embeddings.cpu().numpy(), dtype=np.float32))
-        state = model.initial_state(batch, device)
+        state = model.initial_state(envs.num_envs, device)
         shown = np.asarray(infos["shown_index"], dtype=np.int64)[:, None]
-        active = np.ones(batch, dtype=bool)
+        active = np.ones(envs.num_envs, dtype=bool)
         losses = []
         target_embeddings = model.embed_images(catalog_features[torch.from_numpy(targets).to(device)])
         for _ in range(envs.max_turns):
             image = torch.from_numpy(observations["image"]).to(device)
-            query, state = model(image, torch.from_numpy(observations["feedback"]).to(device), state)
-            negatives = uniform_except(rng, num_images, targets, size=batch)
+            query, state = trained(image, torch.from_numpy(observations["feedback"]).to(device), state)
+            negatives = uniform_except(rng, num_images, targets, size=batch, rows=rows)
             negative_embeddings = model.embed_images(catalog_features[torch.from_numpy(negatives).to(device)])
             per_dialog = F.triplet_margin_loss(
                 query, target_embeddings, negative_embeddings, margin=margin, reduction="none"
             )
-            losses.append(masked_mean(per_dialog, active))
+            losses.append(shard.masked_mean(per_dialog, active))
             actions = nearest_unseen(ranker, query.detach().cpu().numpy(), shown)
             observations, shown, active = roll_in(envs, actions, shown, active)
-        loss = optimization_step(optimizer, losses)
+        loss = shard.mean(optimization_step(optimizer, losses))
         if on_iteration is not None:
             on_iteration(iteration, {"loss": loss})
-
-
-def masked_mean(per_dialog: torch.Tensor, active: np.ndarray) -> torch.Tensor:
-    """Mean of ``(B,)`` per-dialog losses over the dialogs still ``active`` (not yet successful).
-
-    The mask is copied: autograd keeps it for the backward pass, and a tensor sharing memory
-    with ``active`` would silently change if the caller later updated ``active`` in place.
-    """
-    mask = torch.tensor(active, dtype=per_dialog.dtype, device=per_dialog.device)
-    return (per_dialog * mask).sum() / max(int(active.sum()), 1)
 
 
 def roll_in(

@@ -27,12 +27,12 @@ from torch.nn import functional as F
 from agents.dialog_manager import (
     DialogManager,
     TextEncodingCache,
-    masked_mean,
     nearest_unseen,
     optimization_step,
     roll_in,
     top_unseen,
 )
+from agents.distributed import SINGLE_PROCESS, DialogShard
 from dialog_env.catalog import Catalog
 from dialog_env.dynamics import DialogModel, uniform_except
 from dialog_env.random_streams import stream
@@ -133,6 +133,7 @@ def improve(
     num_negatives: int = 5,
     device: torch.device | str = "cpu",
     on_iteration: Callable[[int, dict[str, float]], None] | None = None,
+    shard: DialogShard = SINGLE_PROCESS,
 ) -> None:
     """Stage 2: train ``learner`` to imitate the look-ahead-improved base policy.
 
@@ -152,13 +153,20 @@ def improve(
         tau: softmax temperature.
         num_negatives: random negatives in the softmax.
         device: where the models live.
-        on_iteration: called with ``(iteration, metrics)`` after each iteration.
+        on_iteration: called with ``(iteration, metrics)`` after each iteration (over all
+            processes' dialogs).
+        shard: this process's share of a data-parallel job (:mod:`agents.distributed`): ``envs``
+            holds its ``B / world_size`` dialogs of the iteration's ``B``, and ``learner`` is trained
+            through ``DistributedDataParallel`` (build it after freezing the image encoder); the
+            default trains alone.
     """
     device = torch.device(device)
     model: DialogModel = envs.model
     catalog: Catalog = model.catalog
-    batch = envs.num_envs
+    batch = envs.num_envs * shard.world_size
+    rows = shard.rows(batch)
     num_images = catalog.num_images
+    trained = shard.data_parallel(learner)  # its forward passes' gradients are averaged over the processes
     base.eval()
     for parameter in base.parameters():
         parameter.requires_grad_(False)
@@ -170,37 +178,39 @@ def improve(
         learner.train()
         learner.image_encoder.eval()
         rng = stream(seed, "policy_improvement", iteration)
-        observations, infos = envs.reset(seed=seed + iteration * batch)
+        observations, infos = envs.reset(seed=seed + iteration * batch + rows.start)
         targets = np.asarray(infos["target_index"], dtype=np.int64)
         shown = np.asarray(infos["shown_index"], dtype=np.int64)[:, None]
-        learner_state = learner.initial_state(batch, device)
-        base_state = base.initial_state(batch, device)
-        active = np.ones(batch, dtype=bool)
+        learner_state = learner.initial_state(envs.num_envs, device)
+        base_state = base.initial_state(envs.num_envs, device)
+        active = np.ones(envs.num_envs, dtype=bool)
         losses, gains = [], []
         target_embeddings = embeddings[torch.from_numpy(targets).to(device)]
         for turn in range(envs.max_turns):
             image = torch.from_numpy(observations["image"]).to(device)
             feedback = torch.from_numpy(observations["feedback"]).to(device)
-            query, learner_state = learner(image, feedback, learner_state)
+            query, learner_state = trained(image, feedback, learner_state)
             with torch.no_grad():
                 base_query, base_state = base.respond(image, text_cache(observations["feedback"]), base_state)
             k = max(1, min(top_k, num_images - shown.shape[1]))  # small catalogues run out of unseen images
             candidates = top_unseen(embedding_ranker, base_query.cpu().numpy(), shown, k)
-            rollout_rngs = [np.random.default_rng(s) for s in rng.integers(2**63, size=candidates.size)]
+            seeds = rng.integers(2**63, size=(batch, k))[rows].reshape(-1)  # drawn for all processes' dialogs
+            rollout_rngs = [np.random.default_rng(s) for s in seeds]
             values = rollout_values(
                 base, model, embedding_ranker, base_state, candidates, targets, shown, envs.max_turns - turn - 1,
                 rollout_rngs, text_cache,
             )  # fmt: skip
             actions = improved_actions(candidates, values)
-            gains.append(float(np.mean(values[:, 0] - values.min(axis=1))))
-            negatives = uniform_except(rng, num_images, actions[:, None], size=(batch, num_negatives))
+            gains.append(float(np.sum(values[:, 0] - values.min(axis=1))))
+            negatives = uniform_except(rng, num_images, actions[:, None], size=(batch, num_negatives), rows=rows)
             choices = torch.from_numpy(np.concatenate([actions[:, None], negatives], axis=1)).to(device)
             distances = ((query[:, None, :] - embeddings[choices]) ** 2).sum(dim=2)  # (B, 1 + negatives)
-            improved = torch.zeros(batch, dtype=torch.long, device=device)  # column 0 holds the improved action
+            improved = torch.zeros(envs.num_envs, dtype=torch.long, device=device)  # column 0: the improved action
             cross_entropy = F.cross_entropy(-distances / tau, improved, reduction="none")
             to_target = ((query - target_embeddings) ** 2).sum(dim=1)
-            losses.append(masked_mean(cross_entropy + to_target, active))
+            losses.append(shard.masked_mean(cross_entropy + to_target, active))
             observations, shown, active = roll_in(envs, actions, shown, active)
-        loss = optimization_step(optimizer, losses)
+        loss = shard.mean(optimization_step(optimizer, losses))
+        gain = float(shard.sum(np.sum(gains))) / (batch * envs.max_turns)  # mean over dialogs and turns
         if on_iteration is not None:
-            on_iteration(iteration, {"loss": loss, "lookahead_gain": float(np.mean(gains))})
+            on_iteration(iteration, {"loss": loss, "lookahead_gain": gain})

@@ -48,6 +48,7 @@ import torch
 
 from agents.checkpoints import check_checkpoint_fits, load_checkpoint, load_weights, save_checkpoint
 from agents.dialog_manager import DialogManager, DialogManagerAgent, DialogManagerConfig, pretrain
+from agents.distributed import SINGLE_PROCESS, DialogShard
 from agents.evaluation import EpisodeSet, evaluate, summarize
 from agents.policy_improvement import improve
 from agents.registry import SB3_QUERY_AGENTS, describe, is_sb3_agent
@@ -477,6 +478,7 @@ def train_paper_agent(
     resumed: Mapping[str, Any] | None = None,
     run_settings: Mapping[str, Any] | None = None,
     hooks: TrainingHooks | None = None,
+    shard: DialogShard = SINGLE_PROCESS,
 ) -> tuple[DialogManager, dict[str, Any], InteractionBudget | None]:
     """Stage 1 then stage 2, with checkpoints in ``checkpoint_dir`` (see the module docstring).
 
@@ -501,6 +503,12 @@ def train_paper_agent(
         run_settings: what the run was started with, kept in every checkpoint as ``"args"``
             (compared by :func:`resume_changes` on resumption).
         hooks: progress, news, metrics and stop requests (default: silent, never stopped).
+        shard: this process's share of a data-parallel job (:mod:`agents.distributed`; every
+            process of the job calls this function with the same arguments): it plays its
+            ``batch_size / world_size`` dialogs of each iteration, the budget and metrics are those of
+            all processes, a stop request seen by any process stops all, and only process 0 writes
+            checkpoints and snapshots and evaluates the stage-1 model (the others' results stay
+            empty). The default trains alone.
 
     Returns:
         The final model, the results so far (``{"paper-stage1": summary}`` with an evaluation) and
@@ -514,7 +522,8 @@ def train_paper_agent(
     checkpoint_dir = Path(checkpoint_dir)
     hooks = hooks or TrainingHooks()
     envs = gym.make_vec(
-        "DialogRetrieval-v0", num_envs=config.batch_size, split=config.train_split, max_turns=config.train_turns,
+        "DialogRetrieval-v0", num_envs=shard.local_batch(config.batch_size), split=config.train_split,
+        max_turns=config.train_turns,
         expose_target=True, vectorization_mode="vector_entry_point", **env_kwargs,
     )  # fmt: skip
     train_env = envs.unwrapped if hasattr(envs, "unwrapped") else envs
@@ -550,16 +559,21 @@ def train_paper_agent(
     counted_from = train_env.model.budget()
 
     def spent() -> InteractionBudget | None:
-        """The whole run's budget so far (this process's calls on top of the resumed run's)."""
-        return None if spent_before is None else spent_before + (train_env.model.budget() - counted_from)
+        """The whole run's budget so far (all processes' calls on top of the resumed run's; every process calls it)."""
+        if spent_before is None:
+            return None
+        return spent_before + shard.total_budget(train_env.model.budget() - counted_from)
 
-    def checkpoint(next_iteration: int, path: Path = last) -> None:
+    def checkpoint(next_iteration: int, path: Path = last, budget: InteractionBudget | None = None) -> None:
+        """Write a checkpoint (process 0 only) with the run's ``budget`` so far."""
+        if not shard.is_main:
+            return
         save_checkpoint(path, {
             "stage": stage, "iteration": next_iteration,
             "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "base": None if base is None else base.state_dict(), "model_config": dataclasses.asdict(model_config),
             "vocabulary": vocabulary_words, "args": dict(run_settings or {}), "results": results,
-            **({} if (budget := spent()) is None else {"budget": budget.as_dict()}),
+            **({} if budget is None else {"budget": budget.as_dict()}),
         })  # fmt: skip
 
     def global_iteration(stage_number: int, i: int) -> int:
@@ -578,15 +592,15 @@ def train_paper_agent(
                 if budget is not None:
                     for key, value in budget.as_dict().items():
                         hooks.scalar(f"budget/{key}", value, global_iteration(stage_number, i + 1))
-            if budget is not None:
+            if budget is not None and shard.is_main:
                 for calls in snapshots.due(budget):
-                    checkpoint(i + 1, snapshots.model_path(calls))
+                    checkpoint(i + 1, snapshots.model_path(calls), budget)
                     snapshots.record(calls, budget, stage=stage, iteration=i + 1)
-            if hooks.stop_requested is not None and hooks.stop_requested():
-                checkpoint(i + 1)
+            if shard.any(hooks.stop_requested is not None and hooks.stop_requested()):
+                checkpoint(i + 1, budget=budget)
                 raise TrainingInterrupted(last, stage_number, i + 1)
             if (i + 1) % config.checkpoint_every == 0:
-                checkpoint(i + 1)
+                checkpoint(i + 1, budget=budget)
 
         return callback
 
@@ -595,10 +609,11 @@ def train_paper_agent(
             bar = hooks.bar(config.pretrain_iterations, iteration, "stage 1 (pre-training)")
             pretrain(
                 model, train_env, config.pretrain_iterations, optimizer, seed=config.seed, start_iteration=iteration,
-                margin=config.margin, device=device, on_iteration=after_iteration("stage1", 1, bar),
+                margin=config.margin, device=device, on_iteration=after_iteration("stage1", 1, bar), shard=shard,
             )  # fmt: skip
             bar.close()
-            if evaluation is not None:
+            stage1_budget = spent()
+            if evaluation is not None and shard.is_main:
                 hooks.say("evaluating paper-stage1 ...")
                 agent = DialogManagerAgent(model, device, "paper-stage1")
                 result = evaluate(
@@ -609,30 +624,30 @@ def train_paper_agent(
                     seed=evaluation.seed,
                 )
                 results["paper-stage1"] = summarize(result, seed=evaluation.seed)
-                stage1_budget = spent()
                 results["paper-stage1"]["interaction_budget"] = (
                     None if stage1_budget is None else stage1_budget.as_dict()
                 )
             base = copy.deepcopy(model)
             stage, iteration = "improve", 0
             optimizer = stage2_optimizer(model, config.improve_lr)
-            checkpoint(0, checkpoint_dir / STAGE1_CHECKPOINT)
-            checkpoint(0)
+            checkpoint(0, checkpoint_dir / STAGE1_CHECKPOINT, stage1_budget)
+            checkpoint(0, budget=stage1_budget)
         if stage == "improve" and config.improve_iterations > 0:
             assert base is not None
             bar = hooks.bar(config.improve_iterations, iteration, "stage 2 (policy improvement)")
             improve(
                 model, base, train_env, config.improve_iterations, optimizer, seed=config.seed,
                 start_iteration=iteration, top_k=config.top_k, tau=config.tau, num_negatives=config.num_negatives,
-                device=device, on_iteration=after_iteration("stage2", 2, bar),
+                device=device, on_iteration=after_iteration("stage2", 2, bar), shard=shard,
             )  # fmt: skip
             bar.close()
         stage = "done"
-        checkpoint(config.improve_iterations)
-        checkpoint(config.improve_iterations, checkpoint_dir / FINAL_CHECKPOINT)
+        final_budget = spent()
+        checkpoint(config.improve_iterations, budget=final_budget)
+        checkpoint(config.improve_iterations, checkpoint_dir / FINAL_CHECKPOINT, final_budget)
     finally:
         envs.close()
-    return model, results, spent()
+    return model, results, final_budget
 
 
 # ---------------------------------------------------------------------------- Stable-Baselines3 agents

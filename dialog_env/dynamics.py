@@ -180,7 +180,11 @@ class InteractionBudget:
 
 
 def uniform_except(
-    rng: np.random.Generator, num_images: int, excluded: int | np.ndarray, size: int | tuple[int, ...] | None = None
+    rng: np.random.Generator,
+    num_images: int,
+    excluded: int | np.ndarray,
+    size: int | tuple[int, ...] | None = None,
+    rows: slice | None = None,
 ) -> np.int64 | np.ndarray:
     """Uniform draws over ``0..num_images-1`` minus ``excluded`` (one ``rng.integers`` call).
 
@@ -190,13 +194,19 @@ def uniform_except(
     Args:
         rng: the generator to draw from.
         num_images: ``N >= 2``.
-        excluded: the index to leave out, or an array broadcasting against ``size``.
+        excluded: the index to leave out, or an array broadcasting against ``size`` (against its
+            ``rows`` with ``rows``).
         size: shape of the draws (``None``: one scalar).
+        rows: keep only these rows (first axis) of the ``size`` draws: one process's share of a
+            batch drawn for all processes (:meth:`agents.distributed.DialogShard.rows`), the same
+            numbers as those rows of the whole draw.
 
     Returns:
-        ``int64`` scalar or array of shape ``size``.
+        ``int64`` scalar or array of shape ``size`` (its ``rows`` with ``rows``).
     """
     draws = rng.integers(num_images - 1, size=size)
+    if rows is not None:
+        draws = draws[rows]
     return draws + (draws >= excluded)
 
 

@@ -207,11 +207,11 @@ def test_agent_ranking_matches_ranker_on_embeddings():
 
 
 def test_masked_mean_gradient_uses_the_mask_of_its_turn():
-    from agents.dialog_manager import masked_mean
+    from agents.distributed import SINGLE_PROCESS
 
     per_dialog = torch.tensor([1.0, 2.0, 3.0, 4.0], requires_grad=True)
     active = np.array([True, True, False, True])
-    loss = masked_mean(per_dialog, active)
+    loss = SINGLE_PROCESS.masked_mean(per_dialog, active)
     active &= np.array([False, True, True, True])  # a later turn ends dialog 0 (updated in place)
     loss.backward()
     assert loss.item() == pytest.approx(7.0 / 3.0)
