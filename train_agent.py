@@ -68,6 +68,7 @@ from dialog_env.cli import dataclass_parser
 from dialog_env.dynamics import InteractionBudget
 from dialog_env.errors import ConfigurationError, DialogEnvError
 from dialog_env.io import atomic_write_json
+from dialog_env.rank_table import set_build_progress
 from dialog_env.runs import RunFolder, check_folder_name, check_parent_folder
 
 #: The largest seed (NumPy's legacy seeding and TensorBoard-friendly logs take 32-bit seeds).
@@ -309,10 +310,13 @@ def run(args: Args) -> int:
     run_name = args.run_name or f"{args.agent}-s{args.seed}"
     run_dir = Path(args.runs_dir) / check_folder_name(run_name)
     shard, device = join_process_group(resolve_device(args.device))
+    # The rank tables' bars follow --progress (and only process 0 shows bars).
+    previous_progress = set_build_progress(None if args.progress and shard.is_main else False)
     try:
         with contextlib.ExitStack() as held:
             return _run_in(held, run_dir, args, run_name, start_time, shard, device)
     finally:
+        set_build_progress(previous_progress)
         leave_process_group()
 
 

@@ -52,6 +52,7 @@ __all__ = [
     "RANK_TABLE_OPTIONS",
     "RankTable",
     "build_rank_table",
+    "set_build_progress",
     "check_rank_table_option",
     "clear_rank_table_cache",
     "features_fingerprint",
@@ -71,6 +72,8 @@ CACHE_KEEP_BYTES = 2**30
 RANK_TABLE_OPTIONS = (False, True, "auto")
 # Builds of at least this many images (about a second or more) show a progress bar by default.
 _PROGRESS_MIN_IMAGES = 4096
+# The process's default for builds whose caller does not say (set_build_progress): None is by size.
+_progress_default: bool | None = None
 
 
 def rank_table_dtype(num_images: int) -> np.dtype:
@@ -215,8 +218,9 @@ def build_rank_table(
     Args:
         ranker: the ranking engine over the catalogue's ``(N, D) float32`` features.
         max_bytes: refuse tables larger than this (``None``: no limit).
-        progress: show a tqdm progress bar on stderr; ``None``: for catalogues of at least
-            4,096 images (builds of about a second or more).
+        progress: show a tqdm progress bar on stderr; ``None``: the process's default
+            (:func:`set_build_progress`), at first for catalogues of at least 4,096 images
+            (builds of about a second or more).
 
     Returns:
         The :class:`RankTable`: ``(N, N)`` ranks of :func:`rank_table_dtype`.
@@ -237,7 +241,9 @@ def build_rank_table(
     started = time.perf_counter()
     ranks = np.empty((num_images, num_images), dtype=dtype)
     rows = ranker.all_target_ranks_rows()
-    show = num_images >= _PROGRESS_MIN_IMAGES if progress is None else bool(progress)
+    if progress is None:
+        progress = num_images >= _PROGRESS_MIN_IMAGES if _progress_default is None else _progress_default
+    show = bool(progress)
     from tqdm import tqdm  # noqa: PLC0415 - a dependency, loaded only when a table is built
 
     with tqdm(
@@ -273,6 +279,21 @@ def _keep(fingerprint: str, table: RankTable) -> None:
     _KEPT.move_to_end(fingerprint)
     while len(_KEPT) > 1 and sum(kept.nbytes for kept in _KEPT.values()) > CACHE_KEEP_BYTES:
         _KEPT.popitem(last=False)
+
+
+def set_build_progress(show: bool | None) -> bool | None:
+    """Whether this process's rank-table builds show a progress bar when their caller does not say.
+
+    The environments build their tables without saying; a command with ``--no-progress`` (or a
+    process of a torchrun job other than process 0) calls ``set_build_progress(False)``. ``None``
+    restores the default: a bar for builds of at least 4,096 images.
+
+    Returns:
+        The setting before (to restore it afterwards).
+    """
+    global _progress_default  # noqa: PLW0603 - one process-wide setting, like the table cache
+    previous, _progress_default = _progress_default, None if show is None else bool(show)
+    return previous
 
 
 def shared_rank_table(

@@ -25,6 +25,7 @@ from dialog_env.rank_table import (
     clear_rank_table_cache,
     rank_table_dtype,
     rank_table_nbytes,
+    set_build_progress,
     shared_rank_table,
     wants_rank_table,
 )
@@ -150,6 +151,22 @@ def test_build_refuses_tables_above_the_memory_limit():
     # Once built, the shared table is returned whatever the limit (it costs no more memory).
     table = shared_rank_table(ranker, max_bytes=None)
     assert shared_rank_table(ranker, max_bytes=100) is table
+
+
+def test_the_process_default_decides_unsaid_progress_bars(capsys):
+    """A small build shows no bar by default; set_build_progress(True) shows it, and the caller's word wins."""
+    ranker = Ranker(CATALOGUES["normal"])
+    build_rank_table(ranker)
+    assert "rank table" not in capsys.readouterr().err
+    previous = set_build_progress(True)
+    try:
+        build_rank_table(ranker)
+        assert "rank table (150 images" in capsys.readouterr().err
+        build_rank_table(ranker, progress=False)
+        assert "rank table" not in capsys.readouterr().err
+    finally:
+        assert set_build_progress(previous) is True
+    assert set_build_progress(None) is previous
 
 
 def test_shared_table_is_built_once_per_features_thread_safe(monkeypatch):
