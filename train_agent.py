@@ -332,20 +332,21 @@ def _run_in(
     """The run, its folder locked in ``held`` (by process 0 of a torchrun job)."""
     with shard.agreed_start():  # all processes start, or all stop with the error of the one that did not
         folder = held.enter_context(RunFolder(run_dir, "train_agent.py")) if shard.is_main else None
-        status, resumed = _start_run(folder, run_dir, args, run_name, shard)
-    if status is not None:
-        return status
-    return _train_and_evaluate(run_dir, args, run_name, start_time, resumed, shard, device)
+        status, resumed, setting = _start_run(folder, run_dir, args, run_name, shard)
+    if status is not None or setting is None:
+        return status or 0
+    return _train_and_evaluate(run_dir, args, run_name, start_time, resumed, setting, shard, device)
 
 
 def _start_run(
     folder: RunFolder | None, run_dir: Path, args: Args, run_name: str, shard: DialogShard
-) -> tuple[int | None, dict[str, Any] | None]:
-    """Check what is to be resumed, and (process 0) write ``config.json``.
+) -> tuple[int | None, dict[str, Any] | None, _EvaluationSetting | None]:
+    """Check what is to be resumed, read the catalogue and the user, and (process 0) write ``config.json``.
 
     Returns:
-        ``(status, resumed)``: an exit status when there is nothing to do (else ``None``), and the
-        checked ``last.pt`` of the paper's agent to resume from (``None``: a new run).
+        ``(status, resumed, setting)``: an exit status when there is nothing to do (else ``None``),
+        the checked ``last.pt`` of the paper's agent to resume from (``None``: a new run), and the
+        run's :func:`_evaluation_setting` (``None`` when there is nothing to do).
     """
     checkpoint_dir = run_dir / "checkpoints"
     last = checkpoint_dir / LAST_CHECKPOINT
@@ -380,21 +381,25 @@ def _start_run(
             if shard.is_main:
                 print(f"run {run_name} is complete: its results are in {run_dir / 'metrics.json'} (delete that file "
                       f"to evaluate it again)")  # fmt: skip
-            return 0, None
+            return 0, None, None
         if folder is not None:
             remove_interrupted_writes(checkpoint_dir)  # the folder's lock: no live process is writing there
     prepare_torch(args.seed, torch_threads_for(args.agent, args.torch_threads))
-    _evaluation_setting(args)  # reads the catalogue and the user now: a refused start leaves no run folder
+    setting = _evaluation_setting(args)  # read before config.json: a refused start leaves no folder
     if folder is not None:
         atomic_write_json(run_dir / "config.json", {
             "args": dataclasses.asdict(args), "world_size": shard.world_size,
             "command": " ".join([*_launcher(shard), "train_agent.py", *sys.argv[1:]]),
         })  # fmt: skip
         folder.started()
-    return None, resumed
+    return None, resumed, setting
 
 
-def _evaluation_setting(args: Args) -> tuple[dict[str, Any], dict[str, Any], EpisodeSet, int]:
+#: ``(env_kwargs, eval_kwargs, episodes, eval split's images)`` of a run.
+_EvaluationSetting = tuple[dict[str, Any], dict[str, Any], EpisodeSet, int]
+
+
+def _evaluation_setting(args: Args) -> _EvaluationSetting:
     """``(env_kwargs, eval_kwargs, episodes, eval split's images)`` of the run (the catalogue is read)."""
     env_kwargs = {"catalog": args.catalog, "user": args.user, "user_kwargs": user_kwargs_of(args),
                   "rank_table": RANK_TABLE_CHOICES[args.rank_table]}  # fmt: skip
@@ -418,12 +423,13 @@ def _train_and_evaluate(
     run_name: str,
     start_time: float,
     resumed: dict[str, Any] | None,
+    setting: _EvaluationSetting,
     shard: DialogShard,
     device: torch.device,
 ) -> int:
     """Train (every process its share) and evaluate (process 0), writing ``metrics.json``."""
     checkpoint_dir = run_dir / "checkpoints"
-    env_kwargs, eval_kwargs, episodes, eval_images = _evaluation_setting(args)
+    env_kwargs, eval_kwargs, episodes, eval_images = setting
     processes = f" processes={shard.world_size}" if shard.distributed else ""
     if shard.is_main:
         print(
