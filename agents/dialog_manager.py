@@ -124,7 +124,11 @@ class DialogManager(nn.Module):
             taps = F.linear(table, torch.cat([filters[:, :, 0], filters[:, :, 1]], dim=0))  # (V, 2E)
             if not torch.is_grad_enabled():
                 self.__dict__["_projected_vocabulary"] = (key, taps)
-        return taps[tokens[:, :-1], :embed_dim] + taps[tokens[:, 1:], embed_dim:] + self.bigram_conv.bias
+        # F.embedding, not fancy indexing: its backward sums each word's gradient in a fixed order
+        # whatever the thread count (index_put's accumulation order varies between runs).
+        first = F.embedding(tokens[:, :-1], taps[:, :embed_dim])
+        second = F.embedding(tokens[:, 1:], taps[:, embed_dim:])
+        return first + second + self.bigram_conv.bias
 
     def initial_state(self, batch: int, device: torch.device | None = None) -> torch.Tensor:
         """``(B, H)`` zeros: the state before the first response."""

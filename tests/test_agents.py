@@ -206,6 +206,26 @@ def test_agent_ranking_matches_ranker_on_embeddings():
     )
 
 
+def test_gradients_repeat_exactly_with_two_threads():
+    """The text encoder's backward sums in a fixed order whatever the thread count (same seed, same numbers)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        torch.manual_seed(0)
+        model = DialogManager(DialogManagerConfig(image_dim=32, vocab_size=150))
+        tokens = torch.from_numpy(np.random.default_rng(0).integers(1, 150, size=(128, 16)))
+        features = torch.randn(128, 32, generator=torch.Generator().manual_seed(1))
+        gradients = []
+        for _ in range(4):
+            model.zero_grad()
+            query, _ = model(features, tokens, model.initial_state(128))
+            (query**2).sum().backward()
+            gradients.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
+        assert all(torch.equal(gradients[0], other) for other in gradients[1:])
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_masked_mean_gradient_uses_the_mask_of_its_turn():
     from agents.distributed import SINGLE_PROCESS
 
