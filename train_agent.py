@@ -64,9 +64,10 @@ from agents.training import (
     train_paper_agent,
     train_sb3_agent,
 )
+from dialog_env.ann import check_knn_settings
 from dialog_env.cli import dataclass_parser
 from dialog_env.dynamics import InteractionBudget
-from dialog_env.errors import ConfigurationError, DialogEnvError
+from dialog_env.errors import ConfigurationError, DependencyNotInstalled, DialogEnvError
 from dialog_env.io import atomic_write_json
 from dialog_env.rank_table import set_build_progress
 from dialog_env.runs import RunFolder, check_folder_name, check_parent_folder
@@ -143,6 +144,13 @@ class Args:
     eval_accept_rank: int | None = None
     """evaluation shopper accepts a shown image whose target rank is at most this (default: only the target); reported
     as "target or accepted alternative", never as success"""
+    knn: str = "exact"
+    """how the paper's agent finds the image nearest its query when evaluated: exact (a chunked scan of the embedded
+    catalogue), faiss-flat, faiss-ivf or faiss-hnsw (FAISS, pip install "dialog-retrieval-env[faiss]"; approximate
+    but fast on catalogues of a million images); its ranking of the target stays exact"""
+    knn_options: str | None = None
+    """settings of the FAISS index as a JSON object (keyword arguments of dialog_env.ann.make_knn_index), e.g.
+    '{"nprobe": 32}'"""
     total_timesteps: int = SB3TrainingConfig.total_timesteps
     """SB3 agents: environment steps of training (the default takes 1-3 minutes per agent on 2 CPU cores)"""
     n_envs: int = SB3TrainingConfig.n_envs
@@ -226,6 +234,8 @@ def validate_args(args: Args) -> None:
         problems.append(f"--sb3-hyperparameters applies to the SB3 agents, not {args.agent!r}")
     if any(calls < 1 for calls in args.snapshot_calls):
         problems.append(f"--snapshot-calls must all be >= 1, got {args.snapshot_calls}")
+    if (args.knn != "exact" or args.knn_options) and args.agent != "paper":
+        problems.append(f"--knn and --knn-options apply to the paper's agent, not {args.agent!r}")
     if args.allow_changed_args and not args.resume:
         problems.append("--allow-changed-args only applies with --resume")
     try:
@@ -241,6 +251,7 @@ def validate_args(args: Args) -> None:
                         "(each plays an equal share of every iteration's dialogs)")  # fmt: skip
     for check in (
         lambda: user_kwargs_of(args),
+        lambda: check_knn_settings(args.knn, _json_object(args.knn_options, "--knn-options")),
         lambda: sb3_hyperparameters_of(args),
         lambda: resolve_device(args.device),
         lambda: check_parent_folder(args.runs_dir, "--runs-dir"),
@@ -248,7 +259,7 @@ def validate_args(args: Args) -> None:
     ):
         try:
             check()
-        except ConfigurationError as error:
+        except (ConfigurationError, DependencyNotInstalled) as error:
             problems.append(str(error))
     if problems:
         raise ConfigurationError("; ".join(problems))
@@ -372,7 +383,7 @@ def _start_run(
                     f"before its first checkpoint; start it again without --resume)"
                 )
             previous_args = _previous_args(run_dir)
-        changed = refuse_changed_args(args, previous_args, resumed)
+        changed = refuse_changed_args(args, previous_args, resumed, warn=shard.is_main)
         if resumed is not None:
             trained = is_finished(resumed, args.improve_iterations)
         else:
@@ -448,7 +459,8 @@ def _train_and_evaluate(
     agents_to_eval: list[Agent] = []
     budgets: dict[str, dict[str, int] | None] = {}  # agent -> its training's interaction budget
     if args.agent == "paper":
-        evaluation = StageEvaluation(episodes, eval_kwargs, max_turns=args.max_turns, seed=args.eval_seed)
+        knn = {"knn": args.knn, "knn_options": _json_object(args.knn_options, "--knn-options")}
+        evaluation = StageEvaluation(episodes, eval_kwargs, max_turns=args.max_turns, seed=args.eval_seed, **knn)
         with stop_on_sigint(lambda notice: _warn(f"\n{notice}")) as stop_requested:
             final_model, results, budget = train_paper_agent(
                 _settings(PaperTrainingConfig, args), env_kwargs, checkpoint_dir, device=device, evaluation=evaluation,
@@ -458,7 +470,7 @@ def _train_and_evaluate(
         if not shard.is_main:
             return 0  # process 0 evaluates and writes the metrics
         final_name = "paper-stage2" if args.improve_iterations else "paper-stage1"
-        agents_to_eval.append(DialogManagerAgent(final_model, device, name=final_name))
+        agents_to_eval.append(DialogManagerAgent(final_model, device, name=final_name, **knn))
         budgets[final_name] = None if budget is None else budget.as_dict()
     elif args.agent in SB3_AGENTS:
         config = _settings(SB3TrainingConfig, args, hyperparameters=sb3_hyperparameters_of(args))
@@ -524,12 +536,15 @@ def _previous_args(run_dir: Path) -> dict[str, Any] | None:
     return previous
 
 
-def refuse_changed_args(args: Args, previous: dict[str, Any] | None, checkpoint: dict[str, Any] | None) -> list[str]:
+def refuse_changed_args(
+    args: Args, previous: dict[str, Any] | None, checkpoint: dict[str, Any] | None, warn: bool = True
+) -> list[str]:
     """Refuse to resume with options that change training or evaluation, listing each difference.
 
     What may change is :func:`agents.training.resume_changes`'s rule: iteration budgets may grow,
     stage 1's only while stage 1 runs; device, threads, progress... may change freely.
-    ``--allow-changed-args`` turns the refusal into a warning.
+    ``--allow-changed-args`` turns the refusal into a warning (printed when ``warn``: process 0
+    of a torchrun job says it for all).
 
     Returns:
         The differences that ``--allow-changed-args`` let through (none when nothing changed).
@@ -542,7 +557,8 @@ def refuse_changed_args(args: Args, previous: dict[str, Any] | None, checkpoint:
         return []
     listing = "; ".join(differences)
     if args.allow_changed_args:
-        _warn(f"warning: resuming with changed arguments (--allow-changed-args): {listing}")
+        if warn:
+            _warn(f"warning: resuming with changed arguments (--allow-changed-args): {listing}")
         return differences
     raise ConfigurationError(
         f"--resume with arguments that differ from the run's: {listing}. Resume with the run's own arguments "

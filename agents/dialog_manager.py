@@ -31,6 +31,7 @@ from torch.nn import functional as F
 
 from agents.base import Agent
 from agents.distributed import SINGLE_PROCESS, DialogShard
+from dialog_env.ann import KNN_BACKENDS, KnnIndex, make_knn_index
 from dialog_env.catalog import Catalog
 from dialog_env.dynamics import uniform_except
 from dialog_env.errors import ConfigurationError
@@ -39,7 +40,10 @@ from dialog_env.ranking import Ranker
 from dialog_env.text import PAD_ID
 from dialog_env.torch_utils import resolve_device
 
-__all__ = ["DialogManagerConfig", "DialogManager", "DialogManagerAgent", "nearest_unseen", "pretrain", "resolve_device"]
+__all__ = [
+    "DialogManagerConfig", "DialogManager", "DialogManagerAgent", "Searcher", "nearest_unseen", "pretrain",
+    "resolve_device", "top_unseen",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -203,31 +207,66 @@ class TextEncodingCache:
         return self._table[index]
 
 
-def nearest_unseen(ranker: Ranker, queries: np.ndarray, shown: np.ndarray) -> np.ndarray:
-    """For each query, the nearest catalogue image not among the dialog's shown images.
+#: What finds a query's nearest images: the exact ranker, or a k-NN index (:mod:`dialog_env.ann`).
+Searcher = Ranker | KnnIndex
+
+
+def _nearest(searcher: Searcher, queries: np.ndarray, k: int) -> np.ndarray:
+    """``(B, k) int64`` nearest images of each query, nearest first (``-1``: an index found fewer)."""
+    if isinstance(searcher, Ranker):
+        return searcher.nearest(queries, k=k)[0]
+    return searcher.search(queries, k=k)[0]
+
+
+def top_unseen(
+    searcher: Searcher, queries: np.ndarray, shown: np.ndarray, k: int, fallback: Ranker | None = None
+) -> np.ndarray:
+    """The ``k`` nearest unseen images of each query, nearest first.
 
     Args:
-        ranker: ranking engine over the (embedded) catalogue.
+        searcher: the exact ranker over the (embedded) catalogue, or a k-NN index over it.
         queries: ``(B, E)`` query vectors.
         shown: ``(B, S) int64`` images already shown in each dialog (``-1`` pads unused slots).
+        k: candidates per dialog (at most the images not yet shown).
+        fallback: the exact ranker over the same embeddings, for the dialogs in which an
+            approximate index found fewer than ``k`` unseen images among its ``S + k`` neighbours
+            (IVF with few probed lists can); those dialogs are searched exactly.
 
     Returns:
-        ``(B,) int64`` image indices.
+        ``(B, k) int64`` image indices.
+
+    Raises:
+        ConfigurationError: an index found too few unseen images and no ``fallback`` was given.
     """
-    k = min(ranker.num_images, shown.shape[1] + 1)
-    candidates, _ = ranker.nearest(queries, k=k)
-    seen = (candidates[:, :, None] == shown[:, None, :]).any(axis=2)
-    first_unseen = np.argmax(~seen, axis=1)  # k > number of shown images: an unseen one exists
-    return candidates[np.arange(candidates.shape[0]), first_unseen]
-
-
-def top_unseen(ranker: Ranker, queries: np.ndarray, shown: np.ndarray, k: int) -> np.ndarray:
-    """The ``k`` nearest unseen images of each query, nearest first. Returns ``(B, k) int64``."""
-    width = min(ranker.num_images, shown.shape[1] + k)
-    candidates, _ = ranker.nearest(queries, k=width)
-    seen = (candidates[:, :, None] == shown[:, None, :]).any(axis=2)
-    order = np.argsort(seen, axis=1, kind="stable")[:, :k]  # unseen first, in distance order
+    width = min(searcher.num_images, shown.shape[1] + k)
+    candidates = _nearest(searcher, queries, width)
+    unavailable = (candidates[:, :, None] == shown[:, None, :]).any(axis=2) | (candidates < 0)
+    short = np.flatnonzero((~unavailable).sum(axis=1) < k)
+    if short.size:
+        if fallback is None:
+            raise ConfigurationError(
+                f"the k-NN index found fewer than {k} unseen images for {short.size} queries; give an exact fallback"
+            )
+        candidates[short] = fallback.nearest(queries[short], k=width)[0]
+        unavailable[short] = (candidates[short, :, None] == shown[short, None, :]).any(axis=2)
+    order = np.argsort(unavailable, axis=1, kind="stable")[:, :k]  # unseen first, in distance order
     return np.take_along_axis(candidates, order, axis=1)
+
+
+def nearest_unseen(
+    searcher: Searcher, queries: np.ndarray, shown: np.ndarray, fallback: Ranker | None = None
+) -> np.ndarray:
+    """For each query, the nearest catalogue image not among the dialog's shown images.
+
+    :func:`top_unseen` with ``k = 1``: ``(B, E)`` queries and ``(B, S) int64`` shown images (``-1``
+    pads) give ``(B,) int64`` image indices.
+    """
+    return top_unseen(searcher, queries, shown, 1, fallback)[:, 0]
+
+
+#: Catalogue rows embedded at once by :meth:`DialogManagerAgent.reset` (bounded memory: a block
+#: of ``(rows, D)`` and ``(rows, E)`` float32 at a time, whatever the catalogue's size).
+EMBED_BLOCK_ROWS = 65_536
 
 
 class DialogManagerAgent(Agent):
@@ -237,29 +276,53 @@ class DialogManagerAgent(Agent):
         model: a trained :class:`DialogManager`.
         device: where to run it.
         name: name in tables (``"paper-stage1"``, ``"paper-stage2"``...).
+        knn: how the candidate generator finds the image nearest to a query: ``"exact"`` (the
+            default: the exact ranker, a chunked scan of the embedded catalogue per turn) or one of
+            the FAISS backends of :data:`dialog_env.ann.KNN_BACKENDS` (``"faiss-ivf"``,
+            ``"faiss-hnsw"``: approximate, for catalogues of a million images; built once per
+            :meth:`reset`). The agent's ranking of the target (:meth:`rank_targets`) stays exact
+            whichever is chosen.
+        knn_options: settings of the FAISS index (keyword arguments of
+            :func:`dialog_env.ann.make_knn_index`, e.g. ``{"nprobe": 32}``).
     """
 
-    def __init__(self, model: DialogManager, device: torch.device | str = "cpu", name: str = "paper") -> None:
+    def __init__(
+        self,
+        model: DialogManager,
+        device: torch.device | str = "cpu",
+        name: str = "paper",
+        knn: str = "exact",
+        knn_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        if knn not in KNN_BACKENDS:
+            raise ConfigurationError(f"knn must be one of {list(KNN_BACKENDS)}, got {knn!r}")
         self.model = model
         self.device = torch.device(device)
         self.name = name
+        self.knn = knn
+        self.knn_options = dict(knn_options or {})
         self._ranker: Ranker | None = None
+        self._index: KnnIndex | None = None
         self._state: torch.Tensor | None = None
         self._shown = np.zeros((0, 0), dtype=np.int64)
         self._queries: np.ndarray | None = None
 
     @torch.no_grad()
     def reset(self, catalog: Catalog, num_dialogs: int) -> None:
-        """Embed the catalogue once and start ``num_dialogs`` dialogs from the initial state."""
+        """Embed the catalogue (blocks of :data:`EMBED_BLOCK_ROWS` rows), build its k-NN index, start the dialogs."""
         if catalog.dim != self.model.config.image_dim:
             raise ConfigurationError(
                 f"the dialog manager was built for {self.model.config.image_dim}-d features, "
                 f"catalogue {catalog.name!r} has {catalog.dim}-d features"
             )
         self.model.eval()
-        features = torch.from_numpy(np.array(catalog.features, dtype=np.float32)).to(self.device)
-        embeddings = self.model.embed_images(features).float().cpu().numpy()
-        self._ranker = Ranker(np.ascontiguousarray(embeddings, dtype=np.float32))
+        embeddings = np.empty((catalog.num_images, self.model.config.embed_dim), dtype=np.float32)
+        for start in range(0, catalog.num_images, EMBED_BLOCK_ROWS):
+            block = np.array(catalog.features[start : start + EMBED_BLOCK_ROWS], dtype=np.float32)
+            embedded = self.model.embed_images(torch.from_numpy(block).to(self.device))
+            embeddings[start : start + block.shape[0]] = embedded.float().cpu().numpy()
+        self._ranker = Ranker(embeddings)
+        self._index = None if self.knn == "exact" else make_knn_index(self.knn, embeddings, **self.knn_options)
         self._state = self.model.initial_state(num_dialogs, self.device)
         self._shown = np.full((num_dialogs, 0), -1, dtype=np.int64)
         self._queries = None
@@ -281,7 +344,8 @@ class DialogManagerAgent(Agent):
             self._state,
         )
         self._queries = query.float().cpu().numpy()
-        return nearest_unseen(self._ranker, self._queries, self._shown)
+        searcher = self._index if self._index is not None else self._ranker
+        return nearest_unseen(searcher, self._queries, self._shown, fallback=self._ranker)
 
     def rank_targets(self, targets: np.ndarray) -> np.ndarray:
         """Exact rank of each target w.r.t. the last query, in the embedding space."""

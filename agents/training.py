@@ -38,7 +38,7 @@ import dataclasses
 import json
 import signal
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -172,12 +172,16 @@ class StageEvaluation:
         env_kwargs: ``evaluate()``'s environment arguments, the split included.
         max_turns: turns per evaluation dialog.
         seed: seed of the user simulator's randomness and of the bootstrap intervals.
+        knn: the agent's nearest-image search (:class:`agents.dialog_manager.DialogManagerAgent`).
+        knn_options: settings of its FAISS index.
     """
 
     episodes: EpisodeSet
     env_kwargs: Mapping[str, Any]
     max_turns: int = 10
     seed: int = 0
+    knn: str = "exact"
+    knn_options: Mapping[str, Any] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------- reporting and stopping
@@ -615,7 +619,7 @@ def train_paper_agent(
             stage1_budget = spent()
             if evaluation is not None and shard.is_main:
                 hooks.say("evaluating paper-stage1 ...")
-                agent = DialogManagerAgent(model, device, "paper-stage1")
+                agent = DialogManagerAgent(model, device, "paper-stage1", evaluation.knn, evaluation.knn_options)
                 result = evaluate(
                     agent,
                     evaluation.episodes,

@@ -29,7 +29,13 @@ from dialog_env.errors import (
     VocabularyError,
 )
 from dialog_env.ranking import Ranker, rank_percentile
-from dialog_env.synthetic import SHOE_ATTRIBUTES, SyntheticShoesConfig, default_catalog, make_synthetic_shoes
+from dialog_env.synthetic import (
+    SHOE_ATTRIBUTES,
+    SyntheticShoesConfig,
+    default_catalog,
+    make_synthetic_shoes,
+    write_synthetic_shoes,
+)
 from dialog_env.text import MAX_FEEDBACK_TOKENS, Vocabulary, tokenize
 from dialog_env.tolerance import ShopperTolerance
 from dialog_env.users import RuleBasedUser, UserSimulator, make_user, register_user
@@ -83,6 +89,7 @@ __all__ = [
     "rank_percentile",
     "register_user",
     "tokenize",
+    "write_synthetic_shoes",
 ]
 
 if "DialogRetrieval-v0" not in registry:

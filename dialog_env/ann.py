@@ -30,6 +30,7 @@ handles any finite query).
 from __future__ import annotations
 
 import abc
+import inspect
 import math
 from typing import Any
 
@@ -38,7 +39,10 @@ import numpy as np
 from dialog_env.errors import ConfigurationError, DependencyNotInstalled
 from dialog_env.ranking import _MAX_REACH, DEFAULT_MAX_CHUNK_BYTES, Ranker, feature_scale
 
-__all__ = ["KNN_BACKENDS", "KnnIndex", "ExactKnnIndex", "FaissKnnIndex", "make_knn_index", "import_faiss"]
+__all__ = [
+    "KNN_BACKENDS", "KnnIndex", "ExactKnnIndex", "FaissKnnIndex", "check_knn_settings", "make_knn_index",
+    "import_faiss",
+]  # fmt: skip
 
 #: Names accepted by :func:`make_knn_index`.
 KNN_BACKENDS = ("exact", "faiss-flat", "faiss-ivf", "faiss-hnsw")
@@ -261,3 +265,24 @@ def make_knn_index(name: str, features: np.ndarray, **kwargs: Any) -> KnnIndex:
         return FaissKnnIndex(features, kind=name.removeprefix("faiss-"), **kwargs)
     except TypeError as error:
         raise ConfigurationError(f"k-NN backend {name!r} rejected settings {sorted(kwargs)}: {error}") from error
+
+
+def check_knn_settings(name: str, settings: dict[str, Any] | None = None) -> None:
+    """Check a backend name and the names of its settings before any index is built.
+
+    For a command that builds its index late (after training, say), so that a typo or a missing
+    ``faiss-cpu`` stops it at the start. The values are checked when the index is built.
+
+    Raises:
+        ConfigurationError: unknown backend or setting name.
+        DependencyNotInstalled: a FAISS backend without ``faiss-cpu`` installed.
+    """
+    if name not in KNN_BACKENDS:
+        raise ConfigurationError(f"unknown k-NN backend {name!r}; choose one of {list(KNN_BACKENDS)}")
+    backend = ExactKnnIndex if name == "exact" else FaissKnnIndex
+    allowed = set(inspect.signature(backend).parameters) - {"features", "kind", "ranker"}
+    unknown = sorted(set(settings or {}) - allowed)
+    if unknown:
+        raise ConfigurationError(f"k-NN backend {name!r} has no settings {unknown}; it takes {sorted(allowed)}")
+    if name != "exact":
+        import_faiss()

@@ -16,17 +16,31 @@ float64 and rounded to a 2**-12 grid before the cast to float32, so that the cat
 bit-identical on every machine and BLAS library (a checksum test pins it).
 
 Default sizes are those of the real Shoes split: 10,000 train and 4,658 test images.
+:func:`make_synthetic_shoes` builds the catalogue in memory; :func:`write_synthetic_shoes` writes
+the same catalogue, bit for bit, to an HDF5 file in memory bounded independently of its size (a
+million images and more).
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+import math
+import os
+import sys
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 
 from dialog_env.catalog import Catalog
+from dialog_env.catalog.hdf5 import (
+    _create_ids_dataset,
+    _ids_for_hdf5,
+    _write_root_attributes,
+    _write_splits_and_attributes,
+    create_spatial_dataset,
+)
 from dialog_env.domain.priors import (
     ACHROMATIC_LIGHTNESS,
     CATEGORY_SHARE,
@@ -36,6 +50,7 @@ from dialog_env.domain.priors import (
 )
 from dialog_env.domain.schema import COLORS, SHOE_ATTRIBUTES, SHOE_CATEGORIES, SHOE_SCHEMA
 from dialog_env.errors import ConfigurationError
+from dialog_env.io import atomic_path
 from dialog_env.random_streams import stream
 
 __all__ = [
@@ -45,6 +60,7 @@ __all__ = [
     "SyntheticShoesConfig",
     "SPATIAL_REGIONS",
     "make_synthetic_shoes",
+    "write_synthetic_shoes",
     "draw_pairs",
     "SAME_CATEGORY_SHARE",
     "default_catalog",
@@ -177,8 +193,184 @@ def _attribute_inputs(codes: Mapping[str, np.ndarray]) -> np.ndarray:
     return np.concatenate(blocks, axis=1)
 
 
+#: Rows of one evaluation of a matrix product of the maps (the last tile of a block padded with
+#: zero rows): every product has the same shape and every image the same place in its tile,
+#: however the rows are blocked, so a BLAS kernel chosen by shape cannot change an image's digits.
+_TILE_ROWS = 1024
+
+
+def _in_tiles(rows: np.ndarray, start: int, function: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """``function`` of the rows ``start..start + b`` of the catalogue, applied one tile at a time.
+
+    Args:
+        rows: ``(b, k)`` inputs of catalogue rows ``start..start + b``.
+        start: catalogue index of the first row; tiles are aligned to multiples of
+            :data:`_TILE_ROWS` of the catalogue index, not of the block.
+        function: row-wise map of a ``(_TILE_ROWS, k)`` array to a ``(_TILE_ROWS, m)`` one.
+
+    Returns:
+        ``(b, m)`` float64.
+    """
+    count = rows.shape[0]
+    out: np.ndarray | None = None
+    done = 0
+    while done < count:
+        offset = (start + done) % _TILE_ROWS
+        take = min(_TILE_ROWS - offset, count - done)
+        tile = np.zeros((_TILE_ROWS, *rows.shape[1:]), dtype=np.float64)
+        tile[offset : offset + take] = rows[done : done + take]
+        result = function(tile)[offset : offset + take]
+        if out is None:
+            out = np.empty((count, *result.shape[1:]), dtype=result.dtype)
+        out[done : done + take] = result
+        done += take
+    assert out is not None, "no rows"
+    return out
+
+
+def _blockwise_std(blocks: Callable[[], Iterable[np.ndarray]]) -> float:
+    """Standard deviation of every value in the row blocks that ``blocks()`` yields (two passes).
+
+    The mean, then the mean squared deviation from it, as in ``np.std``; but each row is summed by
+    NumPy on its own and the row sums are added exactly (``math.fsum``), so the result does not
+    depend on how the rows are grouped into blocks (``np.std`` of the whole array can differ from
+    it in the last bit).
+
+    Args:
+        blocks: called twice; each call yields the same ``(b, ...)`` float64 blocks in order.
+    """
+    sizes: list[int] = []
+
+    def row_sums(center: float | None) -> Iterator[float]:
+        for block in blocks():
+            flat = block.reshape(block.shape[0], -1)
+            if center is None:
+                sizes.append(flat.size)
+                yield from flat.sum(axis=1).tolist()
+            else:
+                yield from ((flat - center) ** 2).sum(axis=1).tolist()
+
+    total = math.fsum(row_sums(None))
+    count = sum(sizes)
+    return math.sqrt(math.fsum(row_sums(total / count)) / count)
+
+
+def _row_ranges(num_rows: int, rows_per_block: int) -> Iterator[tuple[int, int]]:
+    """``(start, stop)`` of consecutive blocks of at most ``rows_per_block`` rows."""
+    for start in range(0, num_rows, rows_per_block):
+        yield start, min(num_rows, start + rows_per_block)
+
+
+def _code_rows(codes: Mapping[str, np.ndarray], start: int, stop: int) -> dict[str, np.ndarray]:
+    return {name: values[start:stop] for name, values in codes.items()}
+
+
+@dataclass(frozen=True)
+class _FeatureMap:
+    """The random draws of the feature map (``A`` map inputs, ``H`` hidden units, ``S`` style dims).
+
+    Attributes:
+        hidden_weights: ``(A, H) float64``.
+        hidden_bias: ``(H,) float64``.
+        output_weights: ``(H, D) float64``.
+        style_weights: ``(S, D) float64``.
+        style_draws: ``(N, S) float64``: each image's style, before ``style_weights``.
+        style_scale: the config's ``style_scale``.
+        noise_scale: the config's ``noise_scale``.
+    """
+
+    hidden_weights: np.ndarray
+    hidden_bias: np.ndarray
+    output_weights: np.ndarray
+    style_weights: np.ndarray
+    style_draws: np.ndarray
+    style_scale: float
+    noise_scale: float
+
+
+def _draw_feature_map(rng: np.random.Generator, config: SyntheticShoesConfig, num_images: int) -> _FeatureMap:
+    """Draw the map's weights and the style of every image, in the catalogue's order of draws."""
+    num_inputs = _attribute_inputs({schema.name: np.zeros(0, dtype=np.int16) for schema in SHOE_ATTRIBUTES}).shape[1]
+    # The fixed random map: two layers with a tanh, weights scaled to keep unit-order activations.
+    hidden_weights = rng.normal(0.0, 1.0 / np.sqrt(8.0), size=(num_inputs, config.hidden_dim))
+    hidden_bias = rng.normal(0.0, 0.5, size=config.hidden_dim)
+    output_weights = rng.normal(0.0, 1.0 / np.sqrt(config.hidden_dim), size=(config.hidden_dim, config.dim))
+    style_weights = rng.normal(0.0, 1.0 / np.sqrt(config.style_dim), size=(config.style_dim, config.dim))
+    style_draws = rng.normal(0.0, 1.0, size=(num_images, config.style_dim))
+    return _FeatureMap(
+        hidden_weights, hidden_bias, output_weights, style_weights, style_draws, config.style_scale, config.noise_scale
+    )
+
+
+def _attribute_part(feature_map: _FeatureMap, codes: Mapping[str, np.ndarray], start: int, stop: int) -> np.ndarray:
+    """``(stop - start, D) float64``: the non-linear map of the attributes of rows ``start..stop``."""
+
+    def hidden_then_output(inputs: np.ndarray) -> np.ndarray:
+        hidden = np.tanh(inputs @ feature_map.hidden_weights + feature_map.hidden_bias)
+        return hidden @ feature_map.output_weights
+
+    return _in_tiles(_attribute_inputs(_code_rows(codes, start, stop)), start, hidden_then_output)
+
+
+def _feature_rows(
+    feature_map: _FeatureMap, attribute_part: np.ndarray, start: int, noise: np.ndarray, scale: float
+) -> np.ndarray:
+    """``(b, D) float32`` features of rows ``start..start + b``.
+
+    Args:
+        feature_map: the map's draws.
+        attribute_part: ``(b, D) float64`` from :func:`_attribute_part` (overwritten).
+        start: catalogue index of the first row.
+        noise: ``(b, D) float64`` standard normal draws of these rows (overwritten).
+        scale: standard deviation of the attribute part over the whole catalogue.
+    """
+    count = attribute_part.shape[0]
+    style = _in_tiles(
+        feature_map.style_draws[start : start + count], start, lambda draws: draws @ feature_map.style_weights
+    )
+    # attribute_part / scale + style_scale * style + noise_scale * noise, in place.
+    features = attribute_part
+    features /= scale
+    style *= feature_map.style_scale
+    features += style
+    noise *= feature_map.noise_scale
+    features += noise
+    # Round to a 2**-12 grid so that float64 rounding differences between BLAS builds cannot
+    # change a single float32 bit.
+    features *= 4096.0
+    np.round(features, out=features)
+    features /= 4096.0
+    return features.astype(np.float32)
+
+
+def _draw_splits(rng: np.random.Generator, config: SyntheticShoesConfig) -> dict[str, np.ndarray]:
+    """The ``train`` and ``test`` splits: a random permutation cut in two, each part sorted."""
+    order = rng.permutation(config.num_train + config.num_test)
+    return {"train": np.sort(order[: config.num_train]), "test": np.sort(order[config.num_train :])}
+
+
+def _image_ids(category_codes: np.ndarray, start: int) -> list[str]:
+    """Ids of rows ``start..``, such as ``"syn_boots_00042"``."""
+    names = np.asarray(SHOE_CATEGORIES)[category_codes]
+    return [f"syn_{name.replace(' ', '_')}_{start + offset:05d}" for offset, name in enumerate(names)]
+
+
+def _catalog_name(config: SyntheticShoesConfig) -> str:
+    return f"synthetic-shoes(seed={config.seed}{', spatial' if config.spatial_channels else ''})"
+
+
+def _resolve_config(config: SyntheticShoesConfig | None, overrides: Mapping[str, object]) -> SyntheticShoesConfig:
+    if config is None:
+        config = SyntheticShoesConfig()
+    if overrides:
+        config = replace(config, **overrides)  # type: ignore[arg-type]
+    return config
+
+
 def make_synthetic_shoes(config: SyntheticShoesConfig | None = None, **overrides: object) -> Catalog:
-    """Generate the synthetic Shoes-like catalogue.
+    """Generate the synthetic Shoes-like catalogue, in memory.
+
+    :func:`write_synthetic_shoes` writes the same catalogue to a file in bounded memory.
 
     Args:
         config: settings; default :class:`SyntheticShoesConfig()`.
@@ -188,45 +380,138 @@ def make_synthetic_shoes(config: SyntheticShoesConfig | None = None, **overrides
         A :class:`Catalog` with ``train`` and ``test`` splits, ``(N, D) float32`` features, ids
         such as ``"syn_boots_00042"`` and the attributes of :data:`SHOE_ATTRIBUTES`.
     """
-    if config is None:
-        config = SyntheticShoesConfig()
-    if overrides:
-        from dataclasses import replace
-
-        config = replace(config, **overrides)  # type: ignore[arg-type]
+    config = _resolve_config(config, overrides)
     rng = np.random.default_rng(config.seed)
     num_images = config.num_train + config.num_test
+    # The order of the draws is the catalogue's: codes, map, style, noise, splits.
     codes = _sample_attributes(rng, num_images)
-
-    inputs = _attribute_inputs(codes)
-    # The fixed random map: two layers with a tanh, weights scaled to keep unit-order activations.
-    hidden_weights = rng.normal(0.0, 1.0 / np.sqrt(8.0), size=(inputs.shape[1], config.hidden_dim))
-    hidden_bias = rng.normal(0.0, 0.5, size=config.hidden_dim)
-    output_weights = rng.normal(0.0, 1.0 / np.sqrt(config.hidden_dim), size=(config.hidden_dim, config.dim))
-    attribute_part = np.tanh(inputs @ hidden_weights + hidden_bias) @ output_weights
-    scale = attribute_part.std()
-    style_weights = rng.normal(0.0, 1.0 / np.sqrt(config.style_dim), size=(config.style_dim, config.dim))
-    style = rng.normal(0.0, 1.0, size=(num_images, config.style_dim)) @ style_weights
+    feature_map = _draw_feature_map(rng, config, num_images)
+    attribute_part = _attribute_part(feature_map, codes, 0, num_images)
+    scale = _blockwise_std(lambda: [attribute_part])
     noise = rng.normal(0.0, 1.0, size=(num_images, config.dim))
-    features = attribute_part / scale + config.style_scale * style + config.noise_scale * noise
-    # Round to a 2**-12 grid so that float64 rounding differences between BLAS builds cannot
-    # change a single float32 bit.
-    features = (np.round(features * 4096.0) / 4096.0).astype(np.float32)
-
-    order = rng.permutation(num_images)
-    splits = {"train": np.sort(order[: config.num_train]), "test": np.sort(order[config.num_train :])}
-    category_names = np.asarray(SHOE_CATEGORIES)[codes["category"]]
-    ids = [f"syn_{name.replace(' ', '_')}_{index:05d}" for index, name in enumerate(category_names)]
-    spatial = _spatial_features(codes, config) if config.spatial_channels else None
+    features = _feature_rows(feature_map, attribute_part, 0, noise, scale)
+    splits = _draw_splits(rng, config)
+    spatial = None
+    if config.spatial_channels:
+        spatial = _spatial_rows(_prepare_spatial(codes, config, num_images), codes, 0, num_images)
     return Catalog(
         features=features,
-        ids=ids,
+        ids=_image_ids(codes["category"], 0),
         splits=splits,
         attributes=codes,
         attribute_schema=SHOE_ATTRIBUTES,
-        name=f"synthetic-shoes(seed={config.seed}{', spatial' if spatial is not None else ''})",
+        name=_catalog_name(config),
         spatial_features=spatial,
     )
+
+
+def write_synthetic_shoes(
+    path: str | os.PathLike[str],
+    config: SyntheticShoesConfig | None = None,
+    *,
+    rows_per_block: int = 8_192,
+    progress: bool = False,
+    **overrides: object,
+) -> Path:
+    """Write the catalogue of :func:`make_synthetic_shoes` to an HDF5 file, streamed, in bounded memory.
+
+    The file is the one ``make_synthetic_shoes(config).save(path)`` would write, in the schema of
+    :mod:`dialog_env.catalog.hdf5` (``Catalog.load(path)`` reads it back): bit-identical
+    ``/features`` ``(N, D) float32``, ``/ids`` ``(N,)`` strings, ``/splits/train`` and
+    ``/splits/test`` int64 indices, ``/attributes/<name>`` ``(N,) int16`` codes with their
+    ``values`` and ``ordinal`` attrs, the same ``name``, and ``/spatial_features``
+    ``(N, 7, C) float32`` when ``spatial_channels > 0`` (streamed too). It is written through
+    :func:`dialog_env.io.atomic_path`: an interrupted write leaves no file at ``path``.
+
+    The rows are computed ``rows_per_block`` at a time, in three passes over the catalogue (the
+    mean, then the standard deviation of the attribute part, then the features; with
+    ``spatial_channels > 0``, three more over each region's cheap linear view, for its
+    statistics), so the time is about three times that of computing the features once.
+
+    Memory: besides small per-image arrays (the ``(N,) int16`` codes of the 14 attributes, 28
+    bytes per image; the ``(N, style_dim) float64`` style draws, 128 bytes per image by default;
+    the splits' permutation, 16 bytes per image, drawn at the end), a block holds about
+    ``28 * D + 16 * A + 100`` bytes per row (the float64 attribute part, style and noise, the
+    float32 features, the ``A = 97`` one-hot map inputs and their copies, the ids), plus
+    ``56 * C`` with spatial features: 7 to 9 KB per row with the default ``D = 256``, whatever
+    ``N``. The matrix products of the map run on tiles of 1,024 rows (about 7 MB by default); a
+    ``rows_per_block`` that is a multiple of 1,024 computes each tile once. Measured for
+    1,000,000 images of the default config (2 shared Intel Xeon cores): peak RSS 302 MB with the
+    default 8,192 rows per block (79 s), 745 MB with 65,536 (90 s), against 7.2 GB for
+    ``make_synthetic_shoes``.
+
+    Args:
+        path: the HDF5 file to write (replaced if it exists); its folder must exist.
+        config: settings; default :class:`SyntheticShoesConfig()`.
+        rows_per_block: rows computed and written at once (>= 1).
+        progress: show a tqdm progress bar over the rows of every pass (on stderr).
+        **overrides: fields of :class:`SyntheticShoesConfig` to change, e.g. ``num_train=900_000``.
+
+    Returns:
+        The path written.
+
+    Raises:
+        ConfigurationError: ``rows_per_block`` is not an integer >= 1, ``path``'s folder does not
+            exist or ``path`` is a folder, or a setting of the config is invalid.
+    """
+    import h5py
+    from tqdm import tqdm
+
+    config = _resolve_config(config, overrides)
+    if isinstance(rows_per_block, bool) or not isinstance(rows_per_block, (int, np.integer)) or rows_per_block < 1:
+        raise ConfigurationError(f"rows_per_block must be an integer >= 1, got {rows_per_block!r}")
+    rows_per_block = int(rows_per_block)
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise ConfigurationError(
+            f"cannot write the synthetic catalogue to {str(path)!r}: its folder {str(path.parent)!r} does not "
+            "exist (create it first)"
+        )
+    if path.is_dir():
+        raise ConfigurationError(f"cannot write the synthetic catalogue to {str(path)!r}: it is a folder")
+
+    rng = np.random.default_rng(config.seed)
+    num_images = config.num_train + config.num_test
+    passes = 3
+    with tqdm(
+        total=passes * num_images, desc=f"synthetic catalogue ({num_images:,} images, {passes} passes)",
+        unit="row", unit_scale=True, disable=not progress, leave=False, mininterval=1.0, file=sys.stderr,
+    ) as bar:  # fmt: skip
+
+        def attribute_blocks() -> Iterator[np.ndarray]:
+            for start, stop in _row_ranges(num_images, rows_per_block):
+                yield _attribute_part(feature_map, codes, start, stop)
+                bar.update(stop - start)
+
+        # The same draws in the same order as make_synthetic_shoes; the noise block by block
+        # (a Generator's normal draws are one stream however they are cut).
+        codes = _sample_attributes(rng, num_images)
+        feature_map = _draw_feature_map(rng, config, num_images)
+        scale = _blockwise_std(attribute_blocks)
+        spatial = None
+        if config.spatial_channels:
+            bar.set_postfix_str("spatial statistics")
+            spatial = _prepare_spatial(codes, config, rows_per_block)
+            bar.set_postfix_str("")
+        with atomic_path(path) as temporary, h5py.File(temporary, "w") as handle:
+            _write_root_attributes(handle, _catalog_name(config))
+            features = handle.create_dataset("features", shape=(num_images, config.dim), dtype=np.float32)
+            ids = _create_ids_dataset(handle, num_images)
+            spatial_dataset = None
+            if spatial is not None:
+                regions = (num_images, len(SPATIAL_REGIONS), config.spatial_channels)
+                spatial_dataset = create_spatial_dataset(handle, regions, np.float32)
+            for start, stop in _row_ranges(num_images, rows_per_block):
+                noise = rng.normal(0.0, 1.0, size=(stop - start, config.dim))
+                part = _attribute_part(feature_map, codes, start, stop)
+                features[start:stop] = _feature_rows(feature_map, part, start, noise, scale)
+                ids[start:stop] = _ids_for_hdf5(_image_ids(codes["category"][start:stop], start))
+                if spatial_dataset is not None:
+                    spatial_dataset[start:stop] = _spatial_rows(spatial, codes, start, stop)
+                bar.update(stop - start)
+            schema = {attribute.name: attribute for attribute in SHOE_ATTRIBUTES}
+            _write_splits_and_attributes(handle, _draw_splits(rng, config), codes, schema)
+    return path
 
 
 #: The regions of the optional spatial features and the attributes each one shows.
@@ -241,21 +526,89 @@ SPATIAL_REGIONS: tuple[tuple[str, ...], ...] = (
 )
 
 
-def _spatial_features(codes: Mapping[str, np.ndarray], config: SyntheticShoesConfig) -> np.ndarray:
-    """The optional spatial features, ``(N, 7, C) float32``.
+@dataclass(frozen=True)
+class _SpatialMap:
+    """The draws and statistics of the spatial features, one entry per region of :data:`SPATIAL_REGIONS`.
 
-    Region ``r`` is a random linear view of the attributes of ``SPATIAL_REGIONS[r]`` plus noise,
-    standardised, on the same 2**-12 grid as the features.
+    Attributes:
+        weights: ``(k_r, C) float64``: the random linear view of the region's ``k_r`` map inputs.
+        means: ``(C,) float64``: each channel's mean of the view over the images.
+        scales: the view's standard deviation over all its values, plus ``1e-12``.
+        noise: a generator at the start of the region's ``(N, C)`` noise: :func:`_spatial_rows`
+            draws from it, so the rows must be asked for in order.
+        noise_scale: the config's ``noise_scale``.
+    """
+
+    weights: tuple[np.ndarray, ...]
+    means: tuple[np.ndarray, ...]
+    scales: tuple[float, ...]
+    noise: tuple[np.random.Generator, ...]
+    noise_scale: float
+
+
+def _region_inputs(codes: Mapping[str, np.ndarray], names: Sequence[str], start: int, stop: int) -> np.ndarray:
+    """``(stop - start, k) float64``: weighted one-hot codes (and levels) of a region's attributes."""
+    return np.concatenate(_attribute_blocks(_code_rows(codes, start, stop), names), axis=1)
+
+
+def _column_mean(blocks: Iterable[np.ndarray]) -> np.ndarray:
+    """``(C,)`` mean over the rows of the ``(b, C)`` blocks, added row after row like ``mean(axis=0)``.
+
+    The running total is added before each block's rows, in one sequential ``np.add.accumulate``,
+    so the result does not depend on how the rows are grouped into blocks.
+    """
+    total: np.ndarray | None = None
+    count = 0
+    for block in blocks:
+        rows = block if total is None else np.concatenate([total[None], block])
+        total = np.add.accumulate(rows, axis=0)[-1]
+        count += block.shape[0]
+    assert total is not None, "no rows"
+    return total / count
+
+
+def _prepare_spatial(codes: Mapping[str, np.ndarray], config: SyntheticShoesConfig, rows_per_block: int) -> _SpatialMap:
+    """Draw the spatial views' weights and compute their statistics, ``rows_per_block`` rows at a time.
+
+    The draws come from their own stream, region by region: the weights, then the ``(N, C)``
+    noise (skipped here, block by block, after a copy of the generator is kept for
+    :func:`_spatial_rows`). The statistics take three passes over each region's cheap view.
     """
     rng = stream(config.seed, "synthetic_attributes")  # its own stream: the features stay the same
     num_images = len(codes["category"])
-    regions = np.empty((num_images, len(SPATIAL_REGIONS), config.spatial_channels), dtype=np.float32)
+    channels = config.spatial_channels
+    weights, means, scales, noise = [], [], [], []
+    for names in SPATIAL_REGIONS:
+        region_weights = rng.normal(0.0, 1.0, size=(_region_inputs(codes, names, 0, 0).shape[1], channels))
+        region_noise = np.random.Generator(type(rng.bit_generator)())
+        region_noise.bit_generator.state = rng.bit_generator.state
+        for start, stop in _row_ranges(num_images, rows_per_block):
+            rng.normal(0.0, 1.0, size=(stop - start, channels))
+
+        def views(names: Sequence[str] = names, region_weights: np.ndarray = region_weights) -> Iterator[np.ndarray]:
+            for start, stop in _row_ranges(num_images, rows_per_block):
+                yield _in_tiles(_region_inputs(codes, names, start, stop), start, lambda tile: tile @ region_weights)
+
+        weights.append(region_weights)
+        means.append(_column_mean(views()))
+        scales.append(_blockwise_std(views) + 1e-12)
+        noise.append(region_noise)
+    return _SpatialMap(tuple(weights), tuple(means), tuple(scales), tuple(noise), config.noise_scale)
+
+
+def _spatial_rows(spatial: _SpatialMap, codes: Mapping[str, np.ndarray], start: int, stop: int) -> np.ndarray:
+    """``(stop - start, 7, C) float32`` spatial features of rows ``start..stop`` (asked for in order).
+
+    Region ``r`` is a random linear view of the attributes of ``SPATIAL_REGIONS[r]``,
+    standardised, plus noise, on the same 2**-12 grid as the features.
+    """
+    channels = spatial.weights[0].shape[1]
+    regions = np.empty((stop - start, len(SPATIAL_REGIONS), channels), dtype=np.float32)
     for region, names in enumerate(SPATIAL_REGIONS):
-        inputs = np.concatenate(_attribute_blocks(codes, names), axis=1)
-        weights = rng.normal(0.0, 1.0, size=(inputs.shape[1], config.spatial_channels))
-        view = inputs @ weights
-        view = (view - view.mean(axis=0)) / (view.std() + 1e-12)
-        view += config.noise_scale * rng.normal(0.0, 1.0, size=view.shape)
+        weights = spatial.weights[region]
+        view = _in_tiles(_region_inputs(codes, names, start, stop), start, lambda tile, weights=weights: tile @ weights)
+        view = (view - spatial.means[region]) / spatial.scales[region]
+        view += spatial.noise_scale * spatial.noise[region].normal(0.0, 1.0, size=view.shape)
         regions[:, region] = np.round(view * 4096.0) / 4096.0
     return regions
 

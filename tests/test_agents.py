@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+import agents.dialog_manager as dialog_manager_module
 import dialog_env
 from agents.baselines import RandomAgent
 from agents.dialog_manager import (
@@ -26,6 +27,8 @@ from agents.dialog_manager import (
 )
 from agents.evaluation import EpisodeSet, evaluate, format_turn_table, summarize
 from agents.policy_improvement import improved_actions, rollout_values
+from dialog_env.ann import KnnIndex
+from dialog_env.errors import ConfigurationError
 from dialog_env.ranking import Ranker
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -176,6 +179,64 @@ def test_nearest_unseen_and_top_unseen():
     shown = np.array([[0, 1], [5, -1]])
     np.testing.assert_array_equal(nearest_unseen(ranker, queries, shown), [2, 6])
     np.testing.assert_array_equal(top_unseen(ranker, queries, shown, 3), [[2, 3, 4], [6, 4, 7]])
+
+
+class _ForgetfulIndex(KnnIndex):
+    """An approximate index that finds only the nearest image (``-1`` for the rest), as IVF can."""
+
+    name = "forgetful"
+
+    def __init__(self, features):
+        super().__init__(features)
+        self._ranker = Ranker(self.features)
+
+    def _search(self, queries, k):
+        indices, distances = self._ranker.nearest(queries, k=k)
+        indices[:, 1:], distances[:, 1:] = -1, np.inf
+        return indices, distances
+
+
+def test_top_unseen_falls_back_to_exact_search_where_an_index_finds_too_few():
+    features = np.arange(10, dtype=np.float32)[:, None]
+    ranker = Ranker(features)
+    queries = np.array([[0.0], [5.2], [9.0]], dtype=np.float32)
+    shown = np.array([[0, 1], [5, -1], [3, -1]])
+    index = _ForgetfulIndex(features)
+    # Dialog 3's nearest image (9) is unseen: the index's answer stands; the others are searched exactly.
+    np.testing.assert_array_equal(nearest_unseen(index, queries, shown, fallback=ranker), [2, 6, 9])
+    np.testing.assert_array_equal(top_unseen(index, queries, shown, 2, fallback=ranker), [[2, 3], [6, 4], [9, 8]])
+    with pytest.raises(ConfigurationError, match="fewer than 1 unseen images for 2 queries"):
+        nearest_unseen(index, queries, shown)
+
+
+def test_agent_with_a_faiss_index_plays_the_dialogs_of_exact_search():
+    pytest.importorskip("faiss")
+    envs = _train_envs()
+    model = _model(envs)
+    episodes = EpisodeSet.draw(80, 20, seed=2)
+    env_kwargs = {"catalog": SMALL, "split": "test"}
+    exact = evaluate(DialogManagerAgent(model), episodes, env_kwargs, max_turns=5)
+    flat = evaluate(DialogManagerAgent(model, knn="faiss-flat"), episodes, env_kwargs, max_turns=5)
+    # IVF probing every list searches the whole catalogue: exact too, through the approximate code path.
+    ivf = DialogManagerAgent(model, knn="faiss-ivf", knn_options={"nlist": 4, "nprobe": 4})
+    probed_all = evaluate(ivf, episodes, env_kwargs, max_turns=5)
+    for result in (flat, probed_all):
+        np.testing.assert_array_equal(result.shown_percentile, exact.shown_percentile)
+        np.testing.assert_array_equal(result.ranking_rank, exact.ranking_rank)  # the agent's ranks stay exact
+    with pytest.raises(ConfigurationError, match="knn must be one of"):
+        DialogManagerAgent(model, knn="annoy")
+
+
+def test_agent_embeds_the_catalogue_in_blocks(monkeypatch):
+    envs = _train_envs()
+    model = _model(envs)
+    episodes = EpisodeSet.draw(80, 20, seed=2)
+    env_kwargs = {"catalog": SMALL, "split": "test"}
+    one_block = evaluate(DialogManagerAgent(model), episodes, env_kwargs, max_turns=5)
+    monkeypatch.setattr(dialog_manager_module, "EMBED_BLOCK_ROWS", 7)  # 80 test images: 12 blocks
+    blocks = evaluate(DialogManagerAgent(model), episodes, env_kwargs, max_turns=5)
+    np.testing.assert_array_equal(blocks.shown_percentile, one_block.shown_percentile)
+    np.testing.assert_array_equal(blocks.ranking_rank, one_block.ranking_rank)
 
 
 def test_deterministic_agent_results_do_not_depend_on_batching():

@@ -221,3 +221,13 @@ def test_allow_changed_args_continues_with_a_warning(tmp_path, catalog_file, cap
         "warning: resuming with changed arguments (--allow-changed-args): --tau: 0.2 -> 0.3" in capsys.readouterr().err
     )
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["args"]["tau"] == 0.3  # evaluated again
+
+
+def test_only_the_warning_process_says_that_arguments_changed(capsys):
+    previous = {**vars(train_agent.Args()), "tau": 0.2}
+    args = train_agent.Args(resume=True, allow_changed_args=True, tau=0.3)
+    # Process 1 of a torchrun job (warn=False) lets the change through as process 0 does, silently.
+    assert train_agent.refuse_changed_args(args, previous, None, warn=False) == ["--tau: 0.2 -> 0.3"]
+    assert capsys.readouterr().err == ""
+    assert train_agent.refuse_changed_args(args, previous, None) == ["--tau: 0.2 -> 0.3"]
+    assert "--tau: 0.2 -> 0.3" in capsys.readouterr().err

@@ -27,6 +27,7 @@ way: the model imports this module, which imports the spatial storage.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,8 @@ __all__ = [
 
 FORMAT_NAME = "dialog-retrieval-catalog"
 SCHEMA_VERSION = 1
+
+
 def write_catalog(catalog: Any, path: str | os.PathLike[str]) -> Path:
     """Write ``catalog`` to ``path`` in this schema, atomically (:func:`dialog_env.io.atomic_path`).
 
@@ -72,21 +75,10 @@ def write_catalog(catalog: Any, path: str | os.PathLike[str]) -> Path:
     path = Path(path)
     with atomic_path(path) as temporary:
         with h5py.File(temporary, "w") as handle:
-            handle.attrs["format"] = FORMAT_NAME
-            handle.attrs["schema_version"] = SCHEMA_VERSION
-            handle.attrs["name"] = catalog.name
+            _write_root_attributes(handle, catalog.name)
             handle.create_dataset("features", data=catalog.features)
-            handle.create_dataset("ids", data=catalog.ids.astype(str).tolist(), dtype=h5py.string_dtype("utf-8"))
-            splits = handle.create_group("splits")
-            for split_name, indices in catalog.splits.items():
-                splits.create_dataset(split_name, data=indices.astype(np.int64))
-            if catalog.attributes:
-                group = handle.create_group("attributes")
-                for attribute_name, codes in catalog.attributes.items():
-                    schema = catalog.attribute_schema[attribute_name]
-                    dataset = group.create_dataset(attribute_name, data=codes)
-                    dataset.attrs["values"] = list(schema.values)
-                    dataset.attrs["ordinal"] = bool(schema.ordinal)
+            _create_ids_dataset(handle, catalog.num_images)[:] = _ids_for_hdf5(catalog.ids)
+            _write_splits_and_attributes(handle, catalog.splits, catalog.attributes, catalog.attribute_schema)
             if catalog.spatial_features is not None:
                 spatial = catalog.spatial_features
                 dataset = create_spatial_dataset(handle, spatial.shape, spatial.storage_dtype)
@@ -94,6 +86,56 @@ def write_catalog(catalog: Any, path: str | os.PathLike[str]) -> Path:
                     dataset[start : start + block.shape[0]] = block
             handle.flush()
     return path
+
+
+# The pieces of a catalogue file shared by :func:`write_catalog` and the writers that stream a
+# catalogue into a file without building it in memory (e.g.
+# :func:`dialog_env.synthetic.write_synthetic_shoes`).
+def _write_root_attributes(handle, name: str) -> None:  # noqa: ANN001 - h5py.File
+    """The root attributes: ``format``, ``schema_version`` and the catalogue's ``name``."""
+    handle.attrs["format"] = FORMAT_NAME
+    handle.attrs["schema_version"] = SCHEMA_VERSION
+    handle.attrs["name"] = name
+
+
+def _create_ids_dataset(handle, num_images: int):  # noqa: ANN001, ANN202 - h5py.File, h5py.Dataset
+    """The empty ``/ids`` dataset: ``(num_images,)`` variable-length UTF-8 strings, filled by slices."""
+    import h5py
+
+    return handle.create_dataset("ids", shape=(int(num_images),), dtype=h5py.string_dtype("utf-8"))
+
+
+def _ids_for_hdf5(ids: Sequence[str] | np.ndarray) -> np.ndarray:
+    """Ids as the object array of ``str`` that an ``/ids`` slice is assigned."""
+    return np.asarray([str(image_id) for image_id in ids], dtype=object)
+
+
+def _write_splits_and_attributes(
+    handle,  # noqa: ANN001 - h5py.File
+    splits: Mapping[str, np.ndarray],
+    attributes: Mapping[str, np.ndarray] | None,
+    attribute_schema: Mapping[str, Any],
+) -> None:
+    """``/splits/<split>`` (int64 indices) and, when there are attributes, ``/attributes/<name>``.
+
+    Args:
+        handle: an ``h5py.File`` opened for writing.
+        splits: split name -> ``(n,)`` integer indices.
+        attributes: attribute name -> ``(N,)`` integer codes (stored in their dtype), or ``None``.
+        attribute_schema: attribute name -> an
+            :class:`~dialog_env.catalog.model.AttributeSchema` (its ``values`` and ``ordinal``
+            become the dataset's attrs), one per attribute.
+    """
+    group = handle.create_group("splits")
+    for split_name, indices in splits.items():
+        group.create_dataset(split_name, data=np.asarray(indices).astype(np.int64))
+    if attributes:
+        group = handle.create_group("attributes")
+        for attribute_name, codes in attributes.items():
+            schema = attribute_schema[attribute_name]
+            dataset = group.create_dataset(attribute_name, data=codes)
+            dataset.attrs["values"] = list(schema.values)
+            dataset.attrs["ordinal"] = bool(schema.ordinal)
 
 
 def read_catalog(path: str | os.PathLike[str]) -> dict[str, Any]:
