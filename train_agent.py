@@ -1,6 +1,7 @@
 """Train an agent on DialogRetrieval-v0 and evaluate it on the test split, per turn.
 
     python train_agent.py                       # the paper's agent: stage 1, stage 2, evaluation
+    python train_agent.py --agent dialog-retriever   # our dialog retriever (agents/dialog_retriever.py)
     python train_agent.py --agent random        # the random reference (no training)
     python train_agent.py --agent ppo           # a Stable-Baselines3 baseline (ppo, a2c, dqn, maskable-ppo,
                                                 # recurrent-ppo on the image index; ppo-query, sac-query,
@@ -9,13 +10,13 @@
     python train_agent.py --run-name mine --resume   # continue an interrupted run
 
 Writes ``runs/NAME/``: ``config.json``, ``checkpoints/`` (``last.pt`` written atomically during
-training, ``stage1.pt``, ``final.pt``; SB3 agents: ``last.zip`` every ``--checkpoint-every-steps``,
+training, ``stage1.pt`` (the paper's agent), ``final.pt``; SB3 agents: ``last.zip`` every ``--checkpoint-every-steps``,
 ``final.zip``; ``snapshots/`` at the ``--snapshot-calls`` budgets), ``metrics.json`` (per-turn
 metrics with 95% bootstrap confidence intervals, and each trained agent's interaction budget:
 simulator calls, split into dialog turns and look-ahead calls) and TensorBoard logs
 (``tensorboard --logdir runs``; ``budget/*`` is the interaction budget). Ctrl-C saves a
-checkpoint and exits; ``--resume`` continues from the last checkpoint (the paper's agent: with the
-same numbers; SB3 agents: with the same budget and settings, not the same digits).
+checkpoint and exits; ``--resume`` continues from the last checkpoint (the paper's agent and the
+dialog retriever: with the same numbers; SB3 agents: with the same budget and settings, not the same digits).
 """
 
 from __future__ import annotations
@@ -41,14 +42,17 @@ from agents.base import Agent
 from agents.baselines import RandomAgent
 from agents.checkpoints import load_checkpoint  # noqa: F401 - re-exported: tests read a run's checkpoints with it
 from agents.dialog_manager import DialogManagerAgent, resolve_device
-from agents.distributed import DialogShard, join_process_group, leave_process_group, torchrun_world_size
+from agents.dialog_retriever import HISTORIES, LOSSES, SELECTIONS, DialogRetrieverAgent
+from agents.distributed import DialogShard, end_process, join_process_group, leave_process_group, torchrun_world_size
 from agents.evaluation import EpisodeSet, evaluate, format_turn_table, summarize
 from agents.registry import SB3_AGENTS, describe
 from agents.training import (
     LAST_CHECKPOINT,
+    RETRIEVER_TRAINING_ARGS,
     SB3_FINAL_MODEL,
     SB3_LAST_MODEL,
     PaperTrainingConfig,
+    RetrieverTrainingConfig,
     SB3TrainingConfig,
     SettingChange,
     StageEvaluation,
@@ -62,6 +66,7 @@ from agents.training import (
     stop_on_sigint,
     torch_threads_for,
     train_paper_agent,
+    train_retriever_agent,
     train_sb3_agent,
 )
 from dialog_env.ann import check_knn_settings
@@ -85,7 +90,8 @@ class Args:
     """The options of ``train_agent.py`` (each field is a ``--flag``; its docstring, the help)."""
 
     agent: str = "paper"
-    """agent to train and evaluate: paper (stage 1 then stage 2); random or attribute-oracle (no training); or a
+    """agent to train and evaluate: paper (stage 1 then stage 2); dialog-retriever (ours: a belief over the catalogue
+    from every turn, contrastive training); random or attribute-oracle (no training); or a
     Stable-Baselines3 baseline: ppo, a2c, dqn, maskable-ppo, recurrent-ppo (action: image index) or ppo-query,
     sac-query, td3-query, recurrent-ppo-query (action: query vector)"""
     run_name: str | None = None
@@ -151,6 +157,21 @@ class Args:
     knn_options: str | None = None
     """settings of the FAISS index as a JSON object (keyword arguments of dialog_env.ann.make_knn_index), e.g.
     '{"nprobe": 32}'"""
+    retriever_iterations: int = RetrieverTrainingConfig.retriever_iterations
+    """dialog retriever: training iterations (--batch-size dialogs of --train-turns turns each)"""
+    retriever_lr: float = RetrieverTrainingConfig.retriever_lr
+    """dialog retriever: Adam learning rate"""
+    retriever_loss: str = RetrieverTrainingConfig.retriever_loss
+    """dialog retriever: contrastive (in-batch and hard negatives) or triplet (a margin against one random image)"""
+    retriever_hard_negatives: int = RetrieverTrainingConfig.retriever_hard_negatives
+    """dialog retriever: hard negatives (highest-scoring other images) per dialog and turn, contrastive loss"""
+    retriever_margin: float = RetrieverTrainingConfig.retriever_margin
+    """dialog retriever: margin of the triplet loss"""
+    retriever_selection: str = RetrieverTrainingConfig.retriever_selection
+    """dialog retriever: greedy (the best-scoring unseen image) or split (the unseen image nearest the belief's
+    mean), in training and evaluation"""
+    retriever_history: str = RetrieverTrainingConfig.retriever_history
+    """dialog retriever: all (the belief sums every turn) or last (the newest turn only: the ablation)"""
     total_timesteps: int = SB3TrainingConfig.total_timesteps
     """SB3 agents: environment steps of training (the default takes 1-3 minutes per agent on 2 CPU cores)"""
     n_envs: int = SB3TrainingConfig.n_envs
@@ -207,7 +228,8 @@ def validate_args(args: Args) -> None:
                  "num_negatives", "total_timesteps", "n_envs"):  # fmt: skip
         if getattr(args, name) < 1:
             problems.append(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    for name in ("pretrain_iterations", "improve_iterations", "torch_threads", "checkpoint_every_steps"):
+    for name in ("pretrain_iterations", "improve_iterations", "torch_threads", "checkpoint_every_steps",
+                 "retriever_iterations", "retriever_hard_negatives"):  # fmt: skip
         if getattr(args, name) < 0:
             problems.append(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
     for name in ("seed", "eval_seed"):
@@ -215,13 +237,25 @@ def validate_args(args: Args) -> None:
             problems.append(
                 f"--{name.replace('_', '-')} must be in 0..{MAX_SEED} (2^32 - 1), got {getattr(args, name)}"
             )
-    for name in ("pretrain_lr", "improve_lr", "tau"):
+    for name in ("pretrain_lr", "improve_lr", "tau", "retriever_lr"):
         if not (math.isfinite(getattr(args, name)) and getattr(args, name) > 0):
             problems.append(f"--{name.replace('_', '-')} must be a finite number > 0, got {getattr(args, name)}")
     if args.rank_table not in RANK_TABLE_CHOICES:
         problems.append(f"--rank-table must be one of {', '.join(RANK_TABLE_CHOICES)}, got {args.rank_table!r}")
-    if not (math.isfinite(args.margin) and args.margin >= 0):
-        problems.append(f"--margin must be a finite number >= 0, got {args.margin}")
+    for name in ("margin", "retriever_margin"):
+        if not (math.isfinite(getattr(args, name)) and getattr(args, name) >= 0):
+            problems.append(f"--{name.replace('_', '-')} must be a finite number >= 0, got {getattr(args, name)}")
+    for name, allowed in (("retriever_loss", LOSSES), ("retriever_selection", SELECTIONS),
+                          ("retriever_history", HISTORIES)):  # fmt: skip
+        if getattr(args, name) not in allowed:
+            flag = f"--{name.replace('_', '-')}"
+            problems.append(f"{flag} must be one of {', '.join(allowed)}, got {getattr(args, name)!r}")
+    retriever_defaults = Args()
+    changed_retriever = [name for name in ("retriever_iterations", *RETRIEVER_TRAINING_ARGS)
+                         if getattr(args, name) != getattr(retriever_defaults, name)]  # fmt: skip
+    if changed_retriever and args.agent != "dialog-retriever":
+        flags = ", ".join(f"--{name.replace('_', '-')}" for name in changed_retriever)
+        problems.append(f"{flags} apply to the dialog retriever (--agent dialog-retriever), not {args.agent!r}")
     for name in ("budget_calls", "eval_patience", "eval_accept_rank"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             problems.append(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
@@ -370,7 +404,7 @@ def _start_run(
         )
     resumed: dict[str, Any] | None = None
     if args.resume:
-        if args.agent == "paper":
+        if args.agent in ("paper", "dialog-retriever"):
             if not last.exists():
                 raise ConfigurationError(f"--resume: no checkpoint at {str(last)!r}")
             resumed = read_training_checkpoint(last)
@@ -384,7 +418,9 @@ def _start_run(
                 )
             previous_args = _previous_args(run_dir)
         changed = refuse_changed_args(args, previous_args, resumed, warn=shard.is_main)
-        if resumed is not None:
+        if resumed is not None and args.agent == "dialog-retriever":
+            trained = resumed["stage"] == "done" and resumed["iteration"] >= args.retriever_iterations
+        elif resumed is not None:
             trained = is_finished(resumed, args.improve_iterations)
         else:
             trained = args.agent not in SB3_AGENTS or (checkpoint_dir / SB3_FINAL_MODEL).exists()
@@ -472,6 +508,15 @@ def _train_and_evaluate(
         final_name = "paper-stage2" if args.improve_iterations else "paper-stage1"
         agents_to_eval.append(DialogManagerAgent(final_model, device, name=final_name, **knn))
         budgets[final_name] = None if budget is None else budget.as_dict()
+    elif args.agent == "dialog-retriever":
+        with stop_on_sigint(lambda notice: _warn(f"\n{notice}")) as stop_requested:
+            retriever, budget = train_retriever_agent(
+                _settings(RetrieverTrainingConfig, args), env_kwargs, checkpoint_dir, device=device, resumed=resumed,
+                run_settings=dataclasses.asdict(args), hooks=dataclasses.replace(hooks, stop_requested=stop_requested),
+            )  # fmt: skip
+        agents_to_eval.append(DialogRetrieverAgent(retriever, device, selection=args.retriever_selection,
+                                                   history=args.retriever_history))  # fmt: skip
+        budgets["dialog-retriever"] = None if budget is None else budget.as_dict()
     elif args.agent in SB3_AGENTS:
         config = _settings(SB3TrainingConfig, args, hyperparameters=sb3_hyperparameters_of(args))
         with stop_on_sigint(lambda notice: _warn(f"\n{notice}")) as stop_requested:
@@ -623,4 +668,4 @@ def _versions() -> dict[str, str]:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    end_process(main())

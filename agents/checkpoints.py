@@ -1,4 +1,4 @@
-"""Checkpoint files of the paper's agent: atomic writes and checked reads."""
+"""Checkpoint files of the paper's agent and of the dialog retriever: atomic writes and checked reads."""
 
 from __future__ import annotations
 
@@ -10,13 +10,15 @@ from typing import Any
 import torch
 
 from agents.dialog_manager import DialogManager, DialogManagerConfig
+from agents.dialog_retriever import DialogRetriever, DialogRetrieverConfig
 from dialog_env.errors import ConfigurationError
 from dialog_env.io import atomic_torch_save
 from dialog_env.torch_utils import plain, read_tagged_torch_file
 
 __all__ = [
     "CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "REQUIRED_KEYS", "save_checkpoint", "load_checkpoint",
-    "check_checkpoint_fits", "load_dialog_manager", "dialog_manager_from", "load_weights",
+    "check_checkpoint_fits", "load_dialog_manager", "load_dialog_retriever", "dialog_manager_from", "load_weights",
+    "agent_from_checkpoint",
 ]  # fmt: skip
 
 CHECKPOINT_FORMAT = "dialog-env-checkpoint"
@@ -111,6 +113,57 @@ def dialog_manager_from(payload: dict[str, Any], path: str | os.PathLike[str]) -
         ) from error
     load_weights(model, payload["model"], path, "model")
     return model
+
+
+def load_dialog_retriever(
+    path: str | os.PathLike[str], image_dim: int | None = None, vocabulary_words: list[str] | None = None
+) -> DialogRetriever:
+    """The trained :class:`~agents.dialog_retriever.DialogRetriever` of a checkpoint (CPU, evaluation mode).
+
+    Raises:
+        ConfigurationError: unreadable, not a checkpoint of the dialog retriever, made for another
+            feature dimension or vocabulary, or weights that do not fit its ``model_config``.
+    """
+    payload = load_checkpoint(path, image_dim, vocabulary_words)
+    if payload.get("agent") != "dialog-retriever":
+        raise ConfigurationError(f"checkpoint {str(path)!r} is not a checkpoint of the dialog retriever")
+    try:
+        model = DialogRetriever(DialogRetrieverConfig(**payload["model_config"]))
+    except (TypeError, ValueError, ConfigurationError) as error:
+        raise ConfigurationError(
+            f"checkpoint {str(path)!r}: model_config {payload['model_config']} is not a DialogRetrieverConfig: {error}"
+        ) from error
+    load_weights(model, payload["model"], path, "model")
+    return model.eval()
+
+
+def agent_from_checkpoint(
+    path: str | os.PathLike[str], image_dim: int | None = None, name: str | None = None
+) -> tuple[Any, dict[str, Any]]:
+    """The evaluation agent of a final checkpoint of ``train_agent.py``, paper's agent or dialog retriever.
+
+    The dialog retriever plays with the selection and history its run was trained with
+    (``args["retriever_selection"]``, ``args["retriever_history"]``).
+
+    Returns:
+        ``(agent, payload)``: an :class:`~agents.base.Agent` on the CPU, and the checkpoint's contents.
+
+    Raises:
+        ConfigurationError: unreadable, made for another feature dimension, or weights that do not fit.
+    """
+    from agents.dialog_manager import DialogManagerAgent
+    from agents.dialog_retriever import DialogRetrieverAgent
+
+    payload = load_checkpoint(path, image_dim)
+    if payload.get("agent") == "dialog-retriever":
+        run_args = payload.get("args") or {}
+        model = load_dialog_retriever(path, image_dim)
+        agent = DialogRetrieverAgent(
+            model, "cpu", name=name or "dialog-retriever", selection=run_args.get("retriever_selection", "greedy"),
+            history=run_args.get("retriever_history", "all"),
+        )  # fmt: skip
+        return agent, payload
+    return DialogManagerAgent(dialog_manager_from(payload, path).eval(), name=name or "paper"), payload
 
 
 def load_weights(

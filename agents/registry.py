@@ -6,7 +6,7 @@ check a name, list the agents or decide what to import before any optional depen
 
 | kind | names | trained by |
 | --- | --- | --- |
-| ``core`` | ``paper``, ``random`` | :func:`agents.training.train_paper_agent` (``random``: nothing) |
+| ``core`` | ``paper``, ``dialog-retriever``, ``random`` | :func:`agents.training.train_paper_agent`, :func:`agents.training.train_retriever_agent` (``random``: nothing) |
 | ``evaluation-only`` | ``attribute-oracle`` | nothing (privileged reference) |
 | ``sb3-index`` | ``ppo``, ``a2c``, ``dqn``, ``maskable-ppo``, ``recurrent-ppo`` | :func:`agents.training.train_sb3_agent`; action: a catalogue index |
 | ``sb3-query`` | ``ppo-query``, ``sac-query``, ``td3-query``, ``recurrent-ppo-query`` | the same; action: a query vector |
@@ -27,8 +27,8 @@ __all__ = [
     "AgentInfo", "describe", "is_sb3_agent",
 ]  # fmt: skip
 
-#: Agents without Stable-Baselines3: the paper's agent and the random reference.
-CORE_AGENTS = ("paper", "random")
+#: Agents without Stable-Baselines3: the paper's agent, the dialog retriever and the random reference.
+CORE_AGENTS = ("paper", "dialog-retriever", "random")
 #: Agents that are only evaluated, never trained.
 EVAL_ONLY_AGENTS = ("attribute-oracle",)
 #: Stable-Baselines3 agents whose action is a catalogue index (``Discrete(N)``).
@@ -49,6 +49,7 @@ KINDS: dict[str, tuple[str, ...]] = {
 
 _SUMMARIES = {
     "paper": "the paper's dialog manager: supervised pre-training (stage 1), then policy improvement (stage 2)",
+    "dialog-retriever": "scores every catalogue image against every turn of the dialog (ours, beyond the paper)",
     "random": "uniformly random unseen images (reference; no training)",
     "attribute-oracle": "reads the catalogue's attributes (privileged reference; no training)",
     "ppo": "Stable-Baselines3 PPO, action: image index",

@@ -48,6 +48,7 @@ import torch
 
 from agents.checkpoints import check_checkpoint_fits, load_checkpoint, load_weights, save_checkpoint
 from agents.dialog_manager import DialogManager, DialogManagerAgent, DialogManagerConfig, pretrain
+from agents.dialog_retriever import DialogRetriever, DialogRetrieverConfig, train_retriever
 from agents.distributed import SINGLE_PROCESS, DialogShard
 from agents.evaluation import EpisodeSet, evaluate, summarize
 from agents.policy_improvement import improve
@@ -63,6 +64,7 @@ if TYPE_CHECKING:  # Stable-Baselines3 is optional: imported only by train_sb3_a
 __all__ = [
     "BUDGET_ARGS", "FINAL_CHECKPOINT", "LAST_CHECKPOINT", "SB3_FINAL_MODEL", "SB3_LAST_MODEL", "STAGE1_CHECKPOINT",
     "STAGES", "TRAINING_ARGS", "TRAINING_KEYS", "PaperTrainingConfig", "paper_iteration_calls", "ProgressBar",
+    "RETRIEVER_TRAINING_ARGS", "RetrieverTrainingConfig", "retriever_iteration_calls", "train_retriever_agent",
     "SB3TrainingConfig", "SettingChange", "StageEvaluation", "TrainingHooks", "TrainingInterrupted",
     "final_model_path", "is_finished", "prepare_torch", "read_trained_budget", "read_training_checkpoint",
     "remove_interrupted_writes", "resume_changes", "stage2_optimizer", "stop_on_sigint", "torch_threads_for",
@@ -86,8 +88,13 @@ TRAINING_ARGS = (
     "margin", "improve_lr", "top_k", "tau", "num_negatives", "total_timesteps", "n_envs", "eval_split", "max_turns",
     "eval_episodes", "eval_seed", "budget_calls", "sb3_hyperparameters",
 )  # fmt: skip
+#: Settings of the dialog retriever's training (compared on resumption of a run of that agent only).
+RETRIEVER_TRAINING_ARGS = (
+    "retriever_lr", "retriever_loss", "retriever_hard_negatives", "retriever_margin", "retriever_selection",
+    "retriever_history",
+)  # fmt: skip
 #: Iteration budgets a resumed run may raise (stage 1's only while stage 1 is still running).
-BUDGET_ARGS = ("pretrain_iterations", "improve_iterations")
+BUDGET_ARGS = ("pretrain_iterations", "improve_iterations", "retriever_iterations")
 
 
 # ---------------------------------------------------------------------------- settings
@@ -356,7 +363,7 @@ def read_training_checkpoint(path: str | Path) -> dict[str, Any]:
         )
     if payload["iteration"] < 0:
         raise ConfigurationError(f"checkpoint {str(path)!r} is at iteration {payload['iteration']}, expected >= 0")
-    if payload["stage"] != "pretrain" and payload["base"] is None:
+    if payload.get("agent", "paper") == "paper" and payload["stage"] != "pretrain" and payload["base"] is None:
         raise ConfigurationError(
             f"checkpoint {str(path)!r} is at stage {payload['stage']!r} but holds no stage-1 model ('base')"
         )
@@ -406,9 +413,10 @@ def resume_changes(
 ) -> list[SettingChange]:
     """The settings of ``current`` that a resumption of the run started with ``previous`` may not change.
 
-    Settings of :data:`TRAINING_ARGS` may not change (``user_kwargs`` is compared as an object:
-    its spelling does not count). Iteration budgets (:data:`BUDGET_ARGS`) may grow, stage 1's only
-    while stage 1 runs. Other settings (device, threads, progress...) may change freely.
+    Settings of :data:`TRAINING_ARGS` (and, for the dialog retriever, :data:`RETRIEVER_TRAINING_ARGS`) may not
+    change (``user_kwargs`` is compared as an object: its spelling does not count). Iteration budgets
+    (:data:`BUDGET_ARGS`) may grow, stage 1's only while stage 1 runs. Other settings (device, threads,
+    progress...) may change freely.
 
     Args:
         previous: the settings the run started with (a checkpoint's ``"args"``, or ``config.json``'s);
@@ -422,7 +430,8 @@ def resume_changes(
     if previous is None:
         return []
     changes = []
-    for key in TRAINING_ARGS:
+    retriever = current.get("agent") == "dialog-retriever"
+    for key in TRAINING_ARGS + (RETRIEVER_TRAINING_ARGS if retriever else ()):
         before, now = previous.get(key), current.get(key)
         if key == "user_kwargs":
             before, now = _as_object(before), _as_object(now)
@@ -779,3 +788,155 @@ def train_sb3_agent(
 
 def _read_state(path: Path) -> dict[str, Any]:
     return read_json_object(path, "SB3 run state")
+
+
+# ---------------------------------------------------------------------------- the dialog retriever
+@dataclass(frozen=True)
+class RetrieverTrainingConfig:
+    """Settings of the dialog retriever's training (:mod:`agents.dialog_retriever`).
+
+    Attributes:
+        seed: seed of the training dialogs and draws (iteration ``i`` depends on it and ``i`` only).
+        train_split: catalogue split to train on.
+        train_turns: turns per training dialog (``T + 1`` captions: the first image's and one per turn).
+        batch_size: training dialogs per iteration ``B``.
+        retriever_iterations: training iterations.
+        retriever_lr: Adam learning rate.
+        retriever_loss: ``"contrastive"`` or ``"triplet"``.
+        retriever_hard_negatives: hard negatives per dialog and turn (contrastive loss).
+        retriever_margin: triplet margin (triplet loss).
+        retriever_selection: ``"greedy"`` or ``"split"``: the roll-in's selection and the evaluated agent's.
+        retriever_history: ``"all"`` (every turn) or ``"last"`` (the newest turn only).
+        checkpoint_every: iterations between two writes of ``last.pt``.
+        snapshot_calls: interaction budgets at which a copy of the model is kept (see :class:`PaperTrainingConfig`).
+    """
+
+    seed: int = 1
+    train_split: str = "train"
+    train_turns: int = 5
+    batch_size: int = 128
+    retriever_iterations: int = 300
+    retriever_lr: float = 1e-3
+    retriever_loss: str = "contrastive"
+    retriever_hard_negatives: int = 64
+    retriever_margin: float = 1.0
+    retriever_selection: str = "greedy"
+    retriever_history: str = "all"
+    checkpoint_every: int = 100
+    snapshot_calls: tuple[int, ...] = ()
+
+
+def retriever_iteration_calls(config: RetrieverTrainingConfig) -> int:
+    """Simulator calls of one training iteration of the dialog retriever: ``B (T + 1)`` captions, no look-ahead."""
+    return config.batch_size * (config.train_turns + 1)
+
+
+def train_retriever_agent(
+    config: RetrieverTrainingConfig,
+    env_kwargs: Mapping[str, Any],
+    checkpoint_dir: str | Path,
+    *,
+    device: torch.device | str = "cpu",
+    resumed: Mapping[str, Any] | None = None,
+    run_settings: Mapping[str, Any] | None = None,
+    hooks: TrainingHooks | None = None,
+) -> tuple[DialogRetriever, InteractionBudget | None]:
+    """Train the dialog retriever with checkpoints in ``checkpoint_dir`` (``last.pt``, ``final.pt``).
+
+    The checkpoints have the paper's agent's layout (:data:`TRAINING_KEYS`; stage ``"pretrain"``
+    while training, ``"done"`` at the end, no ``"base"``) and ``"agent": "dialog-retriever"``.
+    Iteration ``i`` draws only from the seed and ``i``, so a run resumed from ``last.pt`` reaches the
+    numbers of an uninterrupted one; a finished run given more iterations continues. The
+    interaction budget (captions of the simulator; no look-ahead) is counted, logged
+    (``budget/...``), kept in every checkpoint and snapshots are taken at ``snapshot_calls``.
+
+    Args:
+        config: the training's settings.
+        env_kwargs: arguments of the training environments (``catalog``, ``user``, ``user_kwargs``...).
+        checkpoint_dir: where ``last.pt`` and ``final.pt`` are written.
+        device: where the model trains.
+        resumed: the checked ``last.pt`` of an interrupted run (:func:`read_training_checkpoint`).
+        run_settings: what the run was started with, kept as ``"args"``.
+        hooks: progress, news, metrics and stop requests.
+
+    Returns:
+        The trained model and the run's interaction budget (``None`` if unknown).
+
+    Raises:
+        TrainingInterrupted: a stop request (``last.pt`` was written).
+        ConfigurationError: ``resumed`` does not fit this catalogue, user or model.
+    """
+    checkpoint_dir = Path(checkpoint_dir)
+    hooks = hooks or TrainingHooks()
+    envs = gym.make_vec(
+        "DialogRetrieval-v0", num_envs=config.batch_size, split=config.train_split, max_turns=config.train_turns,
+        expose_target=True, vectorization_mode="vector_entry_point", **env_kwargs,
+    )  # fmt: skip
+    train_env = envs.unwrapped if hasattr(envs, "unwrapped") else envs
+    vocabulary_words = train_env.vocabulary.words
+    model_config = DialogRetrieverConfig(image_dim=train_env.catalog.dim, vocab_size=len(train_env.vocabulary))
+    model = DialogRetriever(model_config).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.retriever_lr)
+    iteration = 0
+    spent_before: InteractionBudget | None = InteractionBudget()
+    last = checkpoint_dir / LAST_CHECKPOINT
+    if resumed is not None:
+        if resumed.get("agent") != "dialog-retriever":
+            raise ConfigurationError(f"--resume: {str(last)!r} is not a checkpoint of the dialog retriever")
+        check_checkpoint_fits(resumed, last, model_config.image_dim, vocabulary_words)
+        load_weights(model, resumed["model"], last, "model")
+        load_weights(optimizer, resumed["optimizer"], last, "optimizer")
+        iteration = resumed["iteration"]
+        spent_before = InteractionBudget.from_dict(resumed["budget"]) if "budget" in resumed else None
+        hooks.say(f"resumed from {last}: iteration {iteration}")
+    snapshots = SnapshotIndex(checkpoint_dir, config.snapshot_calls, ".pt")
+    counted_from = train_env.model.budget()
+
+    def spent() -> InteractionBudget | None:
+        return None if spent_before is None else spent_before + (train_env.model.budget() - counted_from)
+
+    def checkpoint(next_iteration: int, stage: str, path: Path = last) -> None:
+        budget = spent()
+        save_checkpoint(path, {
+            "agent": "dialog-retriever", "stage": stage, "iteration": next_iteration,
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "base": None,
+            "model_config": dataclasses.asdict(model_config), "vocabulary": vocabulary_words,
+            "args": dict(run_settings or {}), "results": {},
+            **({} if budget is None else {"budget": budget.as_dict()}),
+        })  # fmt: skip
+
+    bar = hooks.bar(config.retriever_iterations, iteration, "dialog retriever")
+
+    def after_iteration(i: int, metrics: dict[str, float]) -> None:
+        bar.update(1)
+        bar.set_postfix({k: f"{v:.4f}" for k, v in metrics.items()}, refresh=False)
+        budget = spent()
+        if hooks.scalar is not None:
+            for key, value in metrics.items():
+                hooks.scalar(f"train/retriever_{key}", value, i)
+            if budget is not None:
+                for key, value in budget.as_dict().items():
+                    hooks.scalar(f"budget/{key}", value, i + 1)
+        if budget is not None:
+            for calls in snapshots.due(budget):
+                checkpoint(i + 1, "pretrain", snapshots.model_path(calls))
+                snapshots.record(calls, budget, stage="pretrain", iteration=i + 1)
+        if hooks.stop_requested is not None and hooks.stop_requested():
+            checkpoint(i + 1, "pretrain")
+            raise TrainingInterrupted(last, 1, i + 1)
+        if (i + 1) % config.checkpoint_every == 0:
+            checkpoint(i + 1, "pretrain")
+
+    try:
+        train_retriever(
+            model, train_env, config.retriever_iterations, optimizer, seed=config.seed, start_iteration=iteration,
+            loss=config.retriever_loss, hard_negatives=config.retriever_hard_negatives,
+            margin=config.retriever_margin, selection=config.retriever_selection, history=config.retriever_history,
+            device=device, on_iteration=after_iteration,
+        )  # fmt: skip
+        bar.close()
+        checkpoint(config.retriever_iterations, "done")
+        checkpoint(config.retriever_iterations, "done", checkpoint_dir / FINAL_CHECKPOINT)
+    finally:
+        envs.close()
+    return model.eval(), spent()

@@ -7,6 +7,8 @@ Trains (or loads from ``--runs-dir``) and evaluates every agent on the same fixe
   user's natural-language feedback (``paper-stage1``, ``paper-stage2``);
 - the paper's agent trained and evaluated with WhittleSearch-style relative-attribute feedback
   (``relative-stage1``, ``relative-stage2``; ``user="relative-attribute"``);
+- the dialog retriever (``dialog-retriever``, ours, beyond the paper: :mod:`agents.dialog_retriever`),
+  trained and evaluated with the rule-based user;
 - the Stable-Baselines3 baselines (``ppo``, ``a2c``, ``dqn``, ``ppo-query``, ``sac-query``,
   ``td3-query``).
 
@@ -39,7 +41,7 @@ import numpy as np
 
 from agents.base import Agent
 from agents.baselines import RandomAgent
-from agents.checkpoints import load_dialog_manager
+from agents.checkpoints import agent_from_checkpoint, load_dialog_manager
 from agents.dialog_manager import DialogManagerAgent, resolve_device
 from agents.evaluation import EpisodeSet, EvaluationResult, evaluate, metric_values
 from agents.oracle import AttributeOracleAgent
@@ -47,6 +49,7 @@ from agents.registry import SB3_AGENTS, is_sb3_agent
 from agents.training import (
     LAST_CHECKPOINT,
     PaperTrainingConfig,
+    RetrieverTrainingConfig,
     SB3TrainingConfig,
     TrainingHooks,
     TrainingInterrupted,
@@ -59,6 +62,7 @@ from agents.training import (
     stop_on_sigint,
     torch_threads_for,
     train_paper_agent,
+    train_retriever_agent,
     train_sb3_agent,
 )
 from dialog_env.cli import dataclass_parser
@@ -122,10 +126,13 @@ class Budget:
     batch_size: int
     total_timesteps: int
     episodes: int
+    retriever_iterations: int
 
 
-FULL = Budget(pretrain_iterations=400, improve_iterations=60, batch_size=128, total_timesteps=20_000, episodes=1000)
-QUICK = Budget(pretrain_iterations=3, improve_iterations=1, batch_size=8, total_timesteps=64, episodes=40)
+FULL = Budget(pretrain_iterations=400, improve_iterations=60, batch_size=128, total_timesteps=20_000, episodes=1000,
+              retriever_iterations=300)  # fmt: skip
+QUICK = Budget(pretrain_iterations=3, improve_iterations=1, batch_size=8, total_timesteps=64, episodes=40,
+               retriever_iterations=3)  # fmt: skip
 
 
 @dataclass
@@ -213,18 +220,25 @@ class Comparison:
                 config = SB3TrainingConfig(agent, seed=seed, total_timesteps=budget.total_timesteps)
                 train_sb3_agent(config, env_kwargs, final, device=device, tensorboard_log=run_dir / "tensorboard")
             else:
-                paper = PaperTrainingConfig(
-                    seed=seed, batch_size=budget.batch_size, pretrain_iterations=budget.pretrain_iterations,
-                    improve_iterations=budget.improve_iterations,
-                )  # fmt: skip
-                settings = {"agent": agent, "catalog": self.catalog_path, "user": user, **dataclasses.asdict(paper)}
+                config: PaperTrainingConfig | RetrieverTrainingConfig
+                if agent == "dialog-retriever":
+                    config = RetrieverTrainingConfig(
+                        seed=seed, batch_size=budget.batch_size, retriever_iterations=budget.retriever_iterations
+                    )
+                else:
+                    config = PaperTrainingConfig(
+                        seed=seed, batch_size=budget.batch_size, pretrain_iterations=budget.pretrain_iterations,
+                        improve_iterations=budget.improve_iterations,
+                    )  # fmt: skip
+                settings = {"agent": agent, "catalog": self.catalog_path, "user": user, **dataclasses.asdict(config)}
                 resumed = self._resumed(checkpoint_dir / LAST_CHECKPOINT, settings)
                 folder.started()
                 remove_interrupted_writes(checkpoint_dir)  # the folder's lock: no live process is writing there
                 with stop_on_sigint(_warn) as stop_requested:
                     hooks = TrainingHooks(stop_requested=stop_requested)  # quiet: this script reports per run
-                    train_paper_agent(paper, env_kwargs, checkpoint_dir, device=device, resumed=resumed,
-                                      run_settings=settings, hooks=hooks)  # fmt: skip
+                    train = train_retriever_agent if agent == "dialog-retriever" else train_paper_agent
+                    train(config, env_kwargs, checkpoint_dir, device=device, resumed=resumed,  # type: ignore[arg-type]
+                          run_settings=settings, hooks=hooks)  # fmt: skip
         print(f"  {run_name}: trained in {time.perf_counter() - started:.0f} s", flush=True)
         return run_dir
 
@@ -281,6 +295,12 @@ class Comparison:
                     result = self._evaluate(DialogManagerAgent(model, name=name), user, seed)
                     path = run_dir / "checkpoints" / checkpoint
                     add(name, f"paper {stage.replace('stage', 'stage ')} ({label})", result, seed, path)
+        print("the dialog retriever (ours)", flush=True)
+        for seed in seeds:
+            run_dir = self._train("dialog-retriever", seed, f"dialog-retriever-s{seed}", "rule")
+            final = run_dir / "checkpoints" / "final.pt"
+            retriever, _ = agent_from_checkpoint(final, self.image_dim, name="dialog-retriever")
+            add("dialog-retriever", "dialog retriever (ours)", self._evaluate(retriever, "rule", seed), seed, final)
         from agents.sb3 import SB3Agent, load_model, make_training_env  # optional dependency, needed from here on
 
         train_split = DialogRetrievalEnv(catalog=self.catalog_path, split="train").catalog
@@ -318,7 +338,10 @@ def summarize_entries(entries: dict[str, Entry], resamples: int, seed: int) -> d
 
 
 def claims(entries: dict[str, Entry], resamples: int, seed: int) -> list[dict[str, Any]]:
-    """The paper's three claims as paired differences (same episodes, same seeds) at turns 5 and 10."""
+    """The claims as paired differences (same episodes, same seeds) at turns 5 and 10.
+
+    The paper's three claims, then ours: the dialog retriever beats the paper's agent.
+    """
     rng = np.random.default_rng(seed + CLAIMS_SEED_OFFSET)
 
     def difference(a: str, b: str, metric: str, turn: int) -> dict[str, float] | None:
@@ -344,6 +367,10 @@ def claims(entries: dict[str, Entry], resamples: int, seed: int) -> list[dict[st
         (
             "Natural-language feedback beats relative-attribute feedback",
             [("paper-stage2", "relative-stage2"), ("paper-stage1", "relative-stage1")],
+        ),
+        (  # not the paper's: the project's own agent against the paper's
+            "Beyond the paper: the dialog retriever beats the paper's agent after stage 2",
+            [("dialog-retriever", "paper-stage2")] if "dialog-retriever" in entries else [],
         ),
     ]
     report = []

@@ -16,6 +16,9 @@ How each agent spends its budget:
   improvement with look-ahead) for as many iterations as the budget allows
   (:func:`agents.training.paper_iteration_calls`): a snapshot before the end of stage 1 is a
   stage-1 model.
+- ``dialog-retriever`` (ours, :mod:`agents.dialog_retriever`): its contrastive training for as
+  many iterations of ``--batch-size`` dialogs as the budget allows
+  (:func:`agents.training.retriever_iteration_calls`; no look-ahead).
 - Stable-Baselines3 agents: ``--n-envs`` dialogs on the native vector environment, with the
   hyper-parameters of :data:`TUNED` over the project's defaults (``agents/sb3.py``), until the
   budget (:class:`agents.training.SB3TrainingConfig` ``budget_calls``).
@@ -55,14 +58,15 @@ from typing import Any
 import numpy as np
 
 from agents.baselines import RandomAgent
-from agents.checkpoints import load_dialog_manager
-from agents.dialog_manager import DialogManagerAgent, resolve_device
+from agents.checkpoints import agent_from_checkpoint
+from agents.dialog_manager import resolve_device
 from agents.evaluation import EpisodeSet, evaluate, metric_values
 from agents.registry import SB3_AGENTS, describe, is_sb3_agent
 from agents.snapshots import read_snapshot_index
 from agents.training import (
     LAST_CHECKPOINT,
     PaperTrainingConfig,
+    RetrieverTrainingConfig,
     SB3TrainingConfig,
     TrainingHooks,
     TrainingInterrupted,
@@ -71,8 +75,10 @@ from agents.training import (
     prepare_torch,
     read_training_checkpoint,
     remove_interrupted_writes,
+    retriever_iteration_calls,
     torch_threads_for,
     train_paper_agent,
+    train_retriever_agent,
     train_sb3_agent,
 )
 from dialog_env.cli import dataclass_parser
@@ -91,8 +97,8 @@ from benchmarks.report import machine_info, write_report  # noqa: E402
 RESULTS = ROOT / "benchmarks" / "results"
 #: Exit status of a part that ran out of ``--part-minutes`` (run the command again to continue).
 EXIT_PART_DONE = 3
-#: The learned agents of the curves (every SB3 agent, and the paper's).
-LEARNED_AGENTS = ("paper", *SB3_AGENTS)
+#: The learned agents of the curves (the paper's, the dialog retriever, every SB3 agent).
+LEARNED_AGENTS = ("paper", "dialog-retriever", *SB3_AGENTS)
 #: What the curves and the scoreboard report: (metric of :func:`metric_values`, turn).
 CURVE_METRICS = (("success", 5), ("success", 10), ("shown_percentile", 5), ("ranking_percentile", 5))
 
@@ -140,7 +146,7 @@ class Args:
     pretrain_iterations: int = PaperTrainingConfig.pretrain_iterations
     """paper's agent: stage-1 iterations (stage 2 takes the rest of the budget)"""
     batch_size: int = PaperTrainingConfig.batch_size
-    """paper's agent: dialogs per iteration"""
+    """paper's agent and dialog retriever: dialogs per iteration"""
     eval_episodes: int = 500
     """test episodes (the same for every agent and snapshot)"""
     eval_seed: int = 2018
@@ -280,6 +286,15 @@ def paper_config(args: Args, seed: int) -> PaperTrainingConfig:
     return dataclasses.replace(config, pretrain_iterations=pretrain, improve_iterations=improve)
 
 
+def retriever_config(args: Args, seed: int) -> RetrieverTrainingConfig:
+    """The dialog retriever's settings: ``--batch-size`` dialogs per iteration, iterations until ``--max-calls``."""
+    config = RetrieverTrainingConfig(
+        seed=seed, batch_size=args.batch_size, train_turns=args.train_turns, snapshot_calls=checkpoints_of(args)
+    )
+    iterations = math.ceil(args.max_calls / retriever_iteration_calls(config))
+    return dataclasses.replace(config, retriever_iterations=iterations)
+
+
 def sb3_config(args: Args, name: str, seed: int) -> SB3TrainingConfig:
     """An SB3 agent's (or variant's) settings: :func:`hyperparameters_of`, trained until ``--max-calls``."""
     return SB3TrainingConfig(
@@ -352,7 +367,8 @@ class Curves:
                     train_sb3_agent(config, self.env_kwargs, final_model_path(checkpoint_dir, agent), device=device,
                                     tensorboard_log=run_dir / "tensorboard", resume=resume, hooks=hooks)  # fmt: skip
                 else:
-                    config = paper_config(self.args, seed)
+                    retriever = agent == "dialog-retriever"
+                    config = retriever_config(self.args, seed) if retriever else paper_config(self.args, seed)
                     last = checkpoint_dir / LAST_CHECKPOINT
                     resumed = read_training_checkpoint(last) if last.exists() else None
                     settings = {"agent": agent, "catalog": self.catalog, **dataclasses.asdict(config)}
@@ -361,8 +377,9 @@ class Curves:
                             f"{str(last)!r} was trained with other settings; remove {str(run_dir)!r} or choose "
                             "another --runs-dir"
                         )
-                    train_paper_agent(config, self.env_kwargs, checkpoint_dir, device=device, resumed=resumed,
-                                      run_settings=settings, hooks=hooks)  # fmt: skip
+                    train = train_retriever_agent if retriever else train_paper_agent
+                    train(config, self.env_kwargs, checkpoint_dir, device=device, resumed=resumed,  # type: ignore[arg-type]
+                          run_settings=settings, hooks=hooks)  # fmt: skip
             except TrainingInterrupted as interrupted:
                 raise PartDone(f"{run_dir.name}: {interrupted}") from None
         print(f"  {run_dir.name}: trained in {time.perf_counter() - started:.0f} s", flush=True)
@@ -395,7 +412,7 @@ class Curves:
     def _load(self, name: str, path: Path) -> Any:
         agent = base_agent(name)
         if not is_sb3_agent(agent):
-            return DialogManagerAgent(load_dialog_manager(path), "cpu", name=name)
+            return agent_from_checkpoint(path, name=name)[0]
         from agents.sb3 import SB3Agent, load_model, make_training_env
 
         env_kwargs = {**self.env_kwargs, "split": "train"}

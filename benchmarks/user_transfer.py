@@ -2,8 +2,9 @@ r"""Transfer between shoppers: agents trained against one user simulator, evalua
 
 The paper trains and evaluates its dialog manager against one user model. An agent that only
 exploits its training simulator's habits loses when the shopper changes. This benchmark evaluates
-the final model of each ``train_agent.py --agent paper`` run given with ``--run`` against every
-user it can build, on the same test episodes:
+the final model of each ``train_agent.py`` run of the paper's agent or of the dialog retriever
+(``--agent dialog-retriever``) given with ``--run`` against every user it can build, on the same
+test episodes:
 
 - ``rule``: the rule-based user;
 - ``captioner``: the neural relative captioner (with ``--captioner CHECKPOINT``);
@@ -41,8 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from agents.checkpoints import load_checkpoint, load_dialog_manager
-from agents.dialog_manager import DialogManagerAgent
+from agents.checkpoints import agent_from_checkpoint, load_checkpoint
 from agents.evaluation import EpisodeSet, evaluate, paired_difference, summarize
 from dialog_env.cli import dataclass_parser
 from dialog_env.env import DialogRetrievalEnv
@@ -64,7 +64,7 @@ class Args:
     """Benchmark settings (command-line flags of the same names)."""
 
     run: list[Path]
-    """Run folder of train_agent.py --agent paper (repeatable: --run A --run B, or --run A B)."""
+    """Run folder of train_agent.py --agent paper or dialog-retriever (repeatable: --run A --run B, or --run A B)."""
     captioner: Path | None = None
     """Captioner checkpoint (train_captioner.py's best.pt): adds the captioner user."""
     decoding: Literal["greedy", "sample"] = "greedy"
@@ -81,7 +81,7 @@ class Args:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Evaluate every run against every user; print and write the report (2 on a bad run, captioner or captions)."""
-    parser = dataclass_parser(Args, "Evaluate paper agents against every user simulator they can meet.")
+    parser = dataclass_parser(Args, "Evaluate trained agents against every user simulator they can meet.")
     args = Args(**vars(parser.parse_args(argv)))
     start = time.perf_counter()
     try:
@@ -158,11 +158,10 @@ def transfer(args: Args) -> dict[str, Any]:
     summaries: dict[str, dict[str, Any]] = {}
     gaps: list[dict[str, Any]] = []
     for label, (path, home, words) in agents.items():
-        model = load_dialog_manager(path, image_dim)
+        agent, _ = agent_from_checkpoint(path, image_dim, name=label)
         results = {}
         for user, kwargs in envs.items():
             print(f"evaluating {label} against the {user} user ...", flush=True)
-            agent = DialogManagerAgent(model, name=label)
             reading = {**kwargs, "vocabulary": words}  # the agent reads every user with its own words
             results[user] = evaluate(agent, episodes, reading, max_turns=max(TURNS), seed=args.eval_seed)
             summaries.setdefault(label, {})[user] = summarize(results[user], seed=args.eval_seed)

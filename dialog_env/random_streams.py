@@ -29,6 +29,7 @@ PURPOSES: dict[str, tuple[int, ...]] = {
     # agents
     "pretraining": (1,),  # stage 1 of the paper's agent, per iteration: negatives (agents.dialog_manager)
     "policy_improvement": (2,),  # stage 2, per iteration: rollout users' draws, negatives
+    "retriever": (3,),  # the dialog retriever, per iteration: triplet negatives (agents.dialog_retriever)
     "random_agent": (7,),  # the random baseline's picks (agents.baselines)
     "evaluation_episodes": (20181203,),  # targets and first images of evaluation episodes (agents.evaluation)
     # the synthetic catalogue

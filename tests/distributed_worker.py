@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from agents.dialog_manager import DialogManager, DialogManagerConfig, pretrain
-from agents.distributed import join_process_group, leave_process_group
+from agents.distributed import end_process, join_process_group, leave_process_group
 from agents.policy_improvement import improve
 
 GLOBAL_BATCH = 8
@@ -64,3 +64,4 @@ def main(out: str) -> None:
 
 if __name__ == "__main__":
     main(sys.argv[1])
+    end_process(0)

@@ -228,9 +228,17 @@ def test_train_against_the_corpus_user_and_transfer(tmp_path, caption_file):
             capture_output=True, text=True, timeout=300, cwd=root,
         )  # fmt: skip
         assert result.returncode == 0, result.stderr
+    retriever = tiny[:4] + tiny[8:]  # without the paper's --pretrain-iterations and --improve-iterations
+    result = subprocess.run(
+        [sys.executable, "train_agent.py", "--run-name", "retriever", "--agent", "dialog-retriever",
+         "--retriever-iterations", "2", *retriever],
+        capture_output=True, text=True, timeout=300, cwd=root,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
     out = tmp_path / "transfer"
     command = [sys.executable, "benchmarks/user_transfer.py", "--run", str(runs / "on-rule"), str(runs / "on-half0"),
-               "--captions", str(caption_file), "--episodes", "20", "--out", str(out)]  # fmt: skip
+               str(runs / "retriever"), "--captions", str(caption_file), "--episodes", "20",
+               "--out", str(out)]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=root)
     assert result.returncode == 0, result.stderr
     report = json.loads((out / "user_transfer.json").read_text())
@@ -239,7 +247,8 @@ def test_train_against_the_corpus_user_and_transfer(tmp_path, caption_file):
     against = {(g["agent"], g["user"], g["against"]) for g in report["gaps"]}
     assert ("on-half0 (trained against corpus-half0)", "corpus-half1", "corpus-half0") in against  # phrasing split
     assert ("on-rule (trained against rule)", "corpus", "rule") in against
-    assert len(report["gaps"]) == 2 * 3
+    assert ("retriever (trained against rule)", "corpus", "rule") in against  # the dialog retriever as well
+    assert len(report["gaps"]) == 3 * 3
     # without --captions the corpus-trained run cannot be evaluated at home: a clear error
     result = subprocess.run(command[:5] + ["--episodes", "20", "--out", str(out)], capture_output=True, text=True,
                             timeout=300, cwd=root)  # fmt: skip

@@ -118,17 +118,30 @@ def _run_pair(tmp_path: Path, catalog_file: str) -> tuple[Path, Path, subprocess
     return tmp_path / "one", tmp_path / "two", pair
 
 
-def _weights_close(first: Path, second: Path) -> None:
-    """Weights within 1e-4, except the bigram filter's bias.
+#: The furthest Adam can take one weight in TINY's training: each step moves a weight by at most
+#: about its learning rate, whatever its gradient (4 stage-1 steps at 1e-3, 2 stage-2 steps at 1e-4).
+ADAM_REACH = 4 * 1e-3 + 2 * 1e-4
 
-    That bias is followed by max-pooling and batch normalisation, which remove it: its gradient is
-    zero up to float rounding, and Adam turns that rounding into steps of up to its learning rate.
+
+def _weights_close(first: Path, second: Path) -> None:
+    """All but 0.1% of each tensor's weights within 1e-4, and none further apart than Adam's reach.
+
+    Adam divides a gradient by its running scale, so a weight whose gradient is zero up to float
+    rounding (the bigram filter's bias, followed by max-pooling and batch normalisation, which
+    remove it; here and there one weight of a linear layer) takes steps of up to the learning
+    rate in directions the rounding decides: those few may differ by up to :data:`ADAM_REACH`
+    (and the batch-norm statistics that follow the bias by 1e-2). Averaged gradients that were
+    wrong would move most weights.
     """
     one, two = load_checkpoint(first)["model"], load_checkpoint(second)["model"]
     assert one.keys() == two.keys()
     for key in one:
-        tolerance = 1e-2 if key in ("bigram_conv.bias", "text_norm.running_mean") else 1e-4
-        torch.testing.assert_close(two[key].float(), one[key].float(), rtol=0, atol=tolerance, msg=key)
+        if key in ("bigram_conv.bias", "text_norm.running_mean"):
+            torch.testing.assert_close(two[key].float(), one[key].float(), rtol=0, atol=1e-2, msg=key)
+            continue
+        gap = (two[key].float() - one[key].float()).abs()
+        assert gap.max().item() <= ADAM_REACH, (key, gap.max().item())
+        assert (gap > 1e-4).float().mean().item() <= 1e-3, (key, int((gap > 1e-4).sum()), gap.numel())
 
 
 def test_torchrun_trains_as_one_process_with_the_same_global_batch(tmp_path, catalog_file):

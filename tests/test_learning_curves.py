@@ -109,6 +109,23 @@ def test_the_paper_budget_is_split_between_its_stages():
     assert (inside_stage1.pretrain_iterations, inside_stage1.improve_iterations) == (326, 0)
 
 
+def test_the_dialog_retriever_spends_its_budget_in_iterations_and_has_curves(tmp_path, catalog_file):
+    config = learning_curves.retriever_config(learning_curves.Args(max_calls=250_000), seed=1)
+    assert config.retriever_iterations == 326  # 326 x 128 x 6 calls >= 250k
+    command = _command(tmp_path, catalog_file)
+    command[command.index("ppo")] = "dialog-retriever"
+    del command[command.index("--seeds") + 2]  # seed 1 only
+    finished = _run(command, tmp_path)
+    assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
+    report = json.loads((tmp_path / "out" / "learning_curves.json").read_text())
+    points = report["agents"]["dialog-retriever"]
+    assert [p["calls"] for p in points] == [400, 1200]
+    for point in points:  # one iteration of 8 dialogs of 5 turns is 48 calls
+        assert all(point["calls"] <= spent < point["calls"] + 48 for spent in point["spent"])
+        assert point["lookahead_calls"] == [0]
+    assert "ranking_percentile@5" in points[0]
+
+
 def test_rliable_aggregate_matches_the_mean_and_brackets_it():
     result = learning_curves.aggregate([0.2, 0.4, 0.9], reps=500, seed=0)
     assert result["mean"] == pytest.approx(0.5) and result["runs"] == 3
