@@ -177,10 +177,10 @@ def load_weights(
 
 
 def load_paper_run(run: str | os.PathLike[str], catalog_path: str | None = None) -> dict[str, Any]:
-    """The paper's agent of a finished run, with the catalogue and the split it was evaluated on.
+    """The trained agent of a finished run, with the catalogue and the split it was evaluated on.
 
-    For playing and drawing its dialogs; the run is one of ``train_agent.py --agent paper`` or of
-    ``benchmarks/learning_curves.py`` (``checkpoints/final.pt``).
+    For playing and drawing its dialogs; the run is one of ``train_agent.py --agent paper`` or
+    ``--agent dialog-retriever``, or of ``benchmarks/learning_curves.py`` (``checkpoints/final.pt``).
 
     Args:
         run: the run's folder (``checkpoints/final.pt`` inside).
@@ -194,7 +194,6 @@ def load_paper_run(run: str | os.PathLike[str], catalog_path: str | None = None)
         ConfigurationError: an unreadable checkpoint, one that does not fit the catalogue (other
             feature dimension), or a catalogue without the run's split.
     """
-    from agents.dialog_manager import DialogManagerAgent
     from dialog_env.env import make_catalog
     from dialog_env.errors import DataFileNotFoundError
     from dialog_env.text import Vocabulary
@@ -204,7 +203,7 @@ def load_paper_run(run: str | os.PathLike[str], catalog_path: str | None = None)
     if not path.is_file():
         raise DataFileNotFoundError(
             f"no checkpoint at {str(path)!r}: expected the folder of a finished run of train_agent.py "
-            "--agent paper (e.g. runs/paper-s1)"
+            "--agent paper or dialog-retriever (e.g. runs/paper-s1)"
         )
     payload = load_checkpoint(path)
     run_args = payload.get("args", {})
@@ -213,9 +212,9 @@ def load_paper_run(run: str | os.PathLike[str], catalog_path: str | None = None)
     catalog = make_catalog(catalog_name)
     if split not in catalog.splits:
         raise ConfigurationError(f"catalogue {catalog.name!r} has no split {split!r} (the run was evaluated on it)")
-    model = load_dialog_manager(path, catalog.dim)  # refuses a checkpoint made for other features
+    agent, _ = agent_from_checkpoint(path, catalog.dim, name=run.name)  # refuses one made for other features
     return {
-        "agent": DialogManagerAgent(model, name=run.name),
+        "agent": agent,
         "vocabulary": Vocabulary(payload["vocabulary"]),
         "catalog": catalog,
         "catalog_name": catalog_name,

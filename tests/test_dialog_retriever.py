@@ -15,7 +15,7 @@ import torch
 
 import dialog_env
 import train_agent
-from agents.checkpoints import load_dialog_manager, load_dialog_retriever
+from agents.checkpoints import load_dialog_manager, load_dialog_retriever, load_paper_run
 from agents.dialog_retriever import (
     Belief,
     DialogRetriever,
@@ -25,7 +25,7 @@ from agents.dialog_retriever import (
     turn_scores,
     turn_scores_per_dialog,
 )
-from agents.evaluation import EpisodeSet, evaluate, metric_values
+from agents.evaluation import EpisodeSet, evaluate, metric_values, summarize
 from agents.training import (
     RetrieverTrainingConfig,
     prepare_torch,
@@ -199,6 +199,15 @@ def test_train_agent_trains_resumes_and_validates_the_dialog_retriever(tmp_path,
     assert "resumed from" in longer.stdout
     metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
     assert metrics["results"]["dialog-retriever"]["interaction_budget"]["simulator_calls"] == 3 * 8 * 4
+    # The run's agent, as the play page and the renderer load it, is the one train_agent.py evaluated.
+    loaded = load_paper_run(tmp_path / "r")
+    assert isinstance(loaded["agent"], DialogRetrieverAgent) and loaded["split"] == "test"
+    episodes = EpisodeSet.draw(loaded["catalog"].select("test").num_images, 20, 2018)
+    env_kwargs = {"catalog": catalog_file, "split": "test", "user": "rule"}
+    again_summary = summarize(evaluate(loaded["agent"], episodes, env_kwargs, max_turns=4, seed=2018), seed=2018)
+    expected = dict(metrics["results"]["dialog-retriever"])
+    del expected["interaction_budget"]
+    assert json.loads(json.dumps(again_summary)) == {**expected, "agent": again_summary["agent"]}
     changed = _run([*common, "--retriever-iterations", "3", "--resume", "--retriever-loss", "triplet"])
     assert changed.returncode == 2 and "--retriever-loss" in changed.stderr
     with pytest.raises(SystemExit):
