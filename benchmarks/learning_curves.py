@@ -623,22 +623,26 @@ def plot(report: Mapping[str, Any], path: Path) -> bool:
         return False
     names = [f"{m}@{t}" for m, t in CURVE_METRICS[:3]]
     titles = ["success by turn 5", "success by turn 10", "shown-image rank percentile, turn 5"]
-    figure, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 4))
+    figure, axes = plt.subplots(1, len(names), figsize=(5 * len(names) + 2, 4))
+    palette = plt.get_cmap("tab20")  # one colour per agent, the same in every panel
+    colours = {agent: palette(i % palette.N) for i, agent in enumerate(report["agents"])}
     for axis, name, title in zip(axes, names, titles, strict=True):
         for agent, points in report["agents"].items():
             points = [p for p in points if name in p]
             if not points:
                 continue
             calls = [p["calls"] for p in points]
-            axis.plot(calls, [p[name]["iqm"] for p in points], marker="o", label=agent)
+            style = "--" if is_sb3_agent(base_agent(agent)) else "-"  # generic RL dashed
+            axis.plot(calls, [p[name]["iqm"] for p in points], marker="o", linestyle=style, color=colours[agent],
+                      label=agent)  # fmt: skip
             axis.fill_between(calls, [p[name]["iqm_ci"][0] for p in points], [p[name]["iqm_ci"][1] for p in points],
-                              alpha=0.2)  # fmt: skip
+                              color=colours[agent], alpha=0.2)  # fmt: skip
         if name in report["random"]:
             axis.axhline(report["random"][name]["mean"], color="grey", linestyle="--", label="random")
         axis.set_xscale("log")
         axis.set_xlabel("simulator calls (look-ahead included)")
         axis.set_title(title)
-    axes[0].legend(fontsize="small")
+    axes[-1].legend(fontsize="small", loc="center left", bbox_to_anchor=(1.02, 0.5))
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=100)
