@@ -6,9 +6,9 @@
 ``draw`` writes one PNG per image (``<id>.png``): the drawn catalogue, ready for
 ``python -m dialog_env.data.images build`` (features from pixels). ``dialog`` plays one test
 dialog (episode ``--episode`` of the 1,000 evaluation episodes of seed ``--eval-seed``) with the
-paper's agent of a run made by ``train_agent.py`` (its ``checkpoints/final.pt``), or with the
-random agent without ``--run``, and writes its contact sheet: the target, then every shown image
-with the target's rank and the shopper's words.
+trained agent (the paper's or the dialog retriever) of a run made by ``train_agent.py`` (its
+``checkpoints/final.pt``), or with the random agent without ``--run``, and writes its contact
+sheet: the target, then every shown image with the target's rank and the shopper's words.
 """
 
 from __future__ import annotations
