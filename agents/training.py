@@ -596,15 +596,8 @@ def train_paper_agent(
         """The per-iteration callback of a stage: report, honour a stop request, checkpoint periodically."""
 
         def callback(i: int, metrics: dict[str, float]) -> None:
-            bar.update(1)
-            bar.set_postfix({k: f"{v:.4f}" for k, v in metrics.items()}, refresh=False)
             budget = spent()
-            if hooks.scalar is not None:
-                for key, value in metrics.items():
-                    hooks.scalar(f"train/{name}_{key}", value, i)
-                if budget is not None:
-                    for key, value in budget.as_dict().items():
-                        hooks.scalar(f"budget/{key}", value, global_iteration(stage_number, i + 1))
+            _report_iteration(hooks, bar, name, i, metrics, budget, global_iteration(stage_number, i + 1))
             if budget is not None and shard.is_main:
                 for calls in snapshots.due(budget):
                     checkpoint(i + 1, snapshots.model_path(calls), budget)
@@ -790,6 +783,27 @@ def _read_state(path: Path) -> dict[str, Any]:
     return read_json_object(path, "SB3 run state")
 
 
+def _report_iteration(
+    hooks: TrainingHooks,
+    bar: ProgressBar,
+    name: str,
+    iteration: int,
+    metrics: Mapping[str, float],
+    budget: InteractionBudget | None,
+    budget_step: int,
+) -> None:
+    """Advance a stage's bar; log its metrics (``train/{name}_{key}`` at ``iteration``), budget at ``budget_step``."""
+    bar.update(1)
+    bar.set_postfix({k: f"{v:.4f}" for k, v in metrics.items()}, refresh=False)
+    if hooks.scalar is None:
+        return
+    for key, value in metrics.items():
+        hooks.scalar(f"train/{name}_{key}", value, iteration)
+    if budget is not None:
+        for key, value in budget.as_dict().items():
+            hooks.scalar(f"budget/{key}", value, budget_step)
+
+
 # ---------------------------------------------------------------------------- the dialog retriever
 @dataclass(frozen=True)
 class RetrieverTrainingConfig:
@@ -908,15 +922,8 @@ def train_retriever_agent(
     bar = hooks.bar(config.retriever_iterations, iteration, "dialog retriever")
 
     def after_iteration(i: int, metrics: dict[str, float]) -> None:
-        bar.update(1)
-        bar.set_postfix({k: f"{v:.4f}" for k, v in metrics.items()}, refresh=False)
         budget = spent()
-        if hooks.scalar is not None:
-            for key, value in metrics.items():
-                hooks.scalar(f"train/retriever_{key}", value, i)
-            if budget is not None:
-                for key, value in budget.as_dict().items():
-                    hooks.scalar(f"budget/{key}", value, i + 1)
+        _report_iteration(hooks, bar, "retriever", i, metrics, budget, i + 1)
         if budget is not None:
             for calls in snapshots.due(budget):
                 checkpoint(i + 1, "pretrain", snapshots.model_path(calls))
