@@ -534,12 +534,8 @@ def train_paper_agent(
     """
     checkpoint_dir = Path(checkpoint_dir)
     hooks = hooks or TrainingHooks()
-    envs = gym.make_vec(
-        "DialogRetrieval-v0", num_envs=shard.local_batch(config.batch_size), split=config.train_split,
-        max_turns=config.train_turns,
-        expose_target=True, vectorization_mode="vector_entry_point", **env_kwargs,
-    )  # fmt: skip
-    train_env = envs.unwrapped if hasattr(envs, "unwrapped") else envs
+    envs, train_env = _training_envs(shard.local_batch(config.batch_size), config.train_split, config.train_turns,
+                                     env_kwargs)  # fmt: skip
     vocabulary_words = train_env.vocabulary.words
     model_config = DialogManagerConfig(image_dim=train_env.catalog.dim, vocab_size=len(train_env.vocabulary))
     model = DialogManager(model_config).to(device)
@@ -783,6 +779,15 @@ def _read_state(path: Path) -> dict[str, Any]:
     return read_json_object(path, "SB3 run state")
 
 
+def _training_envs(num_envs: int, split: str, turns: int, env_kwargs: Mapping[str, Any]) -> tuple[Any, Any]:
+    """The native vector env a trainer plays in (target exposed for the loss), and its unwrapped form."""
+    envs = gym.make_vec(
+        "DialogRetrieval-v0", num_envs=num_envs, split=split, max_turns=turns, expose_target=True,
+        vectorization_mode="vector_entry_point", **env_kwargs,
+    )  # fmt: skip
+    return envs, (envs.unwrapped if hasattr(envs, "unwrapped") else envs)
+
+
 def _report_iteration(
     hooks: TrainingHooks,
     bar: ProgressBar,
@@ -882,11 +887,7 @@ def train_retriever_agent(
     """
     checkpoint_dir = Path(checkpoint_dir)
     hooks = hooks or TrainingHooks()
-    envs = gym.make_vec(
-        "DialogRetrieval-v0", num_envs=config.batch_size, split=config.train_split, max_turns=config.train_turns,
-        expose_target=True, vectorization_mode="vector_entry_point", **env_kwargs,
-    )  # fmt: skip
-    train_env = envs.unwrapped if hasattr(envs, "unwrapped") else envs
+    envs, train_env = _training_envs(config.batch_size, config.train_split, config.train_turns, env_kwargs)
     vocabulary_words = train_env.vocabulary.words
     model_config = DialogRetrieverConfig(image_dim=train_env.catalog.dim, vocab_size=len(train_env.vocabulary))
     model = DialogRetriever(model_config).to(device)
