@@ -381,7 +381,9 @@ def test_a_whole_dialog_in_headless_chromium(paper_run, tmp_path):
         target = browser.find_element(By.ID, "target-picture")
         assert browser.execute_script("return arguments[0].naturalWidth", target) == 256  # the drawing loaded
         browser.find_element(By.ID, "submit").click()  # empty: refused on the page
-        assert "please type" in browser.find_element(By.ID, "error").text
+        # Wait for the answer: under load the page being left can still be there for a while.
+        error = WebDriverWait(browser, 60).until(expected_conditions.presence_of_element_located((By.ID, "error")))
+        assert "please type" in error.text
         typed = []
         while not browser.find_elements(By.ID, "status"):
             shown = browser.find_element(By.ID, "shown-picture").get_attribute("data-index")
